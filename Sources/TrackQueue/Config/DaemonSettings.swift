@@ -1,0 +1,536 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// The HTTP header that carries the token.
+public enum AuthHeader: String, Sendable, CaseIterable {
+    /// `Authorization: Bearer <token>`.
+    case bearer
+    /// `X-API-Key: <token>`.
+    case xAPIKey = "x-api-key"
+}
+
+/// How hard the queue works to keep an accepted event across a crash.
+public enum Durability: String, Sendable, CaseIterable {
+    /// Every accepted event is on disk before it is acknowledged.
+    case full
+    /// Faster; a power loss may lose the most recent events.
+    case normal
+}
+
+/// One row of the settings table: how a setting is spelled and what it does.
+public struct SettingInfo: Sendable, Equatable {
+    /// The flag name without `--`; also the config file key.
+    public var flag: String
+    /// The environment variable.
+    public var environment: String
+    /// The default, as shown to people (`64KiB`, `none`, …).
+    public var defaultText: String
+    /// One line of help.
+    public var help: String
+    /// The placeholder for the value in usage text (`DURATION`, `SIZE`, …).
+    public var valueName: String
+
+    /// Creates a row.
+    public init(flag: String, environment: String, defaultText: String, help: String, valueName: String) {
+        self.flag = flag
+        self.environment = environment
+        self.defaultText = defaultText
+        self.help = help
+        self.valueName = valueName
+    }
+
+    /// The flag as typed: `--batch-linger`.
+    public var option: String { "--" + flag }
+}
+
+/// The settings of `trackq daemon`.
+///
+/// Every setting has a flag, an environment variable and a config file key
+/// (see ``catalog``). Precedence: flag > environment > config file > default.
+/// The token itself is not a setting here: it is only ever read from
+/// `TRACKQ_TOKEN` or the token file, never from a flag or the config file.
+public struct DaemonSettings: Sendable, Equatable {
+    /// Where batches are posted: an http or https URL with a host.
+    public var endpoint: String
+    /// The file holding the token, if any.
+    public var tokenFile: String?
+    /// The header that carries the token.
+    public var authHeader: AuthHeader
+    /// Most events in one batch (1...1000).
+    public var batchMaxEvents: Int
+    /// Most bytes in one batch body (at most 2000000, at least `maxEventBytes + 2`).
+    public var batchMaxBytes: Int
+    /// How long to wait for more events before sending a partial batch.
+    public var batchLinger: Duration
+    /// The first retry delay (> 0).
+    public var retryInitial: Duration
+    /// The longest retry delay (≥ `retryInitial`).
+    public var retryMax: Duration
+    /// How long one HTTP request may take (> 0).
+    public var requestTimeout: Duration
+    /// The largest accepted event (1...2000000 bytes).
+    public var maxEventBytes: Int
+    /// The most the queue may hold (> 0 bytes).
+    public var maxQueueBytes: Int
+    /// Events older than this are dropped (> 0).
+    public var maxEventAge: Duration
+    /// How hard the queue works to survive crashes.
+    public var durability: Durability
+    /// Permission bits of the socket, e.g. `0o660` (≤ `0o777`).
+    public var socketMode: UInt32
+    /// The group that owns the socket; nil keeps the daemon's group.
+    public var socketGroup: String?
+    /// A shell command run on alerts; nil for none.
+    public var alertCommand: String?
+    /// One of ``logLevels``.
+    public var logLevel: String
+    /// The database and socket paths.
+    public var paths: RuntimePaths
+
+    // MARK: Constants
+
+    /// The default endpoint.
+    public static let defaultEndpoint = "https://api.app.thrivestack.ai/api/track"
+    /// The largest allowed `batchMaxEvents`.
+    public static let batchMaxEventsLimit = 1000
+    /// The largest allowed `batchMaxBytes` and `maxEventBytes`.
+    public static let batchMaxBytesLimit = 2_000_000
+    /// The accepted log levels, most verbose first.
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    /// The environment variable holding the token.
+    public static let tokenEnvironmentVariable = "TRACKQ_TOKEN"
+    /// The environment variable naming the config file (`--config`).
+    public static let configEnvironmentVariable = "TRACKQ_CONFIG"
+    /// The keys a config file may contain.
+    public static let configFileKeys: Set<String> = Set(Setting.allCases.map(\.rawValue)).union([
+        "database", "socket",
+    ])
+
+    /// The settings table as data, in the order of the interface spec.
+    public static let catalog: [SettingInfo] = Setting.allCases.map(\.info)
+
+    /// The options every subcommand shares: `config` (daemon only),
+    /// `database` and `socket`.
+    public static let locationCatalog: [SettingInfo] = [
+        SettingInfo(
+            flag: "config", environment: configEnvironmentVariable, defaultText: "none",
+            help: "Read settings from this config file (flags and environment variables win over it).",
+            valueName: "PATH"),
+        SettingInfo(
+            flag: "database", environment: "TRACKQ_DATABASE",
+            defaultText: "$STATE_DIRECTORY/queue.db, /var/lib/trackq/queue.db as root, else $XDG_STATE_HOME/trackq/queue.db",
+            help: "The queue database file.", valueName: "PATH"),
+        SettingInfo(
+            flag: "socket", environment: "TRACKQ_SOCKET",
+            defaultText: "$RUNTIME_DIRECTORY/trackq.sock, /run/trackq/trackq.sock as root, else $XDG_RUNTIME_DIR/trackq/trackq.sock",
+            help: "The control socket.", valueName: "PATH"),
+    ]
+
+    /// The defaults, with the paths and token file this process would use.
+    public static let defaults: DaemonSettings = {
+        let environment = ProcessInfo.processInfo.environment
+        return builtIn(
+            paths: RuntimePaths.resolve(environment: environment, userID: getuid()),
+            tokenFile: credentialsToken(environment: environment, fileExists: fileExistsOnDisk))
+    }()
+
+    /// The table's defaults with the given paths and token file.
+    static func builtIn(paths: RuntimePaths, tokenFile: String?) -> DaemonSettings {
+        DaemonSettings(
+            endpoint: defaultEndpoint,
+            tokenFile: tokenFile,
+            authHeader: .bearer,
+            batchMaxEvents: 1000,
+            batchMaxBytes: 2_000_000,
+            batchLinger: .milliseconds(100),
+            retryInitial: .seconds(1),
+            retryMax: .seconds(300),
+            requestTimeout: .seconds(30),
+            maxEventBytes: 64 * 1024,
+            maxQueueBytes: 1 << 30,
+            maxEventAge: .seconds(30 * 86_400),
+            durability: .full,
+            socketMode: 0o660,
+            socketGroup: nil,
+            alertCommand: nil,
+            logLevel: "info",
+            paths: paths)
+    }
+
+    /// `$CREDENTIALS_DIRECTORY/token` when that file exists.
+    static func credentialsToken(environment: [String: String], fileExists: (String) -> Bool) -> String? {
+        guard let directory = RuntimePaths.nonEmpty(environment["CREDENTIALS_DIRECTORY"]) else { return nil }
+        let path = RuntimePaths.join(directory, "token")
+        return fileExists(path) ? path : nil
+    }
+
+    // MARK: Resolution
+
+    /// Reads a file from the file system; nil if it cannot be read.
+    public static func readFileFromDisk(_ path: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Whether a file exists in the file system.
+    public static func fileExistsOnDisk(_ path: String) -> Bool {
+        FileManager.default.fileExists(atPath: path)
+    }
+
+    /// Resolves every setting: flag > environment > config file > default,
+    /// then checks the rules that involve two settings.
+    ///
+    /// - Parameters:
+    ///   - flags: values given on the command line, keyed by flag name without
+    ///     `--` (e.g. `"batch-linger"`, `"config"`, `"database"`, `"socket"`).
+    ///     An unknown key is refused. An empty `token-file`, `socket-group` or
+    ///     `alert-command` means none.
+    ///   - environment: the process environment; empty values count as unset.
+    ///   - userID: the user the daemon runs as (chooses the default paths).
+    ///   - readFile: returns the contents of a path, or nil if it does not exist.
+    ///   - fileExists: whether a path exists (for `$CREDENTIALS_DIRECTORY/token`).
+    public static func resolve(
+        flags: [String: String],
+        environment: [String: String],
+        userID: UInt32 = getuid(),
+        readFile: (String) -> String? = DaemonSettings.readFileFromDisk,
+        fileExists: (String) -> Bool = DaemonSettings.fileExistsOnDisk
+    ) throws(ConfigurationError) -> DaemonSettings {
+        for key in flags.keys.sorted() where !configFileKeys.contains(key) && key != "config" {
+            if key == "token" {
+                throw ConfigurationError(
+                    "a token never goes on the command line; put it in \(tokenEnvironmentVariable) "
+                        + "or in a token file (--token-file, TRACKQ_TOKEN_FILE)")
+            }
+            throw ConfigurationError("unknown setting --\(key)")
+        }
+        let env = RuntimePaths.Environment(environment)
+        let file = try loadConfigFile(flags: flags, environment: env, readFile: readFile, fileExists: fileExists)
+
+        var filePaths: (database: String?, socket: String?) = (nil, nil)
+        if let file {
+            filePaths.database = try pathFromFile(file, key: "database", environment: "TRACKQ_DATABASE")
+            filePaths.socket = try pathFromFile(file, key: "socket", environment: "TRACKQ_SOCKET")
+        }
+        var settings = builtIn(
+            paths: RuntimePaths.resolve(flags: flags, environment: environment, userID: userID, file: filePaths),
+            tokenFile: credentialsToken(environment: environment, fileExists: fileExists))
+
+        var sources: [Setting: Source] = [:]
+        for setting in Setting.allCases {
+            let chosen: (text: String, source: Source)
+            if let text = flags[setting.rawValue] {
+                chosen = (text, .flag)
+            } else if let text = env[setting.environment] {
+                chosen = (text, .environment)
+            } else if let file, let entry = file.entries[setting.rawValue] {
+                chosen = (entry.value, .file(path: file.path, line: entry.line))
+            } else {
+                continue
+            }
+            sources[setting] = chosen.source
+            let context = Setting.Context(setting: setting, source: chosen.source, text: chosen.text)
+            try setting.apply(chosen.text, to: &settings, context: context)
+        }
+        try checkCombinations(settings, sources: sources)
+        return settings
+    }
+
+    /// Reads the config file named by `--config` or `TRACKQ_CONFIG`, if any.
+    static func loadConfigFile(
+        flags: [String: String],
+        environment: RuntimePaths.Environment,
+        readFile: (String) -> String?,
+        fileExists: (String) -> Bool
+    ) throws(ConfigurationError) -> ConfigFile? {
+        let path: String
+        if let flag = flags["config"] {
+            guard !flag.isEmpty else { throw ConfigurationError("--config needs a path") }
+            path = flag
+        } else if let variable = environment[configEnvironmentVariable] {
+            path = variable
+        } else {
+            return nil
+        }
+        guard let text = readFile(path) else {
+            let why = fileExists(path) ? "cannot be read" : "does not exist"
+            throw ConfigurationError(
+                "config file \(path) (--config, \(configEnvironmentVariable)) \(why)")
+        }
+        return try ConfigFile.parse(text, path: path, allowedKeys: configFileKeys)
+    }
+
+    /// A `database` or `socket` value from the config file; must not be empty.
+    static func pathFromFile(_ file: ConfigFile, key: String, environment: String) throws(ConfigurationError)
+        -> String?
+    {
+        guard let entry = file.entries[key] else { return nil }
+        guard !entry.value.isEmpty else {
+            throw ConfigurationError("\(file.path):\(entry.line): --\(key) (\(environment)) must not be empty")
+        }
+        return entry.value
+    }
+
+    /// The rules that involve two settings.
+    static func checkCombinations(_ settings: DaemonSettings, sources: [Setting: Source]) throws(ConfigurationError)
+    {
+        func blame(_ first: Setting, _ second: Setting) -> String {
+            (sources[first] ?? sources[second] ?? .flag).prefix
+        }
+        let minimumBatchBytes = settings.maxEventBytes + 2
+        if settings.batchMaxBytes < minimumBatchBytes {
+            throw ConfigurationError(
+                "\(blame(.batchMaxBytes, .maxEventBytes))\(Setting.batchMaxBytes.label) must be at least "
+                    + "\(Setting.maxEventBytes.label) + 2 = \(minimumBatchBytes), got \(settings.batchMaxBytes)")
+        }
+        if settings.retryMax < settings.retryInitial {
+            throw ConfigurationError(
+                "\(blame(.retryMax, .retryInitial))\(Setting.retryMax.label) must be at least "
+                    + "\(Setting.retryInitial.label) = \(DurationParser.format(settings.retryInitial)), "
+                    + "got \(DurationParser.format(settings.retryMax))")
+        }
+    }
+
+    /// Where a value came from.
+    enum Source: Equatable {
+        case flag
+        case environment
+        case file(path: String, line: Int)
+
+        /// `path:line: ` for values from a file, else nothing.
+        var prefix: String {
+            if case .file(let path, let line) = self { return "\(path):\(line): " }
+            return ""
+        }
+    }
+}
+
+extension DaemonSettings {
+    /// A daemon setting with a flag, an environment variable and a config
+    /// file key; the raw value is the flag name without `--`.
+    enum Setting: String, CaseIterable, Sendable {
+        case endpoint
+        case tokenFile = "token-file"
+        case authHeader = "auth-header"
+        case batchMaxEvents = "batch-max-events"
+        case batchMaxBytes = "batch-max-bytes"
+        case batchLinger = "batch-linger"
+        case retryInitial = "retry-initial"
+        case retryMax = "retry-max"
+        case requestTimeout = "request-timeout"
+        case maxEventBytes = "max-event-bytes"
+        case maxQueueBytes = "max-queue-bytes"
+        case maxEventAge = "max-event-age"
+        case durability
+        case socketMode = "socket-mode"
+        case socketGroup = "socket-group"
+        case alertCommand = "alert-command"
+        case logLevel = "log-level"
+
+        /// `TRACKQ_` and the flag name in upper case with underscores.
+        var environment: String {
+            "TRACKQ_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
+        }
+
+        /// Both spellings, for messages: `--batch-linger (TRACKQ_BATCH_LINGER)`.
+        var label: String { "--\(rawValue) (\(environment))" }
+
+        /// The catalog row.
+        var info: SettingInfo {
+            SettingInfo(flag: rawValue, environment: environment, defaultText: defaultText, help: help, valueName: valueName)
+        }
+
+        /// The placeholder in usage text.
+        var valueName: String {
+            switch self {
+            case .endpoint: "URL"
+            case .tokenFile: "PATH"
+            case .authHeader: "bearer|x-api-key"
+            case .batchMaxEvents: "N"
+            case .batchMaxBytes, .maxEventBytes, .maxQueueBytes: "SIZE"
+            case .batchLinger, .retryInitial, .retryMax, .requestTimeout, .maxEventAge: "DURATION"
+            case .durability: "full|normal"
+            case .socketMode: "OCTAL"
+            case .socketGroup: "NAME"
+            case .alertCommand: "CMD"
+            case .logLevel: "LEVEL"
+            }
+        }
+
+        /// The default as shown to people; parses to the built-in default.
+        var defaultText: String {
+            switch self {
+            case .endpoint: DaemonSettings.defaultEndpoint
+            case .tokenFile: "$CREDENTIALS_DIRECTORY/token when that file exists"
+            case .authHeader: "bearer"
+            case .batchMaxEvents: "1000"
+            case .batchMaxBytes: "2000000"
+            case .batchLinger: "100ms"
+            case .retryInitial: "1s"
+            case .retryMax: "5m"
+            case .requestTimeout: "30s"
+            case .maxEventBytes: "64KiB"
+            case .maxQueueBytes: "1GiB"
+            case .maxEventAge: "30d"
+            case .durability: "full"
+            case .socketMode: "0660"
+            case .socketGroup: "none (the daemon's group)"
+            case .alertCommand: "none"
+            case .logLevel: "info"
+            }
+        }
+
+        /// One line of help.
+        var help: String {
+            switch self {
+            case .endpoint: "Where batches of events are posted (an http or https URL)."
+            case .tokenFile: "Read the API token from this file (the token may also be given in TRACKQ_TOKEN)."
+            case .authHeader: "Send the token as 'Authorization: Bearer' (bearer) or as 'X-API-Key' (x-api-key)."
+            case .batchMaxEvents: "Most events in one request (1 to 1000)."
+            case .batchMaxBytes: "Most bytes in one request body (at most 2000000, at least max-event-bytes + 2)."
+            case .batchLinger: "How long to wait for more events before sending a partial batch."
+            case .retryInitial: "First delay before retrying a failed request."
+            case .retryMax: "Longest delay between retries (at least retry-initial)."
+            case .requestTimeout: "How long one request may take."
+            case .maxEventBytes: "Largest accepted event (at most 2000000 bytes)."
+            case .maxQueueBytes: "Most bytes the queue may hold on disk."
+            case .maxEventAge: "Events still queued after this long are dropped."
+            case .durability: "full: acknowledge events only once on disk; normal: faster, may lose the latest events on power loss."
+            case .socketMode: "Permission bits of the socket, in octal."
+            case .socketGroup: "Group that owns the socket (default: the daemon's group)."
+            case .alertCommand: "Shell command run when the daemon raises an alert."
+            case .logLevel: "One of trace, debug, info, notice, warning, error, critical."
+            }
+        }
+
+        /// Parses `text` and stores it in `settings`, checking its range.
+        func apply(_ text: String, to settings: inout DaemonSettings, context: Context) throws(ConfigurationError) {
+            switch self {
+            case .endpoint: settings.endpoint = try context.url(text)
+            case .tokenFile: settings.tokenFile = text.isEmpty ? nil : text
+            case .authHeader: settings.authHeader = try context.choice(text, AuthHeader.allCases)
+            case .batchMaxEvents:
+                settings.batchMaxEvents = try context.within(
+                    context.integer(text), 1...DaemonSettings.batchMaxEventsLimit)
+            case .batchMaxBytes:
+                settings.batchMaxBytes = try context.atMost(context.size(text), DaemonSettings.batchMaxBytesLimit)
+            case .batchLinger: settings.batchLinger = try context.duration(text)
+            case .retryInitial: settings.retryInitial = try context.positive(context.duration(text))
+            case .retryMax: settings.retryMax = try context.duration(text)
+            case .requestTimeout: settings.requestTimeout = try context.positive(context.duration(text))
+            case .maxEventBytes:
+                settings.maxEventBytes = try context.within(context.size(text), 1...DaemonSettings.batchMaxBytesLimit)
+            case .maxQueueBytes: settings.maxQueueBytes = try context.positive(context.size(text))
+            case .maxEventAge: settings.maxEventAge = try context.positive(context.duration(text))
+            case .durability: settings.durability = try context.choice(text, Durability.allCases)
+            case .socketMode: settings.socketMode = try context.octalMode(text)
+            case .socketGroup: settings.socketGroup = text.isEmpty ? nil : text
+            case .alertCommand: settings.alertCommand = text.isEmpty ? nil : text
+            case .logLevel:
+                let level = text.lowercased()
+                guard DaemonSettings.logLevels.contains(level) else {
+                    throw context.invalid("expected one of " + DaemonSettings.logLevels.joined(separator: ", "))
+                }
+                settings.logLevel = level
+            }
+        }
+
+        /// A value being applied, with what is needed for messages.
+        struct Context {
+            var setting: Setting
+            var source: Source
+            var text: String
+
+            /// `invalid value "abc" for --batch-linger (TRACKQ_BATCH_LINGER): <reason>`.
+            func invalid(_ reason: String) -> ConfigurationError {
+                var shown = String(reflecting: text)
+                if shown.count > 120 { shown = String(shown.prefix(117)) + "...\"" }
+                return ConfigurationError("\(source.prefix)invalid value \(shown) for \(setting.label): \(reason)")
+            }
+
+            /// `--batch-max-events (TRACKQ_BATCH_MAX_EVENTS) <rule>`.
+            func violation(_ rule: String) -> ConfigurationError {
+                ConfigurationError("\(source.prefix)\(setting.label) \(rule)")
+            }
+
+            func duration(_ text: String) throws(ConfigurationError) -> Duration {
+                do { return try DurationParser.parse(text) } catch { throw invalid(error.message) }
+            }
+
+            func size(_ text: String) throws(ConfigurationError) -> Int {
+                do { return try ByteSize.parse(text) } catch { throw invalid(error.message) }
+            }
+
+            /// A plain decimal integer.
+            func integer(_ text: String) throws(ConfigurationError) -> Int {
+                guard !text.isEmpty, text.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                    throw invalid("expected a whole number")
+                }
+                guard let value = Int(text) else { throw invalid("number is too large") }
+                return value
+            }
+
+            func within(_ value: Int, _ range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+                guard range.contains(value) else {
+                    throw violation("must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+                }
+                return value
+            }
+
+            func atMost(_ value: Int, _ limit: Int) throws(ConfigurationError) -> Int {
+                guard value <= limit else { throw violation("must be at most \(limit), got \(value)") }
+                return value
+            }
+
+            func positive(_ value: Int) throws(ConfigurationError) -> Int {
+                guard value > 0 else { throw violation("must be greater than 0, got \(value)") }
+                return value
+            }
+
+            func positive(_ value: Duration) throws(ConfigurationError) -> Duration {
+                guard value > .zero else {
+                    throw violation("must be greater than 0, got \(DurationParser.format(value))")
+                }
+                return value
+            }
+
+            /// One of an enum's raw values, case-insensitively.
+            func choice<Choice: RawRepresentable & CaseIterable>(_ text: String, _ choices: [Choice]) throws(
+                ConfigurationError
+            ) -> Choice where Choice.RawValue == String {
+                guard let match = choices.first(where: { $0.rawValue == text.lowercased() }) else {
+                    throw invalid("expected one of " + choices.map(\.rawValue).joined(separator: ", "))
+                }
+                return match
+            }
+
+            /// An http or https URL with a host.
+            func url(_ text: String) throws(ConfigurationError) -> String {
+                let expectation = "expected an http or https URL with a host, like https://example.com/api/track"
+                guard let components = URLComponents(string: text),
+                    let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                    let host = components.host, !host.isEmpty
+                else { throw invalid(expectation) }
+                return text
+            }
+
+            /// Permission bits in octal (`0660`, `660` or `0o660`), at most `0777`.
+            func octalMode(_ text: String) throws(ConfigurationError) -> UInt32 {
+                let digits = text.hasPrefix("0o") ? text.dropFirst(2) : Substring(text)
+                guard !digits.isEmpty, digits.count <= 12,
+                    let value = UInt32(digits, radix: 8), digits.allSatisfy({ $0.isASCII && $0.isNumber })
+                else { throw invalid("expected permission bits in octal, like 0660") }
+                guard value <= 0o777 else {
+                    throw violation("must be at most 0777, got 0\(String(value, radix: 8))")
+                }
+                return value
+            }
+        }
+    }
+}
