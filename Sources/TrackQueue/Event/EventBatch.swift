@@ -1,0 +1,87 @@
+/// Normalized events of many lines, packed in one buffer to avoid per-event allocations.
+public struct EventBatch: Sendable {
+    /// The concatenated normalized JSON texts of all events.
+    public private(set) var bytes: [UInt8]
+    /// `ends[i]` is the end offset (exclusive) of event `i` in `bytes`.
+    public private(set) var ends: [Int]
+
+    /// Creates an empty batch.
+    public init() {
+        bytes = []
+        ends = []
+    }
+
+    /// The number of events in the batch.
+    public var count: Int { ends.count }
+
+    /// Whether the batch holds no events.
+    public var isEmpty: Bool { ends.isEmpty }
+
+    /// The normalized JSON bytes of event `i`.
+    public subscript(i: Int) -> ArraySlice<UInt8> {
+        let start = i == 0 ? 0 : ends[i - 1]
+        return bytes[start..<ends[i]]
+    }
+
+    /// Removes all events, optionally keeping the allocated storage for reuse.
+    public mutating func removeAll(keepingCapacity: Bool) {
+        bytes.removeAll(keepingCapacity: keepingCapacity)
+        ends.removeAll(keepingCapacity: keepingCapacity)
+    }
+
+    /// Appends one already-normalized event.
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
+        self.bytes.append(contentsOf: bytes)
+        ends.append(self.bytes.count)
+    }
+}
+
+// MARK: - Low-level building, used by EventParser
+
+extension EventBatch {
+    /// A position to roll back to: the sizes of `bytes` and `ends`.
+    struct Mark {
+        var byteCount: Int
+        var eventCount: Int
+    }
+
+    var mark: Mark { Mark(byteCount: bytes.count, eventCount: ends.count) }
+
+    var bytesWritten: Int { bytes.count }
+
+    /// Drops everything appended after `mark`, keeping capacity.
+    mutating func rollBack(to mark: Mark) {
+        bytes.removeLast(bytes.count - mark.byteCount)
+        ends.removeLast(ends.count - mark.eventCount)
+    }
+
+    @inline(__always)
+    mutating func appendByte(_ byte: UInt8) {
+        bytes.append(byte)
+    }
+
+    @inline(__always)
+    mutating func appendRaw(_ raw: UnsafeRawBufferPointer) {
+        bytes.append(contentsOf: raw)
+    }
+
+    /// Removes already-written bytes (rare: dropping a duplicate `event` alias member).
+    mutating func removeBytes(_ range: Range<Int>) {
+        bytes.removeSubrange(range)
+    }
+
+    /// Turns a trailing `,` into `}` (or appends `}`), then records the event end.
+    mutating func closeEvent() {
+        if let last = bytes.last, last == UInt8(ascii: ",") {
+            bytes[bytes.count - 1] = UInt8(ascii: "}")
+        } else {
+            bytes.append(UInt8(ascii: "}"))
+        }
+        ends.append(bytes.count)
+    }
+
+    /// Appends an RFC 3339 timestamp for `millis` (no quotes).
+    mutating func appendTimestamp(millis: Int64) {
+        RFC3339.appendTimestamp(millis: millis, to: &bytes)
+    }
+}

@@ -1,0 +1,413 @@
+/// Validates and normalizes request lines into events.
+///
+/// A line holding a JSON object is one event; a line holding a JSON array of
+/// objects (at most ``maxBatchEvents``) is a batch, accepted or refused as a
+/// whole. Each event is rebuilt without whitespace between its top-level
+/// tokens, `event` renamed to `event_name`, and a `timestamp` appended when
+/// absent. Nested values are copied verbatim.
+public struct EventParser: Sendable {
+    /// The largest normalized event, in bytes.
+    public var maxEventBytes: Int
+    /// The most events one array line may hold.
+    public static let maxBatchEvents = 1000
+
+    /// Creates a parser refusing normalized events longer than `maxEventBytes`.
+    public init(maxEventBytes: Int) {
+        self.maxEventBytes = maxEventBytes
+    }
+
+    /// Parses one request line, appending its normalized events to `batch`.
+    ///
+    /// - Parameters:
+    ///   - line: the line without its terminator; surrounding whitespace is allowed.
+    ///   - stampMillis: the read time (ms since the Unix epoch), used as the
+    ///     `timestamp` of events that have none.
+    ///   - batch: receives the normalized events.
+    /// - Returns: the number of events appended (0 for `[]`).
+    /// - Throws: ``IngestError``; on error `batch` is left exactly as it was.
+    ///   Syntax errors (`invalid_json`) take precedence over event rule errors.
+    public func parse(
+        _ line: UnsafeRawBufferPointer, stampMillis: Int64, into batch: inout EventBatch
+    ) throws(IngestError) -> Int {
+        let mark = batch.mark
+        var scanner = JSONScanner(line)
+        var fault: IngestError? = nil
+        do throws(JSONSyntaxError) {
+            scanner.skipWhitespace()
+            switch scanner.peek() {
+            case UInt8(ascii: "{"):
+                try parseEvent(&scanner, level: 1, index: nil, stampMillis: stampMillis, batch: &batch, fault: &fault)
+            case UInt8(ascii: "["):
+                try parseArray(&scanner, stampMillis: stampMillis, batch: &batch, fault: &fault)
+            default:
+                try scanner.scanValue(level: 1)
+                fault = IngestError(.invalidEvent, "top-level value must be a JSON object or an array of objects")
+            }
+            scanner.skipWhitespace()
+            guard scanner.isAtEnd else { throw scanner.fail("unexpected data after the JSON value") }
+        } catch {
+            batch.rollBack(to: mark)
+            throw IngestError(.invalidJSON, "invalid JSON at byte \(error.offset): \(error.reason)")
+        }
+        if let fault {
+            batch.rollBack(to: mark)
+            throw fault
+        }
+        return batch.count - mark.eventCount
+    }
+
+    /// Parses one request line given as bytes. See ``parse(_:stampMillis:into:)-(UnsafeRawBufferPointer,_,_)``.
+    public func parse(_ line: [UInt8], stampMillis: Int64, into batch: inout EventBatch) throws(IngestError) -> Int {
+        let result = line.withUnsafeBytes { raw in
+            Result { () throws(IngestError) -> Int in
+                try parse(raw, stampMillis: stampMillis, into: &batch)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Parses one request line given as text. See ``parse(_:stampMillis:into:)-(UnsafeRawBufferPointer,_,_)``.
+    public func parse(_ line: some StringProtocol, stampMillis: Int64, into batch: inout EventBatch) throws(IngestError) -> Int {
+        var text = String(line)
+        let result = text.withUTF8 { utf8 in
+            Result { () throws(IngestError) -> Int in
+                try parse(UnsafeRawBufferPointer(utf8), stampMillis: stampMillis, into: &batch)
+            }
+        }
+        return try result.get()
+    }
+
+    // MARK: - Batches
+
+    private func parseArray(
+        _ s: inout JSONScanner, stampMillis: Int64, batch: inout EventBatch, fault: inout IngestError?
+    ) throws(JSONSyntaxError) {
+        s.position += 1
+        s.skipWhitespace()
+        if s.peek() == UInt8(ascii: "]") {
+            s.position += 1
+            return
+        }
+        var index = 0
+        while true {
+            if s.peek() == UInt8(ascii: "{") {
+                try parseEvent(&s, level: 2, index: index, stampMillis: stampMillis, batch: &batch, fault: &fault)
+            } else {
+                try s.scanValue(level: 2)
+                if fault == nil {
+                    fault = IngestError(.invalidEvent, "[\(index)]: must be a JSON object")
+                }
+            }
+            index += 1
+            if index > Self.maxBatchEvents, fault == nil {
+                fault = IngestError(.tooLarge, "batch has more than \(Self.maxBatchEvents) events")
+            }
+            s.skipWhitespace()
+            switch s.peek() {
+            case UInt8(ascii: ","):
+                s.position += 1
+                s.skipWhitespace()
+            case UInt8(ascii: "]"):
+                s.position += 1
+                return
+            default:
+                throw s.fail("expected ',' or ']'")
+            }
+        }
+    }
+
+    // MARK: - Events
+
+    /// Parses the object at the scanner's position as one event and writes its
+    /// normalized text to `batch`. Rule violations go to `fault` (first one wins,
+    /// scanning continues so that syntax errors still take precedence).
+    private func parseEvent(
+        _ s: inout JSONScanner, level: Int, index: Int?, stampMillis: Int64,
+        batch: inout EventBatch, fault: inout IngestError?
+    ) throws(JSONSyntaxError) {
+        try s.checkDepth(level)
+        let start = batch.bytesWritten
+        var state = EventParseState(index: index)
+        s.position += 1
+        batch.appendByte(UInt8(ascii: "{"))
+        s.skipWhitespace()
+        if s.peek() == UInt8(ascii: "}") {
+            s.position += 1
+        } else {
+            while true {
+                guard s.peek() == UInt8(ascii: "\"") else { throw s.fail("expected a string key") }
+                let keyStart = s.position
+                let keyEscaped = try s.scanString()
+                let keyEnd = s.position
+                s.skipWhitespace()
+                guard s.peek() == UInt8(ascii: ":") else { throw s.fail("expected ':'") }
+                s.position += 1
+                s.skipWhitespace()
+                let valueStart = s.position
+                var valueEscaped = false
+                if s.peek() == UInt8(ascii: "\"") {
+                    valueEscaped = try s.scanString()
+                } else {
+                    try s.scanValue(level: level + 1)
+                }
+                let member = EventMember(
+                    key: keyStart..<keyEnd, keyEscaped: keyEscaped,
+                    value: valueStart..<s.position, valueEscaped: valueEscaped)
+                let known = EventKnownKey(member.keyContent(in: s.bytes), escaped: keyEscaped)
+                if known == .other {
+                    write(member, from: s.bytes, to: &batch)
+                } else {
+                    handle(known, member, from: s.bytes, state: &state, batch: &batch, fault: &fault)
+                }
+                s.skipWhitespace()
+                switch s.peek() {
+                case UInt8(ascii: ","):
+                    s.position += 1
+                    s.skipWhitespace()
+                case UInt8(ascii: "}"):
+                    s.position += 1
+                    finish(start: start, state: state, stampMillis: stampMillis, batch: &batch, fault: &fault)
+                    return
+                default:
+                    throw s.fail("expected ',' or '}'")
+                }
+            }
+        }
+        finish(start: start, state: state, stampMillis: stampMillis, batch: &batch, fault: &fault)
+    }
+
+    /// Checks required fields, stamps, closes the event and checks its size.
+    private func finish(
+        start: Int, state: EventParseState, stampMillis: Int64, batch: inout EventBatch, fault: inout IngestError?
+    ) {
+        if !state.seen(.eventName), !state.seen(.event) {
+            state.report(.eventName, "missing (must be a non-empty string)", into: &fault)
+        }
+        if !state.seen(.userID) {
+            state.report(.userID, "missing (must be a non-empty string)", into: &fault)
+        }
+        if !state.seen(.timestamp) {
+            batch.appendRaw(UnsafeRawBufferPointer(Self.stampPrefix))
+            batch.appendTimestamp(millis: stampMillis)
+            batch.appendByte(UInt8(ascii: "\""))
+            batch.appendByte(UInt8(ascii: ","))
+        }
+        batch.closeEvent()
+        if batch.bytesWritten - start > maxEventBytes, fault == nil {
+            fault = IngestError(.tooLarge, state.prefix + "event exceeds max-event-bytes (\(maxEventBytes))")
+        }
+    }
+
+    private static let stampPrefix: StaticString = "\"timestamp\":\""
+    private static let eventNameKey: StaticString = "\"event_name\""
+
+    /// Writes `key:value,` with the key's and value's raw source text.
+    @inline(__always)
+    private func write(_ member: EventMember, from source: UnsafeRawBufferPointer, to batch: inout EventBatch) {
+        if member.key.upperBound + 1 == member.value.lowerBound {
+            // `"key":value` is contiguous in the source: one copy.
+            batch.appendRaw(UnsafeRawBufferPointer(rebasing: source[member.key.lowerBound..<member.value.upperBound]))
+        } else {
+            batch.appendRaw(UnsafeRawBufferPointer(rebasing: source[member.key]))
+            batch.appendByte(UInt8(ascii: ":"))
+            batch.appendRaw(UnsafeRawBufferPointer(rebasing: source[member.value]))
+        }
+        batch.appendByte(UInt8(ascii: ","))
+    }
+
+    /// Writes `"event_name":value,`.
+    private func writeRenamed(_ member: EventMember, from source: UnsafeRawBufferPointer, to batch: inout EventBatch) {
+        batch.appendRaw(UnsafeRawBufferPointer(Self.eventNameKey))
+        batch.appendByte(UInt8(ascii: ":"))
+        batch.appendRaw(UnsafeRawBufferPointer(rebasing: source[member.value]))
+        batch.appendByte(UInt8(ascii: ","))
+    }
+
+    /// Applies the rule of one of the six known keys and writes the member.
+    private func handle(
+        _ key: EventKnownKey, _ member: EventMember, from source: UnsafeRawBufferPointer,
+        state: inout EventParseState, batch: inout EventBatch, fault: inout IngestError?
+    ) {
+        if state.seen(key) {
+            state.report("duplicate field \"\(key.name)\"", into: &fault)
+            write(member, from: source, to: &batch)
+            return
+        }
+        state.insert(key)
+        switch key {
+        case .eventName:
+            guard member.isNonEmptyString(in: source) else {
+                state.report(key, "must be a non-empty string", into: &fault)
+                break
+            }
+            if let alias = state.alias {
+                guard Self.sameString(alias.member, member, in: source) else {
+                    state.report(key, "differs from its alias \"event\"", into: &fault)
+                    break
+                }
+                // Keep `event_name`, drop the `event` member written before.
+                batch.removeBytes(alias.output)
+            } else {
+                state.eventName = member
+            }
+        case .event:
+            guard member.isNonEmptyString(in: source) else {
+                state.report(key, "must be a non-empty string", into: &fault)
+                break
+            }
+            if let name = state.eventName {
+                if !Self.sameString(name, member, in: source) {
+                    state.report(key, "differs from \"event_name\"", into: &fault)
+                }
+                return  // equal: drop `event`, `event_name` is already written
+            }
+            let outputStart = batch.bytesWritten
+            writeRenamed(member, from: source, to: &batch)
+            state.alias = (member, outputStart..<batch.bytesWritten)
+            return
+        case .userID:
+            if !member.isNonEmptyString(in: source) {
+                state.report(key, "must be a non-empty string", into: &fault)
+            }
+        case .timestamp:
+            if !member.isDateTime(in: source) {
+                state.report(key, "not an RFC 3339 date-time with a time zone", into: &fault)
+            }
+        case .properties, .context:
+            if source[member.value.lowerBound] != UInt8(ascii: "{") {
+                state.report(key, "must be a JSON object", into: &fault)
+            }
+        case .other:
+            break
+        }
+        write(member, from: source, to: &batch)
+    }
+
+    /// Whether two string members hold the same decoded text.
+    private static func sameString(_ a: EventMember, _ b: EventMember, in source: UnsafeRawBufferPointer) -> Bool {
+        let ca = a.valueContent(in: source)
+        let cb = b.valueContent(in: source)
+        if !a.valueEscaped, !b.valueEscaped {
+            return ca.elementsEqual(cb)
+        }
+        return JSONScanner.decodeString(ca) == JSONScanner.decodeString(cb)
+    }
+}
+
+// MARK: - Helpers
+
+/// One top-level member of an event: source ranges of its key and value
+/// (strings include their quotes).
+private struct EventMember {
+    var key: Range<Int>
+    var keyEscaped: Bool
+    var value: Range<Int>
+    var valueEscaped: Bool
+
+    func keyContent(in source: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: source[(key.lowerBound + 1)..<(key.upperBound - 1)])
+    }
+
+    /// The bytes between the quotes of a string value.
+    func valueContent(in source: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: source[(value.lowerBound + 1)..<(value.upperBound - 1)])
+    }
+
+    func isNonEmptyString(in source: UnsafeRawBufferPointer) -> Bool {
+        // Any escape decodes to at least one character, so raw length decides.
+        source[value.lowerBound] == UInt8(ascii: "\"") && value.count > 2
+    }
+
+    func isDateTime(in source: UnsafeRawBufferPointer) -> Bool {
+        guard source[value.lowerBound] == UInt8(ascii: "\"") else { return false }
+        let content = valueContent(in: source)
+        guard valueEscaped else { return RFC3339.isValidDateTime(content) }
+        return JSONScanner.decodeString(content).withUnsafeBytes { RFC3339.isValidDateTime($0) }
+    }
+}
+
+/// The six top-level keys with rules.
+private enum EventKnownKey: UInt8 {
+    case eventName, event, userID, timestamp, properties, context, other
+
+    var name: String {
+        switch self {
+        case .eventName: "event_name"
+        case .event: "event"
+        case .userID: "user_id"
+        case .timestamp: "timestamp"
+        case .properties: "properties"
+        case .context: "context"
+        case .other: "?"
+        }
+    }
+
+    /// Identifies a key from its raw content. Plain keys are compared byte by
+    /// byte; only keys with a backslash escape are decoded (into a small array).
+    init(_ content: UnsafeRawBufferPointer, escaped: Bool) {
+        if escaped {
+            self = JSONScanner.decodeString(content).withUnsafeBytes { EventKnownKey(plain: $0) }
+        } else {
+            self.init(plain: content)
+        }
+    }
+
+    private init(plain k: UnsafeRawBufferPointer) {
+        switch k.count {
+        case 5 where Self.equal(k, "event"): self = .event
+        case 7 where Self.equal(k, "user_id"): self = .userID
+        case 7 where Self.equal(k, "context"): self = .context
+        case 9 where Self.equal(k, "timestamp"): self = .timestamp
+        case 10 where Self.equal(k, "event_name"): self = .eventName
+        case 10 where Self.equal(k, "properties"): self = .properties
+        default: self = .other
+        }
+    }
+
+    @inline(__always)
+    private static func equal(_ k: UnsafeRawBufferPointer, _ s: StaticString) -> Bool {
+        let p = s.utf8Start
+        for i in 0..<k.count where k[i] != p[i] { return false }
+        return true
+    }
+}
+
+/// What one event has seen so far.
+private struct EventParseState {
+    var index: Int?
+    var seenBits: UInt8 = 0
+    /// The `event_name` member, once seen and valid.
+    var eventName: EventMember?
+    /// The `event` alias member and where its renamed copy was written.
+    var alias: (member: EventMember, output: Range<Int>)?
+
+    init(index: Int?) {
+        self.index = index
+    }
+
+    func seen(_ key: EventKnownKey) -> Bool { seenBits & (1 << key.rawValue) != 0 }
+    mutating func insert(_ key: EventKnownKey) { seenBits |= 1 << key.rawValue }
+
+    /// `[3]: ` in a batch, empty otherwise.
+    var prefix: String { index.map { "[\($0)]: " } ?? "" }
+
+    /// Records `text` (or `[i]: text`) unless a fault is already recorded.
+    func report(_ text: String, into fault: inout IngestError?) {
+        guard fault == nil else { return }
+        fault = IngestError(.invalidEvent, prefix + text)
+    }
+
+    /// Records `field: text` (or `[i].field: text`) unless a fault is already recorded.
+    func report(_ key: EventKnownKey, _ text: String, into fault: inout IngestError?) {
+        guard fault == nil else { return }
+        let field = index.map { "[\($0)].\(key.name)" } ?? key.name
+        fault = IngestError(.invalidEvent, "\(field): \(text)")
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The bytes of a static string.
+    fileprivate init(_ s: StaticString) {
+        self.init(start: s.utf8Start, count: s.utf8CodeUnitCount)
+    }
+}

@@ -1,0 +1,42 @@
+/// Why a request line (or part of the service) refused an event.
+///
+/// `code` is the stable wire code sent back to apps; `message` is for a person
+/// and names the field or limit at fault.
+public struct IngestError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// A stable, machine-readable error code. Its `description` is the wire code.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let wireCode: String
+
+        private init(_ wireCode: String) {
+            self.wireCode = wireCode
+        }
+
+        /// The line is not strict RFC 8259 JSON (syntax, UTF-8, nesting depth).
+        public static let invalidJSON = Code("invalid_json")
+        /// The JSON is well formed but breaks an event rule.
+        public static let invalidEvent = Code("invalid_event")
+        /// An event or batch exceeds a size limit.
+        public static let tooLarge = Code("too_large")
+        /// The queue cannot take more events right now.
+        public static let queueFull = Code("queue_full")
+        /// The service cannot accept events at the moment.
+        public static let unavailable = Code("unavailable")
+
+        /// The wire code, e.g. `invalid_json`.
+        public var description: String { wireCode }
+    }
+
+    /// The machine-readable code.
+    public var code: Code
+    /// A human-readable explanation naming the field or limit at fault.
+    public var message: String
+
+    /// Creates an error with a code and a human-readable message.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// `code: message`, e.g. `invalid_event: user_id: must be a non-empty string`.
+    public var description: String { "\(code): \(message)" }
+}
