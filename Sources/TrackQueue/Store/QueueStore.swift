@@ -1,0 +1,142 @@
+import CSQLite
+
+/// Lifetime counters and the size of the queue, as kept in the `counters` row.
+public struct QueueCounters: Sendable, Equatable {
+    public var accepted: Int64 = 0
+    public var delivered: Int64 = 0
+    public var deadLettered: Int64 = 0
+    public var rejected: Int64 = 0
+    public var pendingEvents: Int64 = 0
+    public var pendingBytes: Int64 = 0
+
+    public init() {}
+}
+
+/// The write side of the database: the one connection that changes it.
+///
+/// Owned by the ``GroupCommitWriter`` thread; every method runs there. Reads for
+/// `trackq status` and the tests use their own read-only connections, which WAL lets run
+/// beside this one without blocking it.
+final class QueueStore {
+    let db: SQLiteConnection
+    /// Our row in `boots`, for this boot of the machine.
+    let bootRow: Int64
+    /// The counters as of the last commit; refreshed from the database after a rollback.
+    private(set) var counters = QueueCounters()
+
+    static let insertEventSQL =
+        "INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot) VALUES (?, ?, ?, ?, ?)"
+
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    init(path: String, durability: Durability, bootID: String) throws(StoreError) {
+        do {
+            db = try SQLiteConnection(path: path)
+            // WAL: readers never block the writer; FULL fsyncs the WAL at each commit so an
+            // ack survives power loss, NORMAL only at checkpoints.
+            try db.execute("PRAGMA journal_mode = WAL")
+            try db.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            try db.execute("PRAGMA busy_timeout = 5000")
+            try db.execute("PRAGMA foreign_keys = ON")
+        } catch {
+            throw .sqlite(error)
+        }
+        try Schema.migrate(db)
+        do {
+            try db.run("INSERT OR IGNORE INTO boots (boot_id) VALUES (?)", [.text(bootID)])
+            bootRow = try db.queryRow("SELECT id FROM boots WHERE boot_id = ?", [.text(bootID)]) { $0.int64(0) } ?? 0
+            try refreshCounters()
+        } catch {
+            throw .sqlite(error)
+        }
+    }
+
+    /// Re-reads the counters row: after a rollback the in-memory copy may be ahead of the disk.
+    func refreshCounters() throws(SQLiteError) {
+        counters = try db.queryRow(
+            "SELECT accepted, delivered, dead_lettered, rejected, pending_events, pending_bytes FROM counters WHERE id = 1"
+        ) { row in
+            var c = QueueCounters()
+            c.accepted = row.int64(0)
+            c.delivered = row.int64(1)
+            c.deadLettered = row.int64(2)
+            c.rejected = row.int64(3)
+            c.pendingEvents = row.int64(4)
+            c.pendingBytes = row.int64(5)
+            return c
+        } ?? QueueCounters()
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in one `BEGIN IMMEDIATE … COMMIT`; on any error rolls back, re-reads the
+    /// counters and rethrows. `delta` collects counter changes that are written just before
+    /// the commit and applied in memory only once it succeeded.
+    func transaction<T>(_ body: (inout QueueCounters) throws -> T) throws -> T {
+        var delta = QueueCounters()
+        do {
+            try db.execute("BEGIN IMMEDIATE")
+            let result = try body(&delta)
+            if delta != QueueCounters() {
+                try db.run(
+                    """
+                    UPDATE counters SET accepted = accepted + ?, delivered = delivered + ?,
+                      dead_lettered = dead_lettered + ?, rejected = rejected + ?,
+                      pending_events = pending_events + ?, pending_bytes = pending_bytes + ?
+                    WHERE id = 1
+                    """,
+                    [.integer(delta.accepted), .integer(delta.delivered), .integer(delta.deadLettered),
+                     .integer(delta.rejected), .integer(delta.pendingEvents), .integer(delta.pendingBytes)])
+            }
+            try db.execute("COMMIT")
+            counters.accepted += delta.accepted
+            counters.delivered += delta.delivered
+            counters.deadLettered += delta.deadLettered
+            counters.rejected += delta.rejected
+            counters.pendingEvents += delta.pendingEvents
+            counters.pendingBytes += delta.pendingBytes
+            return result
+        } catch {
+            db.rollbackIfNeeded()
+            try? refreshCounters()
+            throw error
+        }
+    }
+
+    // MARK: Queue
+
+    /// Appends one normalized event to the end of the queue; call inside ``transaction(_:)``.
+    /// - Returns: its queue id.
+    func insertEvent(_ body: UnsafeRawBufferPointer, acceptedAtMillis: Int64, boottimeMillis: Int64) throws(SQLiteError) -> Int64 {
+        let stmt = try db.statement(Self.insertEventSQL)
+        try stmt.bindText(body, at: 1)
+        try stmt.bind(body.count, at: 2)
+        try stmt.bind(acceptedAtMillis, at: 3)
+        try stmt.bind(boottimeMillis, at: 4)
+        try stmt.bind(bootRow, at: 5)
+        _ = try stmt.step()
+        stmt.reset()
+        return db.lastInsertRowID
+    }
+
+    // MARK: Daemon state
+
+    /// Records that this process now owns the database.
+    func recordStart(pid: Int32, version: String, atMillis: Int64) throws(SQLiteError) {
+        try db.run(
+            "UPDATE daemon_state SET pid = ?, version = ?, started_at_ms = ?, stopped_at_ms = NULL WHERE id = 1",
+            [.integer(Int64(pid)), .text(version), .integer(atMillis)])
+    }
+
+    /// Records a clean stop.
+    func recordStop(atMillis: Int64) throws(SQLiteError) {
+        try db.run("UPDATE daemon_state SET stopped_at_ms = ? WHERE id = 1", [.integer(atMillis)])
+    }
+
+    /// Checkpoints the WAL into the main file, so a stopped daemon leaves a compact database.
+    func checkpoint() {
+        try? db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+}
+
+@available(*, unavailable)
+extension QueueStore: Sendable {}

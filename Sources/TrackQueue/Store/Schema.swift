@@ -1,0 +1,112 @@
+/// The database schema as an ordered list of migrations.
+///
+/// `PRAGMA user_version` records how many have been applied. A migration is only ever
+/// appended, never edited or removed: edge hosts upgrade in place and their queues must
+/// survive every upgrade. Nothing here erases or recreates data.
+enum Schema {
+    static let migrations: [String] = [
+        // 1: the queue, dead letters, lifetime counters and the daemon's state record.
+        """
+        CREATE TABLE boots (
+            id      INTEGER PRIMARY KEY,
+            boot_id TEXT NOT NULL UNIQUE          -- /proc/sys/kernel/random/boot_id
+        );
+        CREATE TABLE queue (
+            id                   INTEGER PRIMARY KEY AUTOINCREMENT,  -- queue order
+            body                 TEXT NOT NULL,                      -- normalized event JSON
+            bytes                INTEGER NOT NULL,
+            accepted_at_ms       INTEGER NOT NULL,   -- wall clock, ms since the Unix epoch
+            accepted_boottime_ms INTEGER NOT NULL,   -- CLOCK_BOOTTIME at accept, ms
+            boot                 INTEGER NOT NULL REFERENCES boots(id)
+        );
+        CREATE TABLE dead_letters (
+            id             INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id       INTEGER NOT NULL,         -- its id in the queue
+            body           TEXT NOT NULL,
+            bytes          INTEGER NOT NULL,
+            accepted_at_ms INTEGER NOT NULL,
+            failed_at_ms   INTEGER NOT NULL,
+            reason         TEXT NOT NULL,            -- 'rejected', 'expired', ...
+            status         INTEGER,                  -- HTTP status, when there was one
+            response       TEXT                      -- the API's answer body, truncated
+        );
+        CREATE TABLE counters (
+            id             INTEGER PRIMARY KEY CHECK (id = 1),
+            accepted       INTEGER NOT NULL DEFAULT 0,
+            delivered      INTEGER NOT NULL DEFAULT 0,
+            dead_lettered  INTEGER NOT NULL DEFAULT 0,
+            rejected       INTEGER NOT NULL DEFAULT 0,
+            pending_events INTEGER NOT NULL DEFAULT 0,   -- kept equal to count(queue)
+            pending_bytes  INTEGER NOT NULL DEFAULT 0    -- kept equal to sum(queue.bytes)
+        );
+        INSERT INTO counters (id) VALUES (1);
+        CREATE TABLE daemon_state (
+            id                   INTEGER PRIMARY KEY CHECK (id = 1),
+            pid                  INTEGER,
+            version              TEXT,
+            started_at_ms        INTEGER,
+            stopped_at_ms        INTEGER,
+            delivery_state       TEXT NOT NULL DEFAULT 'idle',
+            last_attempt_at_ms   INTEGER,
+            last_success_at_ms   INTEGER,
+            last_status          INTEGER,
+            last_error           TEXT,
+            next_attempt_at_ms   INTEGER,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            alert_kind           TEXT,
+            alert_status         INTEGER,
+            alert_since_ms       INTEGER,
+            alert_message        TEXT
+        );
+        INSERT INTO daemon_state (id) VALUES (1);
+        """,
+    ]
+
+    /// Applies the migrations the database has not seen, each in its own transaction.
+    static func migrate(_ db: SQLiteConnection) throws(StoreError) {
+        do {
+            let applied = try db.queryRow("PRAGMA user_version") { $0.int(0) } ?? 0
+            guard applied <= migrations.count else {
+                throw StoreError.newerSchema(found: applied, known: migrations.count)
+            }
+            for (index, sql) in migrations.enumerated().dropFirst(applied) {
+                try db.execute("BEGIN IMMEDIATE")
+                do {
+                    try db.execute(sql)
+                    try db.execute("PRAGMA user_version = \(index + 1)")
+                    try db.execute("COMMIT")
+                } catch {
+                    db.rollbackIfNeeded()
+                    throw error
+                }
+            }
+        } catch let error as SQLiteError {
+            throw StoreError.sqlite(error)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError.sqlite(SQLiteError(code: -1, message: "\(error)"))
+        }
+    }
+}
+
+/// Why the store could not do what was asked.
+public enum StoreError: Error, Sendable, CustomStringConvertible {
+    case sqlite(SQLiteError)
+    /// The database was written by a newer trackq; this one will not touch it.
+    case newerSchema(found: Int, known: Int)
+    /// Another daemon holds the database.
+    case locked(path: String, pid: Int32?)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .sqlite(let e): return e.description
+        case .newerSchema(let found, let known):
+            return "the database has schema version \(found), newer than this trackq knows (\(known)); upgrade trackq"
+        case .locked(let path, let pid):
+            return "another trackq daemon is already using \(path)" + (pid.map { " (pid \($0))" } ?? "")
+        case .io(let message): return message
+        }
+    }
+}
