@@ -1,0 +1,110 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The daemon: the store, the group-commit writer and the socket server, wired in
+/// dependency order and torn down in reverse.
+///
+/// Run it in a `ServiceGroup`; on graceful shutdown (SIGTERM/SIGINT) it stops accepting,
+/// answers every line already read, commits, checkpoints and returns.
+///
+/// ```swift
+/// let daemon = Daemon(settings: settings, environment: env, logger: logger)
+/// let group = ServiceGroup(configuration: .init(services: [daemon],
+///     gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+/// try await group.run()
+/// ```
+public struct Daemon: Service {
+    public let settings: DaemonSettings
+    public let environment: [String: String]
+    public let logger: Logger
+    private let eventLoopGroup: any EventLoopGroup
+    private let onReady: @Sendable () -> Void
+
+    /// - Parameters:
+    ///   - environment: the process environment, for systemd's variables.
+    ///   - onReady: called once the database is open and the socket listens.
+    public init(
+        settings: DaemonSettings,
+        environment: [String: String],
+        logger: Logger,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onReady: @escaping @Sendable () -> Void = {}
+    ) {
+        self.settings = settings
+        self.environment = environment
+        self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
+        self.onReady = onReady
+    }
+
+    public func run() async throws {
+        let paths = settings.paths
+        try FileSystem.createParentDirectories(of: paths.database)
+        let lock = try DatabaseLock(database: paths.database)
+        let store = try QueueStore(path: paths.database, durability: settings.durability, bootID: SystemClock.bootID)
+        try store.recordStart(pid: getpid(), version: TrackQueue.version, atMillis: SystemClock.wallMillis())
+        logger.info("database open", metadata: [
+            "database.path": "\(paths.database)",
+            "queue.pending": "\(store.counters.pendingEvents)",
+            "durability": "\(settings.durability.rawValue)",
+        ])
+
+        let writer = GroupCommitWriter(store: store, maxQueueBytes: settings.maxQueueBytes, logger: logger)
+        writer.start()
+
+        let server: IngestServer
+        do {
+            server = try await IngestServer.start(
+                options: .init(
+                    socketPath: paths.socket,
+                    socketMode: settings.socketMode,
+                    socketGroup: settings.socketGroup,
+                    maxEventBytes: settings.maxEventBytes,
+                    inheritedSocket: SocketActivation.listeningSocket(environment: environment)),
+                writer: writer, group: eventLoopGroup, logger: logger)
+        } catch {
+            writer.stop()
+            throw error
+        }
+
+        let notifier = SystemdNotifier(environment: environment)
+        notifier.notify("READY=1\nSTATUS=accepting events")
+        onReady()
+        logger.notice("ready", metadata: ["pid": "\(getpid())", "version": "\(TrackQueue.version)"])
+
+        await withTaskGroup(of: Void.self) { tasks in
+            if let interval = SocketActivation.watchdogInterval(environment: environment) {
+                tasks.addTask {
+                    while !Task.isCancelled {
+                        notifier.notify("WATCHDOG=1")
+                        try? await Task.sleep(for: interval / 2)
+                    }
+                }
+            }
+            // Returns on graceful shutdown, or throws if the group is cancelled outright.
+            try? await gracefulShutdown()
+            tasks.cancelAll()
+        }
+
+        logger.notice("stopping: answering lines already read")
+        notifier.notify("STOPPING=1\nSTATUS=stopping")
+        await server.drain()
+        _ = try? await writer.perform { store in
+            try store.recordStop(atMillis: SystemClock.wallMillis())
+            store.checkpoint()
+        }
+        writer.stop()
+        withExtendedLifetime(lock) {}
+        logger.notice("stopped")
+    }
+}

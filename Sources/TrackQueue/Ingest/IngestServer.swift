@@ -1,0 +1,173 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The Unix-domain socket apps write events to.
+///
+/// Binds the socket (or adopts one passed by systemd), accepts up to `maxConnections`
+/// clients, and on ``drain()`` stops accepting, answers every line already read, and waits
+/// for the connections to close.
+final class IngestServer: Sendable {
+    struct Options: Sendable {
+        var socketPath: String
+        var socketMode: UInt32
+        var socketGroup: String?
+        var maxEventBytes: Int
+        var maxLineBytes = 2_000_000
+        var maxConnections = 1024
+        /// A listening socket inherited from systemd socket activation, if any.
+        var inheritedSocket: Int32?
+    }
+
+    private let channel: any Channel
+    private let connections: ConnectionTracker
+    let logger: Logger
+
+    private init(channel: any Channel, connections: ConnectionTracker, logger: Logger) {
+        self.channel = channel
+        self.connections = connections
+        self.logger = logger
+    }
+
+    /// Binds and starts accepting.
+    static func start(
+        options: Options, writer: GroupCommitWriter, group: any EventLoopGroup, logger: Logger
+    ) async throws -> IngestServer {
+        let connections = ConnectionTracker(limit: options.maxConnections)
+        let parser = EventParser(maxEventBytes: options.maxEventBytes)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                guard connections.add(channel) else {
+                    // Over the limit: say so and close; the client may retry.
+                    var buffer = channel.allocator.buffer(capacity: 128)
+                    AnswerEncoder.write(.refused(IngestError(.unavailable, "too many connections (\(options.maxConnections)); retry later")), to: &buffer)
+                    return channel.writeAndFlush(buffer).flatMap { channel.close() }
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: options.maxLineBytes)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        IngestHandler(writer: writer, parser: parser, maxLineBytes: options.maxLineBytes))
+                }
+            }
+
+        let channel: any Channel
+        if let fd = options.inheritedSocket {
+            channel = try await bootstrap.withBoundSocket(fd).get()
+            logger.info("listening on the socket passed by systemd", metadata: ["socket.fd": "\(fd)"])
+        } else {
+            try SocketFile.prepare(options.socketPath)
+            channel = try await bootstrap.bind(unixDomainSocketPath: options.socketPath).get()
+            try SocketFile.setPermissions(options.socketPath, mode: options.socketMode, group: options.socketGroup)
+            logger.info("listening", metadata: ["socket.path": "\(options.socketPath)"])
+        }
+        return IngestServer(channel: channel, connections: connections, logger: logger)
+    }
+
+    /// Stops accepting, lets every connection answer what it has read, and waits for all of
+    /// them to close (at most `timeout`, after which they are closed).
+    func drain(timeout: TimeAmount = .seconds(10)) async {
+        try? await channel.close()
+        let open = connections.all()
+        for connection in open {
+            connection.pipeline.fireUserInboundEventTriggered(IngestHandler.Drain())
+        }
+        let deadline = NIODeadline.now() + timeout
+        for connection in open {
+            let timer = connection.eventLoop.scheduleTask(deadline: deadline) { connection.close(promise: nil) }
+            try? await connection.closeFuture.get()
+            timer.cancel()
+        }
+    }
+}
+
+/// The open connections, so a drain can reach them, and the connection limit.
+final class ConnectionTracker: Sendable {
+    private let open = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Adds `channel` unless the limit is reached; it is removed when it closes.
+    func add(_ channel: any Channel) -> Bool {
+        let id = ObjectIdentifier(channel)
+        let added = open.withLockedValue { open -> Bool in
+            guard open.count < limit else { return false }
+            open[id] = channel
+            return true
+        }
+        if added {
+            channel.closeFuture.whenComplete { [open] _ in _ = open.withLockedValue { $0.removeValue(forKey: id) } }
+        }
+        return added
+    }
+
+    func all() -> [any Channel] { open.withLockedValue { Array($0.values) } }
+}
+
+/// Preparing the socket's path and setting its permissions.
+enum SocketFile {
+    /// Creates the parent directories (0750), and removes a stale socket left by a daemon that
+    /// died. A live socket (something answers on it) or a path that is not a socket is an
+    /// error: we never take over another process's socket or delete a user's file.
+    static func prepare(_ path: String) throws(StoreError) {
+        try FileSystem.createParentDirectories(of: path)
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw .io("\(path) exists and is not a socket; remove it or choose another --socket")
+        }
+        if isLive(path) {
+            throw .io("another process is listening on \(path); is a trackq daemon already running?")
+        }
+        if unlink(path) != 0 && errno != ENOENT {
+            throw .io("cannot remove the stale socket \(path): \(errnoDescription())")
+        }
+    }
+
+    /// Whether something accepts connections on the socket at `path`.
+    static func isLive(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        let bytes = Array(path.utf8)
+        guard bytes.count < capacity else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        // EAGAIN: a listener whose backlog is full is alive all the same.
+        return rc == 0 || errno == EAGAIN || errno == EINPROGRESS
+    }
+
+    static func setPermissions(_ path: String, mode: UInt32, group: String?) throws(StoreError) {
+        if let group {
+            guard let entry = getgrnam(group) else {
+                throw .io("--socket-group: no group named \(group)")
+            }
+            if chown(path, uid_t.max, entry.pointee.gr_gid) != 0 {
+                throw .io("cannot give \(path) to group \(group): \(errnoDescription())")
+            }
+        }
+        if chmod(path, mode_t(mode)) != 0 {
+            throw .io("cannot set the mode of \(path): \(errnoDescription())")
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import NIOCore
+
+/// One request line as the framing layer sees it.
+public enum LineFrame: Equatable, Sendable {
+    /// A non-blank line, without its `\n` or `\r\n`.
+    case line(ByteBuffer)
+    /// A line longer than the limit. Its bytes were dropped as they arrived; the framer
+    /// skips to the next newline.
+    case tooLong
+}
+
+/// Splits a byte stream into lines: `\n` or `\r\n`, blank lines ignored, a last line without
+/// a newline still counts at EOF.
+///
+/// Memory is bounded by the line limit: a line that grows past `maxLineBytes` is reported
+/// once as ``LineFrame/tooLong`` and the rest of it is discarded as it arrives, never
+/// buffered.
+public struct LineFrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = LineFrame
+
+    public let maxLineBytes: Int
+    /// Bytes of the current (unterminated) line already searched for a newline.
+    private var scanned = 0
+    /// True while discarding the rest of an over-long line.
+    private var skipping = false
+
+    public init(maxLineBytes: Int = 2_000_000) {
+        self.maxLineBytes = maxLineBytes
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = nextFrame(&buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(frame))
+        return .continue
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        if let frame = nextFrame(&buffer) {
+            context.fireChannelRead(Self.wrapInboundOut(frame))
+            return .continue
+        }
+        // EOF: what is left is a last line without a newline (unless it is being skipped).
+        if !skipping, let line = Self.trimmed(buffer.readableBytesView[...]) {
+            let frame: LineFrame = line.count > maxLineBytes
+                ? .tooLong : .line(buffer.getSlice(at: line.lowerBound, length: line.count)!)
+            context.fireChannelRead(Self.wrapInboundOut(frame))
+        }
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        scanned = 0
+        skipping = false
+        return .needMoreData
+    }
+
+    /// The next frame in `buffer`, consuming its bytes; nil when more data is needed.
+    mutating func nextFrame(_ buffer: inout ByteBuffer) -> LineFrame? {
+        while true {
+            let view = buffer.readableBytesView
+            let searchStart = view.startIndex + scanned
+            guard let newline = view[searchStart...].firstIndex(of: UInt8(ascii: "\n")) else {
+                if skipping {
+                    buffer.moveReaderIndex(to: buffer.writerIndex)
+                    scanned = 0
+                    return nil
+                }
+                if view.count > maxLineBytes + 1 {  // + 1: room for a `\r`
+                    // Report once, drop what we hold, and skip the rest when it comes.
+                    buffer.moveReaderIndex(to: buffer.writerIndex)
+                    scanned = 0
+                    skipping = true
+                    return .tooLong
+                }
+                scanned = view.count
+                return nil
+            }
+            let lineLength = newline - view.startIndex
+            let line = Self.trimmed(view[view.startIndex..<newline])
+            let frame: LineFrame?
+            if skipping {
+                skipping = false
+                frame = nil
+            } else if let line, line.count > maxLineBytes {
+                frame = .tooLong
+            } else if let line {
+                // Slice before moving the reader index: slices must lie in readable bytes.
+                frame = .line(buffer.getSlice(at: line.lowerBound, length: line.count)!)
+            } else {
+                frame = nil  // blank
+            }
+            buffer.moveReaderIndex(forwardBy: lineLength + 1)
+            scanned = 0
+            if let frame { return frame }
+        }
+    }
+
+    /// The range of `bytes` without a trailing `\r`; nil when the line is blank
+    /// (only spaces, tabs and `\r`).
+    private static func trimmed(_ bytes: ByteBufferView.SubSequence) -> Range<Int>? {
+        var end = bytes.endIndex
+        if end > bytes.startIndex && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+        guard bytes[bytes.startIndex..<end].contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") }) else {
+            return nil
+        }
+        return bytes.startIndex..<end
+    }
+}
