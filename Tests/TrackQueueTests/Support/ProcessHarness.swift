@@ -1,0 +1,84 @@
+import Foundation
+
+/// The `trackq` executable SwiftPM built beside this test bundle (or `$TRACKQ_BINARY`).
+enum TrackqBinary {
+    static let path: String = {
+        if let explicit = ProcessInfo.processInfo.environment["TRACKQ_BINARY"] { return explicit }
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = me.deletingLastPathComponent()
+        // swift-testing on Linux runs `<build>/debug/trackqPackageTests.xctest`.
+        for _ in 0..<3 {
+            let candidate = directory.appendingPathComponent("trackq").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return me.deletingLastPathComponent().appendingPathComponent("trackq").path
+    }()
+}
+
+/// A real `trackq` process, for crash and lifecycle tests.
+final class TrackqProcess {
+    let process = Process()
+    let stderrFile: String
+
+    /// Starts `trackq ARGS`; stderr goes to a file for the assertions.
+    init(_ arguments: [String], environment: [String: String] = [:], stderrFile: String) throws {
+        self.stderrFile = stderrFile
+        process.executableURL = URL(fileURLWithPath: TrackqBinary.path)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for key in env.keys where key.hasPrefix("TRACKQ_") || key == "NOTIFY_SOCKET" || key.hasPrefix("LISTEN_") {
+            env.removeValue(forKey: key)
+        }
+        env.merge(environment) { $1 }
+        process.environment = env
+        _ = FileManager.default.createFile(atPath: stderrFile, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrFile))
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var stderr: String { (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Waits for the exit and returns its status, or throws after `timeout`.
+    func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
+        try await waitUntil(timeout: timeout, "trackq (pid \(pid)) to exit") { !process.isRunning }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// Runs a command to completion and returns (status, stdout, stderr).
+func runCommand(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = input
+    try process.run()
+    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try input.fileHandleForWriting.close()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+/// Finds an executable on PATH.
+func which(_ name: String) -> String? {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let candidate = "\(dir)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}
