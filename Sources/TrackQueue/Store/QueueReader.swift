@@ -1,0 +1,67 @@
+/// A batch of queued events, ready to send: the JSON array body and what each event is.
+public struct OutgoingBatch: Sendable, Equatable {
+    /// One event of the batch.
+    public struct Event: Sendable, Equatable {
+        public var id: Int64
+        /// Where its JSON text lies in ``OutgoingBatch/body``.
+        public var range: Range<Int>
+        public var acceptedAtMillis: Int64
+        public var acceptedBoottimeMillis: Int64
+        /// Its row in `boots`; compare with the current boot's before trusting boottime.
+        public var boot: Int64
+    }
+
+    /// `[e1,e2,...]`, exactly the bytes to POST.
+    public var body: [UInt8] = [UInt8(ascii: "[")]
+    public var events: [Event] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { events.isEmpty }
+    public var count: Int { events.count }
+    public var lastID: Int64? { events.last?.id }
+}
+
+/// Reads the queue in order, a bounded batch at a time, on a connection of its own.
+///
+/// WAL lets it read while the writer commits. It never loads the queue: each read is one
+/// `id > ? ORDER BY id LIMIT ?` walk that stops at the event or byte limit.
+final class QueueReader {
+    private let db: SQLiteConnection
+
+    init(path: String) throws(SQLiteError) {
+        db = try SQLiteConnection(path: path, readOnly: true)
+        try db.execute("PRAGMA busy_timeout = 5000")
+    }
+
+    /// The oldest events with an id above `afterID`: at most `maxEvents`, and a body of at
+    /// most `maxBytes` (always at least one event, when there is one, whatever its size).
+    func readBatch(afterID: Int64 = 0, maxEvents: Int, maxBytes: Int) throws(SQLiteError) -> OutgoingBatch {
+        let stmt = try db.statement(
+            "SELECT id, body, accepted_at_ms, accepted_boottime_ms, boot FROM queue WHERE id > ? ORDER BY id LIMIT ?")
+        try stmt.bind(afterID, at: 1)
+        try stmt.bind(maxEvents, at: 2)
+        defer { stmt.reset() }
+        var batch = OutgoingBatch()
+        while try stmt.step() {
+            let fits = stmt.withBytes(1) { text -> Bool in
+                // "[" + events joined by "," + "]"
+                let needed = batch.body.count + (batch.events.isEmpty ? 0 : 1) + text.count + 1
+                guard batch.events.isEmpty || needed <= maxBytes else { return false }
+                if !batch.events.isEmpty { batch.body.append(UInt8(ascii: ",")) }
+                let start = batch.body.count
+                batch.body.append(contentsOf: text)
+                batch.events.append(.init(
+                    id: stmt.int64(0), range: start..<batch.body.count,
+                    acceptedAtMillis: stmt.int64(2), acceptedBoottimeMillis: stmt.int64(3), boot: stmt.int64(4)))
+                return true
+            }
+            if !fits { break }
+        }
+        batch.body.append(UInt8(ascii: "]"))
+        return batch
+    }
+}
+
+@available(*, unavailable)
+extension QueueReader: Sendable {}

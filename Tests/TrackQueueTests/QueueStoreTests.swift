@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+@testable import TrackQueue
+
+@Suite struct QueueStoreTests {
+    /// A store with `count` events of `size` bytes each, written through the real writer path.
+    private func filledStore(_ dir: borrowing TestDirectory, count: Int, size: Int = 100) throws -> QueueStore {
+        let store = try QueueStore(path: dir.database, durability: .full, bootID: "test-boot")
+        try store.transaction { delta in
+            for i in 0..<count {
+                let prefix = #"{"event_name":"e","user_id":"u","i":\#(i),"pad":""#
+                let text = prefix + String(repeating: "p", count: max(0, size - prefix.utf8.count - 2)) + "\"}"
+                _ = try Array(text.utf8).withUnsafeBytes { try store.insertEvent($0, acceptedAtMillis: 1000 + Int64(i), boottimeMillis: 7) }
+                delta.pendingEvents += 1
+                delta.pendingBytes += Int64(text.utf8.count)
+            }
+        }
+        return store
+    }
+
+    @Test func batchesStreamInIdOrderWithinEventAndByteLimits() throws {
+        let dir = try TestDirectory()
+        let store = try filledStore(dir, count: 2500)
+        let reader = try QueueReader(path: dir.database)
+        var after: Int64 = 0
+        var seen: [Int] = []
+        var sizes: [Int] = []
+        while true {
+            let batch = try reader.readBatch(afterID: after, maxEvents: 1000, maxBytes: 50_000)
+            if batch.isEmpty { break }
+            #expect(batch.count <= 1000)
+            #expect(batch.body.count <= 50_000)
+            let array = try #require(JSONSerialization.jsonObject(with: Data(batch.body)) as? [[String: Any]])
+            #expect(array.count == batch.count)
+            seen += array.map { $0["i"] as! Int }
+            for event in batch.events {
+                #expect(batch.body[event.range].first == UInt8(ascii: "{"))
+            }
+            sizes.append(batch.count)
+            after = try #require(batch.lastID)
+        }
+        #expect(seen == Array(0..<2500))
+        // 100-byte events + a comma: 495 fit in 50,000 bytes.
+        #expect(sizes.first == 495)
+        withExtendedLifetime(store) {}
+    }
+
+    @Test func eventLimitBindsBeforeByteLimit() throws {
+        let dir = try TestDirectory()
+        let store = try filledStore(dir, count: 30)
+        let reader = try QueueReader(path: dir.database)
+        let batch = try reader.readBatch(maxEvents: 7, maxBytes: 2_000_000)
+        #expect(batch.events.map(\.id) == Array(1...7))
+        #expect(batch.events.first?.acceptedAtMillis == 1000)
+        #expect(batch.events.first?.acceptedBoottimeMillis == 7)
+        withExtendedLifetime(store) {}
+    }
+
+    @Test func anEventLargerThanTheByteLimitStillGoesAlone() throws {
+        let dir = try TestDirectory()
+        let store = try filledStore(dir, count: 3, size: 500)
+        let reader = try QueueReader(path: dir.database)
+        #expect(try reader.readBatch(maxEvents: 1000, maxBytes: 100).count == 1)
+        #expect(try reader.readBatch(maxEvents: 1000, maxBytes: 1004).count == 2)  // 1 + 500 + 1 + 500 + 1 = 1003
+        withExtendedLifetime(store) {}
+    }
+
+    @Test func countersFollowCommitsAndRollbacks() throws {
+        let dir = try TestDirectory()
+        let store = try filledStore(dir, count: 10)
+        #expect(store.counters.pendingEvents == 10)
+        #expect(store.counters.pendingBytes == 1000)
+        struct Boom: Error {}
+        #expect(throws: Boom.self) {
+            try store.transaction { delta in
+                delta.pendingEvents += 5
+                throw Boom()
+            }
+        }
+        #expect(store.counters.pendingEvents == 10)
+        let probe = DatabaseProbe(path: dir.database)
+        #expect(try probe.scalar("SELECT pending_events FROM counters") == 10)
+        #expect(try probe.scalar("SELECT count(*) FROM queue") == 10)
+    }
+
+    @Test func reopeningMigratesNothingTwiceAndKeepsData() throws {
+        let dir = try TestDirectory()
+        do { _ = try filledStore(dir, count: 3) }
+        let again = try QueueStore(path: dir.database, durability: .normal, bootID: "another-boot")
+        #expect(again.counters.pendingEvents == 3)
+        let probe = DatabaseProbe(path: dir.database)
+        #expect(try probe.scalar("PRAGMA user_version") == Int64(Schema.migrations.count))
+        #expect(try probe.strings("SELECT boot_id FROM boots ORDER BY id") == ["test-boot", "another-boot"])
+    }
+
+    @Test func aNewerSchemaIsRefusedUntouched() throws {
+        let dir = try TestDirectory()
+        do {
+            let db = try SQLiteConnection(path: dir.database)
+            try db.execute("PRAGMA user_version = 99")
+        }
+        #expect {
+            _ = try QueueStore(path: dir.database, durability: .full, bootID: "b")
+        } throws: { error in
+            "\(error)".contains("schema version 99")
+        }
+    }
+}
