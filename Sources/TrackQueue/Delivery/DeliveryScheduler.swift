@@ -1,0 +1,262 @@
+/// The kind of a delivery alert (interface §7).
+public enum AlertKind: String, Sendable, Equatable {
+    /// 401 or 403: the token is wrong.
+    case auth
+    /// 404, 405 or another 4xx: the endpoint is wrong.
+    case endpoint
+}
+
+/// An alert for a person: delivery is stuck until someone fixes the configuration.
+public struct DeliveryAlert: Sendable, Equatable {
+    /// What is wrong.
+    public var kind: AlertKind
+    /// The HTTP status that raised it.
+    public var status: Int
+    /// What to do about it, e.g. `the API answered 404: check --endpoint`.
+    public var message: String
+
+    /// Creates an alert.
+    public init(kind: AlertKind, status: Int, message: String) {
+        self.kind = kind
+        self.status = status
+        self.message = message
+    }
+
+    /// The alert for a status of the given kind, with the standard message.
+    public static func forStatus(_ status: Int, kind: AlertKind) -> DeliveryAlert {
+        let message = switch kind {
+        case .auth:
+            "the API answered \(status): check the token (TRACKQ_TOKEN or --token-file), then send SIGHUP"
+        case .endpoint:
+            "the API answered \(status): check --endpoint"
+        }
+        return DeliveryAlert(kind: kind, status: status, message: message)
+    }
+}
+
+/// What the sender is doing, as `trackq status` shows it.
+public enum DeliveryState: String, Sendable {
+    /// No batch in progress and nothing to wait for.
+    case idle
+    /// A batch is in progress and may be sent now.
+    case sending
+    /// Waiting after retryable failures.
+    case backoff
+    /// Waiting while an alert is active.
+    case alert
+}
+
+/// One thing the delivery loop must do, in the order returned.
+public enum DeliveryAction<Instant: InstantProtocol>: Sendable, Equatable where Instant.Duration == Duration {
+    /// Delete these batch indexes from the queue as delivered.
+    case deliver(Range<Int>)
+    /// Move the event at this batch index to the dead letters, with the API's answer.
+    case deadLetter(index: Int, status: Int, body: String)
+    /// Raise this alert (log, status record, systemd, alert command).
+    case raiseAlert(DeliveryAlert)
+    /// Clear the active alert.
+    case clearAlert
+    /// Do not send before this instant.
+    case waitUntil(Instant)
+}
+
+/// Decides what to send, when, and what each answer means; the delivery loop only performs
+/// the returned ``DeliveryAction`` values (interface §5 and §7).
+///
+/// A plain value with no clock and no global randomness: time comes from `now:`, jitter
+/// from the generator passed in.
+///
+/// ```swift
+/// var scheduler = DeliveryScheduler<ContinuousClock.Instant>(
+///     backoff: Backoff(initial: .seconds(1), maximum: .seconds(300)))
+/// scheduler.begin(batchCount: batch.count)
+/// while let range = scheduler.nextRange() {
+///     let outcome = await send(batch[range])
+///     for action in scheduler.handle(outcome, now: clock.now, using: &rng) {
+///         perform(action)   // .waitUntil(t): sleep until t before the next send
+///     }
+/// }
+/// ```
+///
+/// ## Splitting
+/// A rejected range (400, 413, 422) of more than one event is split: its first half
+/// (⌈count/2⌉ events) is sent next and its second half is kept, marked *bad if sibling OK*.
+/// When the first half is delivered, the second half must hold a bad event, so it is split
+/// again without being sent; a marked single event is still sent alone, so the dead letter
+/// carries the API's own answer. When the first half is rejected, the mark is dropped.
+public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
+    /// A range of the current batch still to be sent.
+    struct Pending: Sendable, Equatable {
+        var range: Range<Int>
+        /// Its sibling (sent first) was delivered, so this range holds a refused event.
+        var badIfSiblingOK: Bool
+    }
+
+    /// Why the pending wait was set.
+    enum WaitReason: Sendable, Equatable {
+        case backoff
+        case alert
+    }
+
+    /// The backoff policy; its maximum is also the retry interval while an alert is active.
+    public var backoff: Backoff
+    /// Failed tries since the last 2xx (retryable, credentials and endpoint answers;
+    /// rejections do not count).
+    public private(set) var consecutiveFailures: Int = 0
+    /// The active alert, if any.
+    public private(set) var alert: DeliveryAlert?
+    /// The pending wait, if any: nothing is to be sent before it.
+    public private(set) var notBefore: Instant?
+
+    private var waitReason: WaitReason?
+    /// Ranges of the current batch still to send; the last is sent next.
+    private(set) var pending: [Pending] = []
+
+    /// Creates a scheduler with no batch, no failures and no alert.
+    public init(backoff: Backoff) {
+        self.backoff = backoff
+    }
+
+    /// What the sender is doing: `alert` when waiting with an alert active, `backoff` when
+    /// waiting otherwise, `sending` while a batch is in progress, else `idle`.
+    public var state: DeliveryState {
+        if notBefore != nil { return alert != nil ? .alert : .backoff }
+        return pending.isEmpty ? .idle : .sending
+    }
+
+    /// Starts work on a freshly read batch of `batchCount` events, dropping any unfinished one.
+    ///
+    /// Keeps failures, alert and wait. A count below 1 gives an empty batch.
+    public mutating func begin(batchCount: Int) {
+        pending = batchCount > 0 ? [Pending(range: 0..<batchCount, badIfSiblingOK: false)] : []
+    }
+
+    /// The range of batch indexes to send next, or nil when the current batch is finished.
+    ///
+    /// Honour a ``DeliveryAction/waitUntil(_:)`` before sending it.
+    public func nextRange() -> Range<Int>? {
+        pending.last?.range
+    }
+
+    /// Feeds the outcome of sending ``nextRange()`` and returns the actions, in order.
+    ///
+    /// For example `[.deliver(0..<500), .clearAlert]` or `[.raiseAlert(a), .waitUntil(t)]`.
+    /// Any pending wait is over once this is called. Without a batch in progress it
+    /// returns no actions.
+    ///
+    /// - Parameters:
+    ///   - outcome: How the API answered.
+    ///   - now: The current instant; waits are measured from it.
+    ///   - rng: The source of jitter.
+    public mutating func handle(
+        _ outcome: DeliveryOutcome,
+        now: Instant,
+        using rng: inout some RandomNumberGenerator
+    ) -> [DeliveryAction<Instant>] {
+        guard let sent = pending.last else { return [] }
+        notBefore = nil
+        waitReason = nil
+        switch outcome {
+        case .transportError:
+            return retryLater(retryAfter: nil, now: now, using: &rng)
+        case let .response(status, retryAfter, body):
+            switch ResponseClassifier.classify(status: status) {
+            case .success:
+                return delivered(sent.range)
+            case .rejected:
+                return rejected(sent.range, status: status, body: body)
+            case .credentials:
+                return alertAndWait(.forStatus(status, kind: .auth), now: now)
+            case .endpoint:
+                return alertAndWait(.forStatus(status, kind: .endpoint), now: now)
+            case .retryable:
+                return retryLater(retryAfter: retryAfter, now: now, using: &rng)
+            }
+        }
+    }
+
+    /// The token changed (SIGHUP or the token file): drops the wait of an active auth alert so
+    /// the next try is immediate.
+    ///
+    /// A backoff wait, or the wait of an endpoint alert, is kept.
+    /// - Returns: Whether a wait was dropped.
+    public mutating func tokenChanged() -> Bool {
+        guard alert?.kind == .auth, waitReason == .alert, notBefore != nil else { return false }
+        notBefore = nil
+        waitReason = nil
+        return true
+    }
+
+    // MARK: - Answers
+
+    private mutating func delivered(_ range: Range<Int>) -> [DeliveryAction<Instant>] {
+        pending.removeLast()
+        var actions: [DeliveryAction<Instant>] = [.deliver(range)]
+        consecutiveFailures = 0
+        if alert != nil {
+            alert = nil
+            actions.append(.clearAlert)
+        }
+        // The first half went through, so a marked second half holds a bad event:
+        // split it without sending it, down to a single event (sent alone for its answer).
+        while let top = pending.last, top.badIfSiblingOK, top.range.count > 1 {
+            pending.removeLast()
+            pushHalves(of: top.range)
+        }
+        return actions
+    }
+
+    private mutating func rejected(_ range: Range<Int>, status: Int, body: String) -> [DeliveryAction<Instant>] {
+        pending.removeLast()
+        // If this was the first half of a split, its sibling is no longer known to be bad.
+        if !pending.isEmpty, pending[pending.count - 1].badIfSiblingOK {
+            pending[pending.count - 1].badIfSiblingOK = false
+        }
+        guard range.count > 1 else {
+            return [.deadLetter(index: range.lowerBound, status: status, body: body)]
+        }
+        pushHalves(of: range)
+        return []
+    }
+
+    private mutating func alertAndWait(_ raised: DeliveryAlert, now: Instant) -> [DeliveryAction<Instant>] {
+        consecutiveFailures = Self.incremented(consecutiveFailures)
+        var actions: [DeliveryAction<Instant>] = []
+        if alert?.kind != raised.kind || alert?.status != raised.status {
+            alert = raised
+            actions.append(.raiseAlert(raised))
+        }
+        let until = now.advanced(by: Swift.max(backoff.maximum, .zero))
+        notBefore = until
+        waitReason = .alert
+        actions.append(.waitUntil(until))
+        return actions
+    }
+
+    private mutating func retryLater(
+        retryAfter: Duration?,
+        now: Instant,
+        using rng: inout some RandomNumberGenerator
+    ) -> [DeliveryAction<Instant>] {
+        consecutiveFailures = Self.incremented(consecutiveFailures)
+        let delay = backoff.delay(failures: consecutiveFailures, retryAfter: retryAfter, using: &rng)
+        let until = now.advanced(by: delay)
+        notBefore = until
+        waitReason = .backoff
+        return [.waitUntil(until)]
+    }
+
+    // MARK: - Helpers
+
+    /// Replaces a range by its halves: the first ⌈count/2⌉ events on top (sent next), the rest
+    /// below, marked bad-if-sibling-OK.
+    private mutating func pushHalves(of range: Range<Int>) {
+        let middle = range.lowerBound + (range.count + 1) / 2
+        pending.append(Pending(range: middle..<range.upperBound, badIfSiblingOK: true))
+        pending.append(Pending(range: range.lowerBound..<middle, badIfSiblingOK: false))
+    }
+
+    private static func incremented(_ count: Int) -> Int {
+        count == .max ? count : count + 1
+    }
+}
