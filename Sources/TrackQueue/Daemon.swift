@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -29,17 +30,21 @@ public struct Daemon: Service {
     public let logger: Logger
     private let eventLoopGroup: any EventLoopGroup
     private let onReady: @Sendable () -> Void
+    private let randomSource: @Sendable () -> any RandomNumberGenerator
 
     /// - Parameters:
     ///   - environment: the process environment, for systemd's variables.
     ///   - onReady: called once the database is open and the socket listens.
+    ///   - randomSource: makes the generator for backoff jitter (tests pass a seeded one).
     public init(
         settings: DaemonSettings,
         environment: [String: String],
         logger: Logger,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        onReady: @escaping @Sendable () -> Void = {}
+        onReady: @escaping @Sendable () -> Void = {},
+        randomSource: @escaping @Sendable () -> any RandomNumberGenerator = { SystemRandomNumberGenerator() }
     ) {
+        self.randomSource = randomSource
         self.settings = settings
         self.environment = environment
         self.logger = logger
@@ -59,7 +64,11 @@ public struct Daemon: Service {
             "durability": "\(settings.durability.rawValue)",
         ])
 
-        let writer = GroupCommitWriter(store: store, maxQueueBytes: settings.maxQueueBytes, logger: logger)
+        let bootRow = store.bootRow
+        let wake = WakeSignal()
+        let writer = GroupCommitWriter(store: store, maxQueueBytes: settings.maxQueueBytes, logger: logger) {
+            wake.signal(.newEvents)
+        }
         writer.start()
 
         let server: IngestServer
@@ -78,11 +87,39 @@ public struct Daemon: Service {
         }
 
         let notifier = SystemdNotifier(environment: environment)
+        let tokens = TokenSource(environment: environment, file: settings.tokenFile)
+        if tokens.read().token == nil {
+            logger.warning("no API token: set TRACKQ_TOKEN or --token-file; the API will refuse events until then")
+        }
+        let sender = HTTPSender(
+            options: .init(endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout),
+            eventLoopGroup: eventLoopGroup)
+        let delivery = DeliveryLoop(
+            options: .init(
+                database: paths.database, batchMaxEvents: settings.batchMaxEvents, batchMaxBytes: settings.batchMaxBytes,
+                batchLinger: settings.batchLinger, retryInitial: settings.retryInitial, retryMax: settings.retryMax,
+                maxEventAge: settings.maxEventAge),
+            writer: writer, sender: sender, tokens: tokens, wake: wake, bootRow: bootRow,
+            alertCommand: settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) },
+            notifier: notifier, logger: logger)
+        let random = randomSource
+        let deliveryTask = Task {
+            var generator = random()
+            await delivery.run(random: &generator)
+        }
+
         notifier.notify("READY=1\nSTATUS=accepting events")
         onReady()
-        logger.notice("ready", metadata: ["pid": "\(getpid())", "version": "\(TrackQueue.version)"])
+        logger.notice("ready", metadata: [
+            "pid": "\(getpid())", "version": "\(TrackQueue.version)", "endpoint": "\(settings.endpoint)",
+        ])
 
         await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                    wake.signal(.reload)
+                }
+            }
             if let interval = SocketActivation.watchdogInterval(environment: environment) {
                 tasks.addTask {
                     while !Task.isCancelled {
@@ -98,7 +135,17 @@ public struct Daemon: Service {
 
         logger.notice("stopping: answering lines already read")
         notifier.notify("STOPPING=1\nSTATUS=stopping")
-        await server.drain()
+        wake.signal(.shutdown)
+        async let drained: Void = server.drain()
+        // The request in flight gets a grace to finish and record its answer.
+        let grace = Task {
+            try await Task.sleep(for: .seconds(5))
+            deliveryTask.cancel()
+        }
+        await deliveryTask.value
+        grace.cancel()
+        await sender.shutdown()
+        await drained
         _ = try? await writer.perform { store in
             try store.recordStop(atMillis: SystemClock.wallMillis())
             store.checkpoint()

@@ -6,11 +6,17 @@ import Testing
 /// signals, `kill -9`.
 @Suite(.serialized) struct DaemonProcessTests {
     static let event = #"{"event_name":"crash_test","user_id":"u"}"#
+    /// Tests never reach the real API: a loopback port nobody listens on.
+    static let nowhere = "http://127.0.0.1:9/api/track"
 
-    private func startDaemon(_ dir: borrowing TestDirectory, _ extra: [String] = [], name: String = "daemon") async throws -> TrackqProcess {
+    private func startDaemon(
+        _ dir: borrowing TestDirectory, _ extra: [String] = [], name: String = "daemon",
+        environment: [String: String] = ["TRACKQ_TOKEN": "secret-token-value"]
+    ) async throws -> TrackqProcess {
+        // A later --endpoint in `extra` wins over this one.
         let process = try TrackqProcess(
-            ["daemon", "--socket", dir.socket, "--database", dir.database] + extra,
-            environment: ["TRACKQ_TOKEN": "secret-token-value"], stderrFile: dir.file("\(name).log"))
+            ["daemon", "--socket", dir.socket, "--database", dir.database, "--endpoint", Self.nowhere] + extra,
+            environment: environment, stderrFile: dir.file("\(name).log"))
         let socket = dir.socket
         try await waitUntil("the daemon's socket") {
             if !process.process.isRunning { throw EndOfStream(partial: process.stderr) }
@@ -69,7 +75,7 @@ import Testing
         let dir = try TestDirectory()
         let first = try await startDaemon(dir)
         let second = try TrackqProcess(
-            ["daemon", "--socket", dir.file("other.sock"), "--database", dir.database],
+            ["daemon", "--socket", dir.file("other.sock"), "--database", dir.database, "--endpoint", Self.nowhere],
             stderrFile: dir.file("second.log"))
         #expect(try await second.waitForExit() == 1)
         #expect(second.stderr.contains("another trackq daemon is already using \(dir.database) (pid \(first.pid))"))
@@ -90,7 +96,7 @@ import Testing
     func badSettingExitsTwoNamingIt(arguments: [String], setting: String) async throws {
         let dir = try TestDirectory()
         let process = try TrackqProcess(
-            ["daemon", "--socket", dir.socket, "--database", dir.database] + arguments,
+            ["daemon", "--socket", dir.socket, "--database", dir.database, "--endpoint", Self.nowhere] + arguments,
             stderrFile: dir.file("bad.log"))
         #expect(try await process.waitForExit() == 2)
         #expect(process.stderr.contains(setting))
@@ -100,9 +106,95 @@ import Testing
     @Test func badEnvironmentValueExitsTwoNamingIt() async throws {
         let dir = try TestDirectory()
         let process = try TrackqProcess(
-            ["daemon", "--socket", dir.socket, "--database", dir.database],
+            ["daemon", "--socket", dir.socket, "--database", dir.database, "--endpoint", Self.nowhere],
             environment: ["TRACKQ_RETRY_MAX": "-3s"], stderrFile: dir.file("bad.log"))
         #expect(try await process.waitForExit() == 2)
         #expect(process.stderr.contains("TRACKQ_RETRY_MAX"))
     }
+
+    @Test func authAlertHoldsEverythingUntilTheTokenFileChangesAndSIGHUP() async throws {
+        let dir = try TestDirectory()
+        let tokenFile = dir.file("token")
+        try "old-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let server = try await TestHTTPServer.start { request, _ in
+            request.header("authorization") == "Bearer new-token" ? .ok() : .status(401, body: "bad key")
+        }
+        let alertLog = dir.file("alerts.log")
+        // retry-max of an hour: only SIGHUP with a changed token can make it try again soon.
+        let daemon = try await startDaemon(dir, [
+            "--endpoint", server.url, "--token-file", tokenFile, "--retry-max", "1h",
+            "--alert-command", #"echo "$TRACKQ_ALERT_STATE $TRACKQ_ALERT_KIND $TRACKQ_ALERT_STATUS $(env | grep -c -e old-token -e new-token)" >> "# + alertLog,
+        ], environment: [:])
+        try DeliveryTests.enqueue(50, socket: dir.socket)
+        let probe = DatabaseProbe(path: dir.database)
+        try await waitUntil("the auth alert") { try probe.strings("SELECT alert_kind FROM daemon_state") == ["auth"] }
+        #expect(try probe.queued == 50)
+        #expect(try probe.scalar("SELECT count(*) FROM dead_letters") == 0)
+        #expect(try probe.strings("SELECT delivery_state FROM daemon_state") == ["alert"])
+        #expect(try probe.strings("SELECT alert_message FROM daemon_state").first?.contains("token") == true)
+
+        try "new-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        try await waitUntil("the queue to drain") { try probe.queued == 0 }
+        try await waitUntil("the alert to clear") { try probe.scalar("SELECT alert_kind IS NULL FROM daemon_state") == 1 }
+        try await waitUntil("the alert command twice") {
+            ((try? String(contentsOfFile: alertLog, encoding: .utf8)) ?? "").split(separator: "\n").count == 2
+        }
+        #expect(try String(contentsOfFile: alertLog, encoding: .utf8) == "raised auth 401 0\ncleared auth 401 0\n")
+        let seqs = server.requests.filter { $0.header("authorization") == "Bearer new-token" }
+            .flatMap { ($0.jsonArray ?? []).map { $0["seq"] as! Int } }
+        #expect(seqs == Array(0..<50))
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+        #expect(!daemon.stderr.contains("new-token") && !daemon.stderr.contains("old-token"))
+        try await server.stop()
+    }
+
+    @Test func sigtermGivesTheRequestInFlightAGraceThenExitsZeroKeepingItsEvents() async throws {
+        let dir = try TestDirectory()
+        // A server that accepts connections and never answers.
+        let listener = try SilentListener()
+        let daemon = try await startDaemon(dir, ["--endpoint", "http://127.0.0.1:\(listener.port)/api/track", "--request-timeout", "5m"])
+        try DeliveryTests.enqueue(20, socket: dir.socket)
+        try await waitUntil("the request to be in flight") { listener.hasPendingConnection }
+        let start = ContinuousClock.now
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+        #expect(ContinuousClock.now - start >= .milliseconds(4500))
+        #expect(try DatabaseProbe(path: dir.database).queued == 20)
+    }
+}
+
+/// A TCP listener on 127.0.0.1 that never accepts: connections wait in its backlog, so a
+/// client's request hangs until it gives up.
+final class SilentListener {
+    let fd: Int32
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else {
+            close(fd)
+            throw POSIXError(.EADDRINUSE)
+        }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    var hasPendingConnection: Bool {
+        var waiter = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&waiter, 1, 0) == 1
+    }
+
+    deinit { close(fd) }
 }

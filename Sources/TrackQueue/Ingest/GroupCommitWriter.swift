@@ -52,11 +52,14 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let maxQueueBytes: Int64
     private let logger: Logger
     private var failing = false
+    /// Called on the writer thread after a commit that queued new events.
+    private let onAccepted: @Sendable () -> Void
 
-    init(store: QueueStore, maxQueueBytes: Int, logger: Logger) {
+    init(store: QueueStore, maxQueueBytes: Int, logger: Logger, onAccepted: @escaping @Sendable () -> Void = {}) {
         self.store = store
         self.maxQueueBytes = Int64(maxQueueBytes)
         self.logger = logger
+        self.onAccepted = onAccepted
     }
 
     /// Starts the writer thread.
@@ -131,8 +134,10 @@ final class GroupCommitWriter: @unchecked Sendable {
         guard !group.isEmpty else { return }
         var answers: [[LineAnswer]] = []
         answers.reserveCapacity(group.count)
+        var acceptedAny = false
         do {
             try store.transaction { delta in
+                defer { acceptedAny = delta.accepted > 0 }
                 let limit = maxQueueBytes
                 let pendingBefore = store.counters.pendingBytes
                 for submission in group {
@@ -177,6 +182,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                     answers.append(lineAnswers)
                 }
             }
+            if acceptedAny { onAccepted() }
             if failing {
                 failing = false
                 logger.notice("database writable again; accepting events")

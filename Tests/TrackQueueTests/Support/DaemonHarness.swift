@@ -12,14 +12,23 @@ final class InProcessDaemon: Sendable {
     let database: String
 
     /// Starts the daemon and waits until its socket accepts connections.
-    init(directory: borrowing TestDirectory, configure: (inout DaemonSettings) -> Void = { _ in }) async throws {
+    init(
+        directory: borrowing TestDirectory,
+        environment: [String: String] = ["TRACKQ_TOKEN": "test-token"],
+        random: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator(),
+        configure: (inout DaemonSettings) -> Void = { _ in }
+    ) async throws {
         var settings = try DaemonSettings.resolve(
             flags: ["database": directory.database, "socket": directory.socket], environment: [:])
+        // Nothing leaves the machine: an endpoint nobody listens on unless the test sets one.
+        settings.endpoint = "http://127.0.0.1:9/api/track"
         configure(&settings)
         var logger = Logger(label: "trackq-test")
         logger.logLevel = .warning
         let (ready, readyContinuation) = AsyncStream<Void>.makeStream()
-        let daemon = Daemon(settings: settings, environment: [:], logger: logger, onReady: { readyContinuation.yield() })
+        let daemon = Daemon(
+            settings: settings, environment: environment, logger: logger,
+            onReady: { readyContinuation.yield() }, randomSource: { random })
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger))
         self.group = group

@@ -1,0 +1,276 @@
+import Logging
+
+/// Drains the queue to the API: reads a batch, asks the ``DeliveryScheduler`` what to send,
+/// sends it, and carries out what the scheduler decides. All judgement lives in the
+/// scheduler; this type only does the I/O.
+///
+/// Every decision is written to the database in one transaction with the events it
+/// concerns: delivered events leave the queue in the transaction that records their 2xx,
+/// and the state record `trackq status` reads is updated alongside.
+final class DeliveryLoop: Sendable {
+    struct Options: Sendable {
+        var database: String
+        var batchMaxEvents: Int
+        var batchMaxBytes: Int
+        var batchLinger: Duration
+        var retryInitial: Duration
+        var retryMax: Duration
+        var maxEventAge: Duration
+    }
+
+    let options: Options
+    let writer: GroupCommitWriter
+    let sender: HTTPSender
+    let tokens: TokenSource
+    let wake: WakeSignal
+    let bootRow: Int64
+    let alertCommand: AlertCommand?
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    init(options: Options, writer: GroupCommitWriter, sender: HTTPSender, tokens: TokenSource, wake: WakeSignal,
+         bootRow: Int64, alertCommand: AlertCommand?, notifier: SystemdNotifier, logger: Logger) {
+        self.options = options
+        self.writer = writer
+        self.sender = sender
+        self.tokens = tokens
+        self.wake = wake
+        self.bootRow = bootRow
+        self.alertCommand = alertCommand
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    /// Runs until a `.shutdown` wake or cancellation.
+    func run(random: inout some RandomNumberGenerator) async {
+        let reader: QueueReader
+        do {
+            reader = try QueueReader(path: options.database)
+        } catch {
+            logger.critical("cannot open the queue for delivery", metadata: ["error": "\(error)"])
+            return
+        }
+        var scheduler = DeliveryScheduler<ContinuousClock.Instant>(
+            backoff: Backoff(initial: options.retryInitial, maximum: options.retryMax))
+        var record = (try? await writer.perform { try $0.loadDeliveryRecord() }) ?? DeliveryRecord()
+        // A new run starts clean; an alert that still applies is raised again at the first answer.
+        record.state = DeliveryState.idle.rawValue
+        record.consecutiveFailures = 0
+        record.nextAttemptAtMillis = nil
+        record.alertKind = nil
+        record.alertStatus = nil
+        record.alertSinceMillis = nil
+        record.alertMessage = nil
+        await save(record)
+        _ = tokens.read()
+
+        var batch: OutgoingBatch?
+        while !Task.isCancelled {
+            if wake.take([.shutdown]) != nil { break }
+            if wake.take([.reload]) != nil { reloadToken(&scheduler) }
+
+            // 1. A batch to work on.
+            if batch == nil {
+                let read: OutgoingBatch
+                do {
+                    read = try reader.readBatch(maxEvents: options.batchMaxEvents, maxBytes: options.batchMaxBytes)
+                } catch {
+                    logger.error("cannot read the queue; retrying", metadata: ["error": "\(error)"])
+                    if await wake.wait(for: [.shutdown], until: .now + options.retryInitial) == .shutdown { break }
+                    continue
+                }
+                if read.isEmpty {
+                    if record.state != DeliveryState.idle.rawValue {
+                        record.state = DeliveryState.idle.rawValue
+                        record.nextAttemptAtMillis = nil
+                        await save(record)
+                        notifier.notify("STATUS=idle: queue empty")
+                    }
+                    let reason = await wake.wait(for: [.newEvents, .reload, .shutdown])
+                    if reason == .shutdown { break }
+                    if reason == .reload { reloadToken(&scheduler); continue }
+                    // New events: give the batch a moment to fill.
+                    if await wake.wait(for: [.shutdown], until: .now + options.batchLinger) == .shutdown { break }
+                    continue
+                }
+                if await deadLetterExpired(read.events[...]) { continue }  // re-read without them
+                batch = read
+                scheduler.begin(batchCount: read.count)
+            }
+            guard let current = batch else { continue }
+
+            // 2. Not before the scheduler says so (backoff, alert pause).
+            if let notBefore = scheduler.notBefore, notBefore > .now {
+                let reason = await wake.wait(for: [.shutdown, .reload], until: notBefore)
+                if reason == .shutdown { break }
+                if reason == .reload { reloadToken(&scheduler) }
+                continue
+            }
+            guard let range = scheduler.nextRange() else {
+                batch = nil
+                continue
+            }
+            // Events can expire while a batch waits out an outage.
+            if await deadLetterExpired(current.events[range]) {
+                batch = nil
+                continue
+            }
+
+            // 3. Send, judge, record.
+            let (token, _) = tokens.read()
+            let body = range == 0..<current.count ? current.body : Self.body(of: current, range)
+            let attemptAt = SystemClock.wallMillis()
+            let outcome = await sender.send(body, token: token)
+            if Task.isCancelled { break }  // shut down mid-request: record nothing, the events stay queued
+            let actions = scheduler.handle(outcome, now: .now, using: &random)
+            await apply(actions, outcome: outcome, batch: current, sentRange: range, attemptAt: attemptAt,
+                        scheduler: scheduler, record: &record)
+            if scheduler.nextRange() == nil { batch = nil }
+        }
+    }
+
+    /// Carries out one answer's actions in one transaction.
+    private func apply(
+        _ actions: [DeliveryAction<ContinuousClock.Instant>], outcome: DeliveryOutcome, batch: OutgoingBatch,
+        sentRange: Range<Int>, attemptAt: Int64, scheduler: DeliveryScheduler<ContinuousClock.Instant>,
+        record: inout DeliveryRecord
+    ) async {
+        let now = SystemClock.wallMillis()
+        var delivered: [OutgoingBatch.Event] = []
+        var dead: [(OutgoingBatch.Event, Int, String)] = []
+        record.lastAttemptAtMillis = attemptAt
+        switch outcome {
+        case .response(let status, _, let body):
+            record.lastStatus = status
+            if (200..<300).contains(status) {
+                record.lastError = nil
+                record.lastSuccessAtMillis = now
+                logWarnings(in: body)
+            } else {
+                record.lastError = "HTTP \(status)" + (body.isEmpty ? "" : ": " + String(body.prefix(200)))
+            }
+        case .transportError(let message):
+            record.lastStatus = nil
+            record.lastError = message
+        }
+        for action in actions {
+            switch action {
+            case .deliver(let range):
+                delivered += batch.events[range]
+            case .deadLetter(let index, let status, let body):
+                dead.append((batch.events[index], status, body))
+                logger.warning("the API refused an event; moved to the dead letters",
+                               metadata: ["event.id": "\(batch.events[index].id)", "http.status": "\(status)"])
+            case .raiseAlert(let alert):
+                record.alertKind = alert.kind.rawValue
+                record.alertStatus = alert.status
+                record.alertSinceMillis = now
+                record.alertMessage = alert.message
+                logger.critical("alert raised: \(alert.message)", metadata: ["alert.kind": "\(alert.kind.rawValue)", "http.status": "\(alert.status)"])
+                notifier.notify("STATUS=alert: \(alert.message)")
+                alertCommand?.run(raised: true, alert: alert)
+            case .clearAlert:
+                let cleared = DeliveryAlert(
+                    kind: AlertKind(rawValue: record.alertKind ?? "") ?? .auth, status: record.alertStatus ?? 0,
+                    message: "delivery works again")
+                record.alertKind = nil
+                record.alertStatus = nil
+                record.alertSinceMillis = nil
+                record.alertMessage = nil
+                logger.notice("alert cleared: the API accepts events again")
+                notifier.notify("STATUS=sending")
+                alertCommand?.run(raised: false, alert: cleared)
+            case .waitUntil(let instant):
+                let wait = ContinuousClock.now.duration(to: instant)
+                record.nextAttemptAtMillis = now + wait.milliseconds
+            }
+        }
+        let failuresBefore = record.consecutiveFailures
+        record.consecutiveFailures = scheduler.consecutiveFailures
+        if scheduler.notBefore == nil { record.nextAttemptAtMillis = nil }
+        record.state = scheduler.state.rawValue
+        if record.consecutiveFailures == 1 && failuresBefore == 0 {
+            logger.warning("delivery failed; backing off", metadata: ["error": "\(record.lastError ?? "")"])
+            notifier.notify("STATUS=backoff: \(record.lastError ?? "")")
+        } else if record.consecutiveFailures == 0 && failuresBefore > 0 {
+            logger.notice("delivery recovered", metadata: ["failures": "\(failuresBefore)"])
+            notifier.notify("STATUS=sending")
+        }
+        let finalRecord = record
+        let deadLetters = dead
+        let deliveredEvents = delivered
+        do {
+            try await writer.perform { store in
+                try store.transaction { delta in
+                    try store.removeDelivered(deliveredEvents, delta: &delta)
+                    for (event, status, body) in deadLetters {
+                        try store.moveToDeadLetters(event, reason: .rejected, status: status, response: body,
+                                                    failedAtMillis: now, delta: &delta)
+                    }
+                    try store.saveDeliveryRecord(finalRecord)
+                }
+            }
+        } catch {
+            // The API has them; they stay queued and will be sent again (at least once).
+            logger.error("cannot record a delivery; its events will be sent again", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Moves the expired ones of `events` to the dead letters; true if there were any.
+    private func deadLetterExpired(_ events: ArraySlice<OutgoingBatch.Event>) async -> Bool {
+        let age = EventAge(maxAge: options.maxEventAge, nowWallMillis: SystemClock.wallMillis(),
+                           nowBoottimeMillis: SystemClock.boottimeMillis(), currentBoot: bootRow)
+        let expired = events.filter(age.isExpired)
+        guard !expired.isEmpty else { return false }
+        let now = SystemClock.wallMillis()
+        do {
+            try await writer.perform { store in
+                try store.transaction { delta in
+                    for event in expired {
+                        try store.moveToDeadLetters(event, reason: .expired, status: nil, response: nil,
+                                                    failedAtMillis: now, delta: &delta)
+                    }
+                }
+            }
+            logger.warning("events older than max-event-age moved to the dead letters", metadata: ["count": "\(expired.count)"])
+        } catch {
+            logger.error("cannot move expired events", metadata: ["error": "\(error)"])
+        }
+        return true
+    }
+
+    private func reloadToken(_ scheduler: inout DeliveryScheduler<ContinuousClock.Instant>) {
+        let (_, changed) = tokens.read()
+        logger.notice("token read again", metadata: ["token.changed": "\(changed)"])
+        if changed && scheduler.tokenChanged() {
+            logger.notice("token changed: retrying now")
+        }
+    }
+
+    private func logWarnings(in body: String) {
+        guard logger.logLevel <= .debug, body.contains("\"warnings\"") else { return }
+        logger.debug("the API answered with warnings", metadata: ["http.body": "\(body.prefix(500))"])
+    }
+
+    private func save(_ record: DeliveryRecord) async {
+        _ = try? await writer.perform { try $0.saveDeliveryRecord(record) }
+    }
+
+    /// `[...]` of the events in `range` of `batch`.
+    static func body(of batch: OutgoingBatch, _ range: Range<Int>) -> [UInt8] {
+        var body: [UInt8] = [UInt8(ascii: "[")]
+        for event in batch.events[range] {
+            if body.count > 1 { body.append(UInt8(ascii: ",")) }
+            body += batch.body[event.range]
+        }
+        body.append(UInt8(ascii: "]"))
+        return body
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down.
+    var milliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,90 @@
+import NIOConcurrencyHelpers
+
+/// Why the delivery loop should look again.
+enum WakeReason: Hashable, Sendable {
+    /// Events were committed.
+    case newEvents
+    /// SIGHUP: read the token again.
+    case reload
+    /// Stop after the request in flight.
+    case shutdown
+}
+
+/// Wakes the delivery loop from its waits: idle, lingering or backing off.
+///
+/// Signals are remembered until taken, so none is lost between two waits; a wait only
+/// returns for the reasons it accepts (a backing-off sender ignores new events).
+final class WakeSignal: Sendable {
+    private struct State {
+        var pending: Set<WakeReason> = []
+        /// Counts signals, so a wait can tell a new one from one it already saw.
+        var generation = 0
+        var waiter: CheckedContinuation<Void, Never>?
+        var waiterCancelled = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    func signal(_ reason: WakeReason) {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            state.pending.insert(reason)
+            state.generation += 1
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Takes a pending reason among `accepted`, if there is one.
+    func take(_ accepted: Set<WakeReason>) -> WakeReason? {
+        state.withLockedValue { state in
+            for reason in [WakeReason.shutdown, .reload, .newEvents] where accepted.contains(reason) && state.pending.contains(reason) {
+                state.pending.remove(reason)
+                return reason
+            }
+            return nil
+        }
+    }
+
+    /// Waits until one of `accepted` is signalled (returned) or `deadline` passes (nil).
+    func wait(for accepted: Set<WakeReason>, until deadline: ContinuousClock.Instant? = nil) async -> WakeReason? {
+        while true {
+            let seen = state.withLockedValue { $0.generation }
+            if let reason = take(accepted) { return reason }
+            if let deadline, deadline <= .now { return nil }
+            if Task.isCancelled { return .shutdown }
+            await withTaskGroup(of: Void.self) { group in
+                if let deadline {
+                    group.addTask { try? await Task.sleep(until: deadline, clock: .continuous) }
+                }
+                group.addTask { await self.nextSignal(after: seen) }
+                _ = await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// Returns at the first signal after generation `seen`, or when cancelled.
+    private func nextSignal(after seen: Int) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLockedValue { state -> Bool in
+                    if state.waiterCancelled || state.generation != seen {
+                        state.waiterCancelled = false
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                defer { state.waiter = nil }
+                if state.waiter == nil { state.waiterCancelled = true }
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+    }
+}

@@ -1,0 +1,98 @@
+/// What `trackq status` shows of delivery: the `daemon_state` row's delivery columns.
+public struct DeliveryRecord: Sendable, Equatable {
+    public var state: String = "idle"
+    public var lastAttemptAtMillis: Int64?
+    public var lastSuccessAtMillis: Int64?
+    public var lastStatus: Int?
+    public var lastError: String?
+    public var nextAttemptAtMillis: Int64?
+    public var consecutiveFailures = 0
+    public var alertKind: String?
+    public var alertStatus: Int?
+    public var alertSinceMillis: Int64?
+    public var alertMessage: String?
+
+    public init() {}
+}
+
+/// Why an event left the queue without being delivered.
+public enum DeadLetterReason: String, Sendable {
+    /// The API refused it on its own (400, 413, 422).
+    case rejected
+    /// Older than `--max-event-age`.
+    case expired
+}
+
+extension QueueStore {
+    /// Removes delivered events from the queue; call inside ``transaction(_:)``.
+    func removeDelivered(_ events: some Collection<OutgoingBatch.Event>, delta: inout QueueCounters) throws(SQLiteError) {
+        for event in events {
+            try db.run("DELETE FROM queue WHERE id = ?", [.integer(event.id)])
+            guard db.changes == 1 else { continue }  // already gone: count only what we removed
+            delta.delivered += 1
+            delta.pendingEvents -= 1
+            delta.pendingBytes -= Int64(event.range.count)
+        }
+    }
+
+    /// Moves one event from the queue to the dead letters; call inside ``transaction(_:)``.
+    func moveToDeadLetters(
+        _ event: OutgoingBatch.Event, reason: DeadLetterReason, status: Int?, response: String?,
+        failedAtMillis: Int64, delta: inout QueueCounters
+    ) throws(SQLiteError) {
+        try db.run(
+            """
+            INSERT INTO dead_letters (event_id, body, bytes, accepted_at_ms, failed_at_ms, reason, status, response)
+            SELECT id, body, bytes, accepted_at_ms, ?, ?, ?, ? FROM queue WHERE id = ?
+            """,
+            [.integer(failedAtMillis), .text(reason.rawValue), status.map { .integer(Int64($0)) } ?? .null,
+             response.map { .text($0) } ?? .null, .integer(event.id)])
+        guard db.changes == 1 else { return }
+        try db.run("DELETE FROM queue WHERE id = ?", [.integer(event.id)])
+        delta.deadLettered += 1
+        delta.pendingEvents -= 1
+        delta.pendingBytes -= Int64(event.range.count)
+    }
+
+    /// Writes the delivery columns of the state record.
+    func saveDeliveryRecord(_ record: DeliveryRecord) throws(SQLiteError) {
+        func int(_ v: Int64?) -> SQLiteValue { v.map { .integer($0) } ?? .null }
+        func text(_ v: String?) -> SQLiteValue { v.map { .text($0) } ?? .null }
+        try db.run(
+            """
+            UPDATE daemon_state SET delivery_state = ?, last_attempt_at_ms = ?, last_success_at_ms = ?,
+              last_status = ?, last_error = ?, next_attempt_at_ms = ?, consecutive_failures = ?,
+              alert_kind = ?, alert_status = ?, alert_since_ms = ?, alert_message = ?
+            WHERE id = 1
+            """,
+            [.text(record.state), int(record.lastAttemptAtMillis), int(record.lastSuccessAtMillis),
+             int(record.lastStatus.map(Int64.init)), text(record.lastError), int(record.nextAttemptAtMillis),
+             .integer(Int64(record.consecutiveFailures)), text(record.alertKind),
+             int(record.alertStatus.map(Int64.init)), int(record.alertSinceMillis), text(record.alertMessage)])
+    }
+
+    /// The delivery columns as last saved (a restarted daemon keeps its alert and counts).
+    func loadDeliveryRecord() throws(SQLiteError) -> DeliveryRecord {
+        try db.queryRow(
+            """
+            SELECT delivery_state, last_attempt_at_ms, last_success_at_ms, last_status, last_error,
+              next_attempt_at_ms, consecutive_failures, alert_kind, alert_status, alert_since_ms, alert_message
+            FROM daemon_state WHERE id = 1
+            """
+        ) { row in
+            var r = DeliveryRecord()
+            r.state = row.text(0) ?? "idle"
+            r.lastAttemptAtMillis = row.optionalInt64(1)
+            r.lastSuccessAtMillis = row.optionalInt64(2)
+            r.lastStatus = row.optionalInt64(3).map(Int.init)
+            r.lastError = row.text(4)
+            r.nextAttemptAtMillis = row.optionalInt64(5)
+            r.consecutiveFailures = row.int(6)
+            r.alertKind = row.text(7)
+            r.alertStatus = row.optionalInt64(8).map(Int.init)
+            r.alertSinceMillis = row.optionalInt64(9)
+            r.alertMessage = row.text(10)
+            return r
+        } ?? DeliveryRecord()
+    }
+}
