@@ -22,9 +22,18 @@ final class TrackqProcess {
     let stderrFile: String
 
     /// Starts `trackq ARGS`; stderr goes to a file for the assertions.
-    init(_ arguments: [String], environment: [String: String] = [:], stderrFile: String) throws {
+    convenience init(_ arguments: [String], environment: [String: String] = [:], stderrFile: String) throws {
+        try self.init(executable: TrackqBinary.path, arguments, environment: environment, stderrFile: stderrFile)
+    }
+
+    /// Starts another program that runs trackq (systemd-socket-activate, say).
+    static func launch(executable: String, _ arguments: [String], environment: [String: String] = [:], stderrFile: String) throws -> TrackqProcess {
+        try TrackqProcess(executable: executable, arguments, environment: environment, stderrFile: stderrFile)
+    }
+
+    private init(executable: String, _ arguments: [String], environment: [String: String], stderrFile: String) throws {
         self.stderrFile = stderrFile
-        process.executableURL = URL(fileURLWithPath: TrackqBinary.path)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         for key in env.keys where key.hasPrefix("TRACKQ_") || key == "NOTIFY_SOCKET" || key.hasPrefix("LISTEN_") {

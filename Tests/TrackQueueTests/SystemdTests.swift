@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+@testable import TrackQueue
+
+/// The daemon under systemd's protocols: sd_notify and socket activation.
+@Suite struct SystemdTests {
+    /// A datagram socket standing in for systemd's notify socket.
+    final class NotifyReceiver {
+        let fd: Int32
+        let path: String
+
+        init(path: String) throws {
+            self.path = path
+            fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+            let rc = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard rc == 0 else { throw POSIXError(.EADDRINUSE) }
+        }
+
+        /// Every message received so far (non-blocking).
+        func drain() -> [String] {
+            var out: [String] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n <= 0 { return out }
+                out.append(String(decoding: buffer[..<n], as: UTF8.self))
+            }
+        }
+
+        deinit { close(fd) }
+    }
+
+    @Test func notifiesReadyStatusAndStopping() async throws {
+        let dir = try TestDirectory()
+        let receiver = try NotifyReceiver(path: dir.file("notify"))
+        let daemon = try TrackqProcess(
+            ["daemon", "--socket", dir.socket, "--database", dir.database, "--endpoint", DaemonProcessTests.nowhere],
+            environment: ["NOTIFY_SOCKET": receiver.path, "TRACKQ_TOKEN": "t"], stderrFile: dir.file("log"))
+        var messages: [String] = []
+        try await waitUntil("READY=1") {
+            messages += receiver.drain()
+            return messages.contains { $0.split(separator: "\n").contains("READY=1") }
+        }
+        // Ready means ready: the socket takes events now.
+        let client = try UnixClient(path: dir.socket)
+        try client.write(#"{"event_name":"e","user_id":"u"}"# + "\n")
+        #expect(try Answer(client.readLine()).ok)
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+        messages += receiver.drain()
+        #expect(messages.contains { $0.contains("STOPPING=1") })
+        #expect(messages.contains { $0.contains("STATUS=") })
+    }
+
+    @Test(.enabled(if: which("systemd-socket-activate") != nil, "systemd-socket-activate is not installed"))
+    func adoptsASocketPassedBySocketActivation() async throws {
+        let dir = try TestDirectory()
+        let activated = dir.file("activated.sock")
+        // systemd-socket-activate binds the socket, then execs trackq with LISTEN_FDS=1 on fd 3.
+        let launcher = try TrackqProcess.launch(
+            executable: try #require(which("systemd-socket-activate")),
+            ["-l", activated, "-E", "TRACKQ_TOKEN=t", TrackqBinary.path, "daemon",
+             "--socket", dir.file("unused.sock"), "--database", dir.database, "--endpoint", DaemonProcessTests.nowhere],
+            stderrFile: dir.file("log"))
+        try await waitUntil("the activated socket") { FileManager.default.fileExists(atPath: activated) }
+        // The first connection starts trackq, which takes over the listening socket.
+        let client = try UnixClient(path: activated)
+        try client.write(#"{"event_name":"activated","user_id":"u"}"# + "\n")
+        #expect(try Answer(client.readLine()).accepted == 1)
+        #expect(!FileManager.default.fileExists(atPath: dir.file("unused.sock")))
+        #expect(try DatabaseProbe(path: dir.database).queued == 1)
+        launcher.signal(SIGTERM)
+        #expect(try await launcher.waitForExit() == 0)
+    }
+}
