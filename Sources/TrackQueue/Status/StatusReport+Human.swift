@@ -1,0 +1,236 @@
+extension StatusReport {
+    /// The human summary for an operator at a glance: is data flowing, how far behind, why not.
+    ///
+    /// A verdict line (`trackq 0.1.0: OK — delivering`, `WARNING — backing off …`,
+    /// `CRITICAL — auth alert …`, `CRITICAL — daemon not running …`), then aligned
+    /// `label: value` lines; lines with nothing to say are left out. No trailing newline.
+    public func human(nowMillis: Int64) -> String {
+        var lines = ["trackq \(Self.oneLine(version)): \(verdict)"]
+        func add(_ label: String, _ value: String) {
+            let pad = String(repeating: " ", count: max(1, Self.labelWidth - label.count))
+            lines.append(label + pad + value)
+        }
+        func ago(_ millis: Int64) -> String { Self.formatAge(since: millis, now: nowMillis) }
+
+        // Daemon.
+        if daemon.running {
+            var text = "running"
+            if let pid = daemon.pid { text += ", pid \(pid)" }
+            if let started = daemon.startedAtMillis {
+                text += ", up for \(Self.formatDuration(millis: nowMillis &- started))"
+            }
+            add("daemon:", text)
+        } else {
+            add("daemon:", "not running — nothing is being delivered; start it: systemctl start trackq")
+        }
+        if let endpoint {
+            add("endpoint:", Self.oneLine(endpoint))
+        }
+
+        // Queue: how much is waiting, how far behind.
+        if queue.pending == 0 {
+            add("queue:", "empty")
+        } else {
+            var text = "\(Self.formatCount(queue.pending)) pending (\(Self.formatBytes(queue.pendingBytes)))"
+            if let oldest = queue.oldestPendingAtMillis {
+                text += ", oldest \(ago(oldest))"
+            }
+            add("queue:", text)
+        }
+
+        // Delivery: state, last success, last error, next attempt.
+        var state = Self.oneLine(delivery.state)
+        if delivery.consecutiveFailures > 0 {
+            let n = delivery.consecutiveFailures
+            state += ", \(n) consecutive failure\(n == 1 ? "" : "s")"
+        }
+        if !daemon.running { state += " (as the daemon left it)" }
+        add("delivery:", state)
+        add("last success:", delivery.lastSuccessAtMillis.map(ago) ?? "never")
+        if let error = lastErrorText {
+            var text = error
+            if let attempt = delivery.lastAttemptAtMillis { text += " (\(ago(attempt)))" }
+            add("last error:", text)
+        }
+        if daemon.running, let next = delivery.nextAttemptAtMillis {
+            add("next attempt:", Self.formatUntil(next, now: nowMillis))
+        }
+
+        // Alert and its fix.
+        if let alert {
+            let since = Self.formatDuration(millis: nowMillis &- alert.sinceMillis)
+            var text = "\(Self.oneLine(alert.kind)), HTTP \(alert.status) for \(since)"
+            let message = Self.oneLine(alert.message)
+            if !message.isEmpty { text += ": \(message)" }
+            add("ALERT:", text)
+            add("fix:", Self.alertFix(kind: alert.kind))
+        } else if delivery.state == "alert" {
+            add("ALERT:", "delivery paused (no details recorded)")
+        }
+
+        // Dead letters, totals, database.
+        if deadLetters > 0 {
+            add("dead letters:", "\(Self.formatCount(deadLetters)) — inspect: trackq dead list")
+        } else {
+            add("dead letters:", "none")
+        }
+        add(
+            "totals:",
+            "accepted \(Self.formatCount(totals.accepted)) · delivered \(Self.formatCount(totals.delivered))"
+                + " · dead-lettered \(Self.formatCount(totals.deadLettered))"
+                + " · rejected \(Self.formatCount(totals.rejected))"
+        )
+        add("database:", "\(Self.oneLine(database.path)) (\(Self.formatBytes(database.sizeBytes)))")
+        return lines.joined(separator: "\n")
+    }
+
+    // MARK: - Pieces
+
+    /// Width of the label column ("last success: " and friends).
+    static let labelWidth = 14
+
+    /// The first line's verdict: severity, then every reason, most serious first.
+    var verdict: String {
+        var reasons: [String] = []
+        if !daemon.running { reasons.append("daemon not running") }
+        if let alert {
+            reasons.append("\(Self.oneLine(alert.kind)) alert (HTTP \(alert.status))")
+        } else if delivery.state == "alert" {
+            reasons.append("alert")
+        }
+        if delivery.state == "backoff" && daemon.running {
+            let n = delivery.consecutiveFailures
+            reasons.append(n > 0 ? "backing off after \(n) failure\(n == 1 ? "" : "s")" : "backing off")
+        }
+        if deadLetters > 0 {
+            reasons.append("\(Self.formatCount(deadLetters)) dead letter\(deadLetters == 1 ? "" : "s")")
+        }
+        switch health {
+        case .critical:
+            return "CRITICAL — " + reasons.joined(separator: ", ")
+        case .warning:
+            return "WARNING — " + reasons.joined(separator: ", ")
+        case .ok:
+            switch delivery.state {
+            case "sending": return "OK — delivering"
+            case "idle" where queue.pending == 0: return "OK — idle, all delivered"
+            case "idle": return "OK — delivering"
+            default: return "OK — \(Self.oneLine(delivery.state))"
+            }
+        }
+    }
+
+    /// The last failure as "HTTP 503: message", "connection refused", or nil when the last
+    /// attempt did not fail.
+    var lastErrorText: String? {
+        let message = delivery.lastError.map { Self.oneLine($0) }.flatMap { $0.isEmpty ? nil : $0 }
+        switch (delivery.lastStatus, message) {
+        case let (status?, message?): return "HTTP \(status): \(message)"
+        case let (status?, nil): return (200..<300).contains(status) ? nil : "HTTP \(status)"
+        case let (nil, message?): return message
+        case (nil, nil): return nil
+        }
+    }
+
+    /// What the operator should try for an alert of `kind`.
+    static func alertFix(kind: String) -> String {
+        switch kind {
+        case "auth":
+            return "check the token (TRACKQ_TOKEN or the token file), then: systemctl reload trackq"
+        case "endpoint":
+            return "check --endpoint (TRACKQ_ENDPOINT), then: systemctl restart trackq"
+        default:
+            return "see the daemon's log: journalctl -u trackq"
+        }
+    }
+
+    /// `text` on one line, for a terminal: control characters become spaces (runs collapsed),
+    /// surrounding whitespace trimmed, and anything over 160 characters cut with "…".
+    static func oneLine(_ text: String) -> String {
+        var result = ""
+        var pendingSpace = false
+        for scalar in text.unicodeScalars {
+            let isSpace = scalar.properties.generalCategory == .control || scalar == " "
+                || scalar == "\u{2028}" || scalar == "\u{2029}"
+            if isSpace {
+                pendingSpace = !result.isEmpty
+                continue
+            }
+            if pendingSpace {
+                result.unicodeScalars.append(" ")
+                pendingSpace = false
+            }
+            result.unicodeScalars.append(scalar)
+        }
+        let limit = 160
+        if result.count > limit {
+            result = String(result.prefix(limit - 1)) + "…"
+        }
+        return result
+    }
+
+    /// A duration, compactly, with its two largest units: "45s", "3m 12s", "2h 5m", "3d 4h".
+    /// Negative durations (clock skew) count as zero.
+    static func formatDuration(millis: Int64) -> String {
+        let seconds = max(0, millis) / 1000
+        let (m, s) = (seconds / 60, seconds % 60)
+        let (h, mm) = (m / 60, m % 60)
+        let (d, hh) = (h / 24, h % 24)
+        if d > 0 { return hh > 0 ? "\(d)d \(hh)h" : "\(d)d" }
+        if h > 0 { return mm > 0 ? "\(h)h \(mm)m" : "\(h)h" }
+        if m > 0 { return s > 0 ? "\(m)m \(s)s" : "\(m)m" }
+        return "\(s)s"
+    }
+
+    /// "3m 12s ago"; an instant in the future (clock skew) reads "just now".
+    static func formatAge(since millis: Int64, now: Int64) -> String {
+        let age = now &- millis
+        return age < 1000 ? "just now" : "\(formatDuration(millis: age)) ago"
+    }
+
+    /// "in 12s", or "now" when the instant is not in the future. Rounded up, so an attempt
+    /// 300 ms ahead reads "in 1s", not "in 0s".
+    static func formatUntil(_ millis: Int64, now: Int64) -> String {
+        let ahead = millis &- now
+        guard ahead > 0 else { return "now" }
+        let roundedUp = ahead > Int64.max - 999 ? ahead : (ahead + 999) / 1000 * 1000
+        return "in \(formatDuration(millis: roundedUp))"
+    }
+
+    /// A byte count in IEC units: "512 B", "1.2 KiB", "1.2 MiB", "3.0 GiB".
+    static func formatBytes(_ bytes: Int64) -> String {
+        let magnitude = bytes.magnitude
+        let sign = bytes < 0 ? "-" : ""
+        if magnitude < 1024 { return "\(sign)\(magnitude) B" }
+        let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+        var unit = 0
+        var divisor: UInt64 = 1024
+        while unit < units.count - 1, magnitude / divisor >= 1024 {
+            divisor *= 1024
+            unit += 1
+        }
+        // Tenths, rounded half up, in integers (no overflow: divisor ≤ 2^60).
+        var whole = magnitude / divisor
+        var tenths = ((magnitude % divisor) / (divisor / 1024) * 10 + 512) / 1024
+        if tenths == 10 {
+            whole += 1
+            tenths = 0
+        }
+        if whole == 1024, unit < units.count - 1 {
+            whole = 1
+            unit += 1
+        }
+        return "\(sign)\(whole).\(tenths) \(units[unit])"
+    }
+
+    /// A count with thousands separators: "1,234,567".
+    static func formatCount(_ value: Int64) -> String {
+        let digits = String(value.magnitude)
+        var result = ""
+        for (i, digit) in digits.enumerated() {
+            if i > 0, (digits.count - i) % 3 == 0 { result.append(",") }
+            result.append(digit)
+        }
+        return value < 0 ? "-" + result : result
+    }
+}

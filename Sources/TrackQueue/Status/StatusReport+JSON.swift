@@ -1,0 +1,137 @@
+extension StatusReport {
+    /// One compact JSON object (no trailing newline), keys in the order of interface §6, then
+    /// the extensions (`"endpoint"`, only when known). Times are RFC 3339 UTC with milliseconds,
+    /// or `null`; every §6 key is always present.
+    public func json() -> String {
+        var out = JSONWriter()
+        out.beginObject()
+        out.key("version"); out.string(version)
+
+        out.key("daemon"); out.beginObject()
+        out.key("running"); out.bool(daemon.running)
+        out.key("pid"); out.integer(daemon.pid.map(Int64.init))
+        out.key("started_at"); out.time(daemon.startedAtMillis)
+        out.endObject()
+
+        out.key("queue"); out.beginObject()
+        out.key("pending"); out.integer(queue.pending)
+        out.key("pending_bytes"); out.integer(queue.pendingBytes)
+        out.key("oldest_pending_at"); out.time(queue.oldestPendingAtMillis)
+        out.endObject()
+
+        out.key("delivery"); out.beginObject()
+        out.key("state"); out.string(delivery.state)
+        out.key("last_attempt_at"); out.time(delivery.lastAttemptAtMillis)
+        out.key("last_success_at"); out.time(delivery.lastSuccessAtMillis)
+        out.key("last_status"); out.integer(delivery.lastStatus.map(Int64.init))
+        out.key("last_error"); out.string(delivery.lastError)
+        out.key("next_attempt_at"); out.time(delivery.nextAttemptAtMillis)
+        out.key("consecutive_failures"); out.integer(Int64(delivery.consecutiveFailures))
+        out.endObject()
+
+        out.key("totals"); out.beginObject()
+        out.key("accepted"); out.integer(totals.accepted)
+        out.key("delivered"); out.integer(totals.delivered)
+        out.key("dead_lettered"); out.integer(totals.deadLettered)
+        out.key("rejected"); out.integer(totals.rejected)
+        out.endObject()
+
+        out.key("dead_letters"); out.integer(deadLetters)
+
+        out.key("alert")
+        if let alert {
+            out.beginObject()
+            out.key("kind"); out.string(alert.kind)
+            out.key("status"); out.integer(Int64(alert.status))
+            out.key("since"); out.time(alert.sinceMillis)
+            out.key("message"); out.string(alert.message)
+            out.endObject()
+        } else {
+            out.null()
+        }
+
+        out.key("database"); out.beginObject()
+        out.key("path"); out.string(database.path)
+        out.key("size_bytes"); out.integer(database.sizeBytes)
+        out.endObject()
+
+        // Extensions (after the §6 keys).
+        if let endpoint {
+            out.key("endpoint"); out.string(endpoint)
+        }
+        out.endObject()
+        return out.text
+    }
+}
+
+extension StatusReport {
+    /// A minimal JSON text builder: commas are placed by `key`, values are appended as written.
+    struct JSONWriter {
+        private(set) var text = ""
+        /// Whether the innermost open object still has no member (so no comma is due).
+        private var firstMember: [Bool] = []
+
+        mutating func beginObject() {
+            text.append("{")
+            firstMember.append(true)
+        }
+
+        mutating func endObject() {
+            firstMember.removeLast()
+            text.append("}")
+        }
+
+        mutating func key(_ name: String) {
+            if firstMember.last == false { text.append(",") }
+            if !firstMember.isEmpty { firstMember[firstMember.count - 1] = false }
+            appendQuoted(name)
+            text.append(":")
+        }
+
+        mutating func null() { text.append("null") }
+
+        mutating func bool(_ value: Bool) { text.append(value ? "true" : "false") }
+
+        mutating func integer(_ value: Int64?) {
+            if let value { text.append(String(value)) } else { null() }
+        }
+
+        mutating func string(_ value: String?) {
+            if let value { appendQuoted(value) } else { null() }
+        }
+
+        mutating func time(_ millis: Int64?) {
+            if let millis { appendQuoted(RFC3339.format(millis: millis)) } else { null() }
+        }
+
+        private mutating func appendQuoted(_ value: String) {
+            text.append("\"")
+            text.append(JSONWriter.escaped(value))
+            text.append("\"")
+        }
+
+        /// `value` escaped for the inside of a JSON string (RFC 8259 §7): quote, backslash and
+        /// every control character (C0 and DEL); everything else, non-ASCII included, as is.
+        static func escaped(_ value: String) -> String {
+            var result = ""
+            result.unicodeScalars.reserveCapacity(value.unicodeScalars.count)
+            for scalar in value.unicodeScalars {
+                switch scalar {
+                case "\"": result.append("\\\"")
+                case "\\": result.append("\\\\")
+                case "\n": result.append("\\n")
+                case "\r": result.append("\\r")
+                case "\t": result.append("\\t")
+                case "\u{08}": result.append("\\b")
+                case "\u{0C}": result.append("\\f")
+                case "\u{00}"..."\u{1F}", "\u{7F}":
+                    let hex = String(scalar.value, radix: 16, uppercase: false)
+                    result.append("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
+                default:
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+            return result
+        }
+    }
+}

@@ -1,0 +1,100 @@
+extension StatusReport {
+    /// The delivery states `trackq_delivery_state` always has a line for.
+    static let deliveryStates = ["idle", "sending", "backoff", "alert"]
+    /// The alert kinds `trackq_alert_active` always has a line for.
+    static let alertKinds = ["auth", "endpoint"]
+
+    /// The report in the Prometheus text exposition format (0.0.4), for node_exporter's
+    /// textfile collector: `# HELP` and `# TYPE` before each metric family, no timestamps,
+    /// ends with a newline. Seconds are decimals with up to three places, never an exponent.
+    public func prometheus(nowMillis: Int64) -> String {
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: String)]) {
+            let metric = "trackq_" + name
+            out += "# HELP \(metric) \(help)\n"
+            out += "# TYPE \(metric) \(type)\n"
+            for sample in samples {
+                out += metric + sample.labels + " " + sample.value + "\n"
+            }
+        }
+        func single(_ name: String, _ type: String, _ help: String, _ value: String) {
+            family(name, type, help, [("", value)])
+        }
+        func flag(_ on: Bool) -> String { on ? "1" : "0" }
+
+        family(
+            "info", "gauge", "trackq version (always 1).",
+            [("{version=\"\(Self.labelValue(version))\"}", "1")])
+        single("daemon_running", "gauge", "Whether the trackq daemon is running (1) or not (0).", flag(daemon.running))
+
+        single("events_accepted_total", "counter", "Events accepted from apps, lifetime.", String(totals.accepted))
+        single("events_delivered_total", "counter", "Events delivered to the Track API, lifetime.", String(totals.delivered))
+        single(
+            "events_dead_lettered_total", "counter", "Events moved to the dead letters, lifetime.",
+            String(totals.deadLettered))
+        single(
+            "events_rejected_total", "counter", "Events refused at the socket (invalid, too large, queue full), lifetime.",
+            String(totals.rejected))
+
+        single("queue_pending_events", "gauge", "Events waiting to be delivered.", String(queue.pending))
+        single("queue_pending_bytes", "gauge", "Bytes of events waiting to be delivered.", String(queue.pendingBytes))
+        let oldestAge = queue.oldestPendingAtMillis.map { max(0, nowMillis &- $0) } ?? 0
+        single(
+            "queue_oldest_age_seconds", "gauge", "Age of the oldest pending event in seconds (0 when the queue is empty).",
+            Self.seconds(millis: oldestAge))
+        single("dead_letters", "gauge", "Events currently in the dead letters (trackq dead list).", String(deadLetters))
+
+        var states = Self.deliveryStates
+        if !states.contains(delivery.state) { states.append(delivery.state) }
+        family(
+            "delivery_state", "gauge", "Delivery state: 1 for the current state, 0 for the others.",
+            states.map { ("{state=\"\(Self.labelValue($0))\"}", flag($0 == delivery.state)) })
+        single(
+            "delivery_consecutive_failures", "gauge", "Delivery attempts failed in a row since the last success.",
+            String(delivery.consecutiveFailures))
+        if let success = delivery.lastSuccessAtMillis {
+            single(
+                "delivery_last_success_timestamp_seconds", "gauge",
+                "Unix time of the last successful delivery.", Self.seconds(millis: success))
+        }
+
+        var kinds = Self.alertKinds
+        if let alert, !kinds.contains(alert.kind) { kinds.append(alert.kind) }
+        family(
+            "alert_active", "gauge", "Whether an alert of this kind is active (1) or not (0).",
+            kinds.map { ("{kind=\"\(Self.labelValue($0))\"}", flag(alert?.kind == $0)) })
+
+        single("database_size_bytes", "gauge", "Size of the queue database in bytes.", String(database.sizeBytes))
+        return out
+    }
+
+    /// Milliseconds as decimal seconds without an exponent: 192500 → "192.5", 12000 → "12".
+    static func seconds(millis: Int64) -> String {
+        let sign = millis < 0 ? "-" : ""
+        let magnitude = millis.magnitude
+        let whole = magnitude / 1000
+        var fraction = magnitude % 1000
+        guard fraction != 0 else { return sign + String(whole) }
+        var places = 3
+        while fraction % 10 == 0 {
+            fraction /= 10
+            places -= 1
+        }
+        let digits = String(fraction)
+        return sign + String(whole) + "." + String(repeating: "0", count: places - digits.count) + digits
+    }
+
+    /// A label value escaped for the text format: backslash, double quote and line feed.
+    static func labelValue(_ value: String) -> String {
+        var result = ""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\\": result += "\\\\"
+            case "\"": result += "\\\""
+            case "\n": result += "\\n"
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}

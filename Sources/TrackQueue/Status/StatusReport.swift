@@ -1,0 +1,152 @@
+/// What `trackq status` knows, read from the database (the reading is someone else's job).
+///
+/// Three renderings live in extensions: `json()` (interface §6), `human(nowMillis:)` (the
+/// operator's summary) and `prometheus(nowMillis:)` (node_exporter's textfile collector).
+/// All times are milliseconds since the Unix epoch.
+public struct StatusReport: Sendable, Equatable {
+    public struct DaemonInfo: Sendable, Equatable {
+        public var running: Bool
+        public var pid: Int32?
+        public var startedAtMillis: Int64?
+
+        public init(running: Bool, pid: Int32? = nil, startedAtMillis: Int64? = nil) {
+            self.running = running
+            self.pid = pid
+            self.startedAtMillis = startedAtMillis
+        }
+    }
+
+    public struct QueueInfo: Sendable, Equatable {
+        public var pending: Int64
+        public var pendingBytes: Int64
+        public var oldestPendingAtMillis: Int64?
+
+        public init(pending: Int64, pendingBytes: Int64, oldestPendingAtMillis: Int64? = nil) {
+            self.pending = pending
+            self.pendingBytes = pendingBytes
+            self.oldestPendingAtMillis = oldestPendingAtMillis
+        }
+    }
+
+    public struct DeliveryInfo: Sendable, Equatable {
+        /// `idle`, `sending`, `backoff` or `alert`.
+        public var state: String
+        public var lastAttemptAtMillis: Int64?
+        public var lastSuccessAtMillis: Int64?
+        public var lastStatus: Int?
+        public var lastError: String?
+        public var nextAttemptAtMillis: Int64?
+        public var consecutiveFailures: Int
+
+        public init(
+            state: String, lastAttemptAtMillis: Int64? = nil, lastSuccessAtMillis: Int64? = nil,
+            lastStatus: Int? = nil, lastError: String? = nil, nextAttemptAtMillis: Int64? = nil,
+            consecutiveFailures: Int = 0
+        ) {
+            self.state = state
+            self.lastAttemptAtMillis = lastAttemptAtMillis
+            self.lastSuccessAtMillis = lastSuccessAtMillis
+            self.lastStatus = lastStatus
+            self.lastError = lastError
+            self.nextAttemptAtMillis = nextAttemptAtMillis
+            self.consecutiveFailures = consecutiveFailures
+        }
+    }
+
+    /// Lifetime counts kept in the database.
+    public struct Totals: Sendable, Equatable {
+        public var accepted: Int64
+        public var delivered: Int64
+        public var deadLettered: Int64
+        public var rejected: Int64
+
+        public init(accepted: Int64 = 0, delivered: Int64 = 0, deadLettered: Int64 = 0, rejected: Int64 = 0) {
+            self.accepted = accepted
+            self.delivered = delivered
+            self.deadLettered = deadLettered
+            self.rejected = rejected
+        }
+    }
+
+    public struct AlertInfo: Sendable, Equatable {
+        /// `auth` (401/403) or `endpoint` (404/405/other 4xx).
+        public var kind: String
+        public var status: Int
+        public var sinceMillis: Int64
+        public var message: String
+
+        public init(kind: String, status: Int, sinceMillis: Int64, message: String) {
+            self.kind = kind
+            self.status = status
+            self.sinceMillis = sinceMillis
+            self.message = message
+        }
+    }
+
+    public struct DatabaseInfo: Sendable, Equatable {
+        public var path: String
+        public var sizeBytes: Int64
+
+        public init(path: String, sizeBytes: Int64) {
+            self.path = path
+            self.sizeBytes = sizeBytes
+        }
+    }
+
+    public var version: String
+    public var daemon: DaemonInfo
+    public var queue: QueueInfo
+    public var delivery: DeliveryInfo
+    public var totals: Totals
+    /// Events currently in the dead letters (`trackq dead list`).
+    public var deadLetters: Int64
+    /// The active alert, or nil.
+    public var alert: AlertInfo?
+    public var database: DatabaseInfo
+    /// Extension to §6: the configured endpoint when known (human text, and `"endpoint"` in
+    /// JSON, omitted when nil).
+    public var endpoint: String?
+
+    public init(
+        version: String, daemon: DaemonInfo, queue: QueueInfo, delivery: DeliveryInfo,
+        totals: Totals, deadLetters: Int64, alert: AlertInfo?, database: DatabaseInfo,
+        endpoint: String? = nil
+    ) {
+        self.version = version
+        self.daemon = daemon
+        self.queue = queue
+        self.delivery = delivery
+        self.totals = totals
+        self.deadLetters = deadLetters
+        self.alert = alert
+        self.database = database
+        self.endpoint = endpoint
+    }
+
+    /// Monitoring-plugin convention (interface §6): 0 healthy; 1 warning (delivery backing off,
+    /// or dead letters present); 2 critical (alert active, or daemon not running).
+    /// 3 (database unreadable) is decided by the caller, which then has no report.
+    public var exitCode: Int32 {
+        switch health {
+        case .ok: return 0
+        case .warning: return 1
+        case .critical: return 2
+        }
+    }
+
+    // MARK: - Shared by the renderings
+
+    enum Health: Comparable {
+        case ok, warning, critical
+    }
+
+    /// An alert is active when the record has one, or when the delivery state says so
+    /// (a state record written without the alert's details is still an alert).
+    var alertActive: Bool { alert != nil || delivery.state == "alert" }
+
+    var health: Health {
+        if !daemon.running || alertActive { return .critical }
+        if delivery.state == "backoff" || deadLetters > 0 { return .warning }
+        return .ok
+    }
+}
