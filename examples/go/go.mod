@@ -1,0 +1,3 @@
+module trackq-example
+
+go 1.19
