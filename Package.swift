@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "trackq", targets: ["trackq"]),
         .library(name: "TrackQueue", targets: ["TrackQueue"]),
+        // For apps written in Swift: a small client with no dependencies but Foundation.
+        .library(name: "TrackQueueClient", targets: ["TrackQueueClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -14,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The system SQLite (Debian's libsqlite3-dev), linked, never vendored.
@@ -34,8 +38,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        .target(name: "TrackQueueClient"),
         .executableTarget(
             name: "trackq",
             dependencies: [
@@ -49,6 +57,7 @@ let package = Package(
             name: "TrackQueueTests",
             dependencies: [
                 "TrackQueue",
+                "TrackQueueClient",
                 "trackq",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,5 +1,7 @@
+import CoreMetrics
 import Logging
 import NIOCore
+import Prometheus
 import NIOPosix
 import ServiceLifecycle
 import UnixSignals
@@ -66,7 +68,12 @@ public struct Daemon: Service {
 
         let bootRow = store.bootRow
         let wake = WakeSignal()
-        let writer = GroupCommitWriter(store: store, maxQueueBytes: settings.maxQueueBytes, logger: logger) {
+        let registry = settings.metricsAddress.map { _ in PrometheusCollectorRegistry() }
+        let metrics = DaemonMetrics(
+            factory: registry.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance)
+        let writer = GroupCommitWriter(
+            store: store, maxQueueBytes: settings.maxQueueBytes, logger: logger, metrics: metrics
+        ) {
             wake.signal(.newEvents)
         }
         writer.start()
@@ -101,7 +108,20 @@ public struct Daemon: Service {
                 maxEventAge: settings.maxEventAge),
             writer: writer, sender: sender, tokens: tokens, wake: wake, bootRow: bootRow,
             alertCommand: settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) },
-            notifier: notifier, logger: logger)
+            notifier: notifier, metrics: metrics, logger: logger)
+        var metricsServer: MetricsServer?
+        if let address = settings.metricsAddress, let registry {
+            do {
+                metricsServer = try await MetricsServer.start(
+                    host: address.host, port: address.port, registry: registry, database: paths.database,
+                    group: eventLoopGroup)
+                logger.info("serving metrics", metadata: ["metrics.address": "\(address)"])
+            } catch {
+                await server.drain()
+                writer.stop()
+                throw StoreError.io("--metrics-address \(address): cannot listen: \(error)")
+            }
+        }
         let random = randomSource
         let deliveryTask = Task {
             var generator = random()
@@ -145,6 +165,7 @@ public struct Daemon: Service {
         await deliveryTask.value
         grace.cancel()
         await sender.shutdown()
+        await metricsServer?.stop()
         await drained
         _ = try? await writer.perform { store in
             try store.recordStop(atMillis: SystemClock.wallMillis())

@@ -38,6 +38,7 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: "Socket file group (env TRACKQ_SOCKET_GROUP).") var socketGroup: String?
     @Option(help: "Run via /bin/sh -c when an alert is raised or cleared (env TRACKQ_ALERT_COMMAND).") var alertCommand: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (env TRACKQ_LOG_LEVEL).") var logLevel: String?
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (env TRACKQ_METRICS_ADDRESS).") var metricsAddress: String?
 
     /// The flags given, keyed by their names without `--`.
     private var flags: [String: String] {
@@ -48,7 +49,7 @@ struct DaemonCommand: AsyncParsableCommand {
             ("retry-max", retryMax), ("request-timeout", requestTimeout), ("max-event-bytes", maxEventBytes),
             ("max-queue-bytes", maxQueueBytes), ("max-event-age", maxEventAge), ("durability", durability),
             ("socket-mode", socketMode), ("socket-group", socketGroup), ("alert-command", alertCommand),
-            ("log-level", logLevel),
+            ("log-level", logLevel), ("metrics-address", metricsAddress),
         ]
         return Dictionary(uniqueKeysWithValues: all.compactMap { name, value in value.map { (name, $0) } })
     }

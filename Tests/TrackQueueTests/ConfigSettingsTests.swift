@@ -92,6 +92,9 @@ private let configPrecedenceCases: [ConfigPrecedenceCase] = [
     .init("socket-group", ("wheel", "adm", "trackq")) { $0.socketGroup ?? "nil" },
     .init("alert-command", ("logger a", "logger b", "logger \"c\"")) { $0.alertCommand ?? "nil" },
     .init("log-level", ("trace", "Warning", "critical"), expected: ("trace", "warning", "critical")) { $0.logLevel },
+    .init("metrics-address", ("127.0.0.1:9464", "[::1]:9000", "0.0.0.0:80"), expected: ("127.0.0.1:9464", "[::1]:9000", "0.0.0.0:80")) {
+        $0.metricsAddress?.description ?? "nil"
+    },
 ]
 
 @Suite("Daemon settings")
@@ -160,6 +163,7 @@ struct DaemonSettingsTests {
                 "--socket-group NAME | TRACKQ_SOCKET_GROUP | none (the daemon's group)",
                 "--alert-command CMD | TRACKQ_ALERT_COMMAND | none",
                 "--log-level LEVEL | TRACKQ_LOG_LEVEL | info",
+                "--metrics-address HOST:PORT | TRACKQ_METRICS_ADDRESS | none",
             ])
         #expect(DaemonSettings.catalog.allSatisfy { !$0.help.isEmpty })
         #expect(DaemonSettings.locationCatalog.map(\.environment) == ["TRACKQ_CONFIG", "TRACKQ_DATABASE", "TRACKQ_SOCKET"])

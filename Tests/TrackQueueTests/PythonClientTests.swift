@@ -34,6 +34,9 @@ import Testing
         let bad = try runCommand(python, [script, #"{"event_name":"a"}"#], environment: ["TRACKQ_SOCKET": daemon.socket])
         #expect(bad.status == 1)
         #expect(bad.stdout.contains("invalid_event"))
+        let unreachable = try runCommand(python, [script, #"{"event_name":"a","user_id":"u"}"#], environment: ["TRACKQ_SOCKET": dir.file("nobody.sock")])
+        #expect(unreachable.status == 2)
+        #expect(unreachable.stderr.contains(dir.file("nobody.sock")))
         try await daemon.stop()
     }
 }

@@ -90,6 +90,8 @@ public struct DaemonSettings: Sendable, Equatable {
     public var alertCommand: String?
     /// One of ``logLevels``.
     public var logLevel: String
+    /// Where to serve Prometheus metrics (`GET /metrics`), or nil for no listener.
+    public var metricsAddress: HostAndPort?
     /// The database and socket paths.
     public var paths: RuntimePaths
 
@@ -160,6 +162,7 @@ public struct DaemonSettings: Sendable, Equatable {
             socketGroup: nil,
             alertCommand: nil,
             logLevel: "info",
+            metricsAddress: nil,
             paths: paths)
     }
 
@@ -332,6 +335,7 @@ extension DaemonSettings {
         case socketGroup = "socket-group"
         case alertCommand = "alert-command"
         case logLevel = "log-level"
+        case metricsAddress = "metrics-address"
 
         /// `TRACKQ_` and the flag name in upper case with underscores.
         var environment: String {
@@ -360,6 +364,7 @@ extension DaemonSettings {
             case .socketGroup: "NAME"
             case .alertCommand: "CMD"
             case .logLevel: "LEVEL"
+            case .metricsAddress: "HOST:PORT"
             }
         }
 
@@ -383,6 +388,7 @@ extension DaemonSettings {
             case .socketGroup: "none (the daemon's group)"
             case .alertCommand: "none"
             case .logLevel: "info"
+            case .metricsAddress: "none"
             }
         }
 
@@ -406,6 +412,7 @@ extension DaemonSettings {
             case .socketGroup: "Group that owns the socket (default: the daemon's group)."
             case .alertCommand: "Shell command run when the daemon raises an alert."
             case .logLevel: "One of trace, debug, info, notice, warning, error, critical."
+            case .metricsAddress: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)."
             }
         }
 
@@ -438,6 +445,15 @@ extension DaemonSettings {
                     throw context.invalid("expected one of " + DaemonSettings.logLevels.joined(separator: ", "))
                 }
                 settings.logLevel = level
+            case .metricsAddress:
+                guard !text.isEmpty else {
+                    settings.metricsAddress = nil
+                    return
+                }
+                guard let address = HostAndPort(text) else {
+                    throw context.invalid("expected HOST:PORT, like 127.0.0.1:9464")
+                }
+                settings.metricsAddress = address
             }
         }
 
@@ -533,4 +549,22 @@ extension DaemonSettings {
             }
         }
     }
+}
+
+/// `HOST:PORT`, as for `--metrics-address` (`[::1]:9464` for IPv6).
+public struct HostAndPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, !host.contains(" ") else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

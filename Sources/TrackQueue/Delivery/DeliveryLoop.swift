@@ -18,6 +18,9 @@ final class DeliveryLoop: Sendable {
         var maxEventAge: Duration
     }
 
+    /// How often an idle sender looks at the queue without being woken.
+    static let idleRecheck = Duration.seconds(2)
+
     let options: Options
     let writer: GroupCommitWriter
     let sender: HTTPSender
@@ -26,10 +29,12 @@ final class DeliveryLoop: Sendable {
     let bootRow: Int64
     let alertCommand: AlertCommand?
     let notifier: SystemdNotifier
+    let metrics: DaemonMetrics
     let logger: Logger
 
     init(options: Options, writer: GroupCommitWriter, sender: HTTPSender, tokens: TokenSource, wake: WakeSignal,
-         bootRow: Int64, alertCommand: AlertCommand?, notifier: SystemdNotifier, logger: Logger) {
+         bootRow: Int64, alertCommand: AlertCommand?, notifier: SystemdNotifier, metrics: DaemonMetrics, logger: Logger) {
+        self.metrics = metrics
         self.options = options
         self.writer = writer
         self.sender = sender
@@ -86,8 +91,11 @@ final class DeliveryLoop: Sendable {
                         await save(record)
                         notifier.notify("STATUS=idle: queue empty")
                     }
-                    let reason = await wake.wait(for: [.newEvents, .reload, .shutdown])
+                    // Our own commits wake us at once; the timeout catches events another
+                    // process put in the queue (`trackq dead requeue`).
+                    let reason = await wake.wait(for: [.newEvents, .reload, .shutdown], until: .now + Self.idleRecheck)
                     if reason == .shutdown { break }
+                    if reason == nil { continue }
                     if reason == .reload { reloadToken(&scheduler); continue }
                     // New events: give the batch a moment to fill.
                     if await wake.wait(for: [.shutdown], until: .now + options.batchLinger) == .shutdown { break }
@@ -120,8 +128,11 @@ final class DeliveryLoop: Sendable {
             let (token, _) = tokens.read()
             let body = range == 0..<current.count ? current.body : Self.body(of: current, range)
             let attemptAt = SystemClock.wallMillis()
+            let started = ContinuousClock.now
             let outcome = await sender.send(body, token: token)
             if Task.isCancelled { break }  // shut down mid-request: record nothing, the events stay queued
+            metrics.requestDuration.recordNanoseconds(Self.nanoseconds(started.duration(to: .now)))
+            if case .response(let status, _, _) = outcome { metrics.response(status: status) } else { metrics.response(status: nil) }
             let actions = scheduler.handle(outcome, now: .now, using: &random)
             await apply(actions, outcome: outcome, batch: current, sentRange: range, attemptAt: attemptAt,
                         scheduler: scheduler, record: &record)
@@ -183,11 +194,15 @@ final class DeliveryLoop: Sendable {
             case .waitUntil(let instant):
                 let wait = ContinuousClock.now.duration(to: instant)
                 record.nextAttemptAtMillis = now + wait.milliseconds
+                metrics.backoff.record(Double(wait.milliseconds) / 1000)
             }
         }
         let failuresBefore = record.consecutiveFailures
         record.consecutiveFailures = scheduler.consecutiveFailures
-        if scheduler.notBefore == nil { record.nextAttemptAtMillis = nil }
+        if scheduler.notBefore == nil {
+            record.nextAttemptAtMillis = nil
+            metrics.backoff.record(0)
+        }
         record.state = scheduler.state.rawValue
         if record.consecutiveFailures == 1 && failuresBefore == 0 {
             logger.warning("delivery failed; backing off", metadata: ["error": "\(record.lastError ?? "")"])
@@ -254,6 +269,10 @@ final class DeliveryLoop: Sendable {
 
     private func save(_ record: DeliveryRecord) async {
         _ = try? await writer.perform { try $0.saveDeliveryRecord(record) }
+    }
+
+    static func nanoseconds(_ d: Duration) -> Int64 {
+        d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
     }
 
     /// `[...]` of the events in `range` of `batch`.

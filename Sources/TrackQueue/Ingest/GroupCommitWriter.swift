@@ -55,8 +55,14 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// Called on the writer thread after a commit that queued new events.
     private let onAccepted: @Sendable () -> Void
 
-    init(store: QueueStore, maxQueueBytes: Int, logger: Logger, onAccepted: @escaping @Sendable () -> Void = {}) {
+    private let metrics: DaemonMetrics?
+
+    init(
+        store: QueueStore, maxQueueBytes: Int, logger: Logger, metrics: DaemonMetrics? = nil,
+        onAccepted: @escaping @Sendable () -> Void = {}
+    ) {
         self.store = store
+        self.metrics = metrics
         self.maxQueueBytes = Int64(maxQueueBytes)
         self.logger = logger
         self.onAccepted = onAccepted
@@ -203,6 +209,9 @@ final class GroupCommitWriter: @unchecked Sendable {
             }
         }
         for (submission, lineAnswers) in zip(group, answers) {
+            if let metrics {
+                for case .refused(let error) in lineAnswers { metrics.rejected(error.code) }
+            }
             submission.completion(lineAnswers)
         }
     }

@@ -75,6 +75,9 @@ final class QueueStore {
         var delta = QueueCounters()
         do {
             try db.execute("BEGIN IMMEDIATE")
+            // Holding the write lock, the row is the truth: `trackq dead requeue` may have
+            // changed it from another process since our last commit.
+            try refreshCounters()
             let result = try body(&delta)
             if delta != QueueCounters() {
                 try db.run(

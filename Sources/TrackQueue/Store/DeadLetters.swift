@@ -1,0 +1,129 @@
+/// One dead letter, as `trackq dead list` shows it.
+public struct DeadLetter: Sendable, Equatable {
+    public var id: Int64
+    public var eventID: Int64
+    public var failedAtMillis: Int64
+    public var reason: String
+    public var status: Int?
+    public var response: String?
+    /// The normalized event JSON.
+    public var event: String
+}
+
+/// The dead letters, for the `trackq dead` commands: a connection of their own beside a
+/// running daemon (SQLite's locking and the busy timeout keep the two apart).
+public final class DeadLetterStore {
+    private let db: SQLiteConnection
+
+    /// Opens an existing database; never creates one.
+    public init(path: String, readOnly: Bool) throws(StoreError) {
+        do {
+            db = try SQLiteConnection(path: path, readOnly: readOnly)
+            try db.execute("PRAGMA busy_timeout = 10000")
+            let version = try db.queryRow("PRAGMA user_version") { $0.int(0) } ?? 0
+            guard version >= 1 else { throw StoreError.io("\(path) is not a trackq database (or is empty)") }
+            guard version <= Schema.migrations.count else {
+                throw StoreError.newerSchema(found: version, known: Schema.migrations.count)
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch let error as SQLiteError {
+            throw .sqlite(error)
+        } catch {
+            throw .io("\(error)")
+        }
+    }
+
+    /// The oldest `limit` dead letters (all when nil), by id.
+    public func list(limit: Int?) throws(StoreError) -> [DeadLetter] {
+        do {
+            let stmt = try db.statement(
+                "SELECT id, event_id, failed_at_ms, reason, status, response, body FROM dead_letters ORDER BY id LIMIT ?")
+            try stmt.bind(Int64(limit ?? -1), at: 1)
+            defer { stmt.reset() }
+            var out: [DeadLetter] = []
+            while try stmt.step() {
+                out.append(DeadLetter(
+                    id: stmt.int64(0), eventID: stmt.int64(1), failedAtMillis: stmt.int64(2),
+                    reason: stmt.text(3) ?? "", status: stmt.optionalInt64(4).map(Int.init),
+                    response: stmt.text(5), event: stmt.text(6) ?? ""))
+            }
+            return out
+        } catch {
+            throw .sqlite(error)
+        }
+    }
+
+    /// Which dead letters a command acts on.
+    public enum Selection: Sendable {
+        case all
+        case ids([Int64])
+    }
+
+    /// Puts dead letters back at the end of the queue and removes them from the dead
+    /// letters, in one transaction. Their JSON (with its `timestamp`) is unchanged; their
+    /// accept time restarts now, so `--max-event-age` gives them a full new life.
+    /// - Returns: how many were requeued.
+    @discardableResult
+    public func requeue(_ selection: Selection, nowMillis: Int64, boottimeMillis: Int64, bootID: String) throws(StoreError) -> Int {
+        try write { db in
+            try db.run("INSERT OR IGNORE INTO boots (boot_id) VALUES (?)", [.text(bootID)])
+            let boot = try db.queryRow("SELECT id FROM boots WHERE boot_id = ?", [.text(bootID)]) { $0.int64(0) } ?? 0
+            // "id IN (SELECT value FROM json_each(?))" keeps one statement for both selections.
+            let filter: String
+            let bindings: [SQLiteValue]
+            switch selection {
+            case .all:
+                filter = ""
+                bindings = []
+            case .ids(let ids):
+                filter = "WHERE id IN (SELECT value FROM json_each(?))"
+                bindings = [.text("[" + ids.map(String.init).joined(separator: ",") + "]")]
+            }
+            let (moved, bytes) = try db.queryRow("SELECT count(*), coalesce(sum(bytes), 0) FROM dead_letters \(filter)", bindings) {
+                ($0.int64(0), $0.int64(1))
+            } ?? (0, 0)
+            try db.run(
+                """
+                INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot)
+                SELECT body, bytes, ?, ?, ? FROM dead_letters \(filter) ORDER BY id
+                """,
+                [.integer(nowMillis), .integer(boottimeMillis), .integer(boot)] + bindings)
+            try db.run("DELETE FROM dead_letters \(filter)", bindings)
+            try db.run("UPDATE counters SET pending_events = pending_events + ?, pending_bytes = pending_bytes + ? WHERE id = 1",
+                       [.integer(moved), .integer(bytes)])
+            return Int(moved)
+        }
+    }
+
+    /// Deletes dead letters for good. - Returns: how many were deleted.
+    @discardableResult
+    public func purge(_ selection: Selection) throws(StoreError) -> Int {
+        try write { db in
+            switch selection {
+            case .all:
+                try db.run("DELETE FROM dead_letters")
+            case .ids(let ids):
+                try db.run("DELETE FROM dead_letters WHERE id IN (SELECT value FROM json_each(?))",
+                           [.text("[" + ids.map(String.init).joined(separator: ",") + "]")])
+            }
+            return db.changes
+        }
+    }
+
+    private func write<T>(_ body: (SQLiteConnection) throws -> T) throws(StoreError) -> T {
+        do {
+            try db.execute("BEGIN IMMEDIATE")
+            let result = try body(db)
+            try db.execute("COMMIT")
+            return result
+        } catch {
+            db.rollbackIfNeeded()
+            if let error = error as? SQLiteError { throw .sqlite(error) }
+            throw .io("\(error)")
+        }
+    }
+}
+
+@available(*, unavailable)
+extension DeadLetterStore: Sendable {}

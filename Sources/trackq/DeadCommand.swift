@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import TrackQueue
+
+struct DeadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dead",
+        abstract: "List, requeue or purge the dead letters (events the API refused, or that expired).",
+        discussion: """
+            Safe while the daemon runs. Typical use: `trackq dead list` to see why events were \
+            refused, fix the app that sent them (or the API side), then `trackq dead requeue \
+            --all` to try them again, or `trackq dead purge ID...` to drop them.
+            """,
+        subcommands: [List.self, Requeue.self, Purge.self])
+
+    /// `--all` or a list of ids, exactly one of them.
+    struct Selection: ParsableArguments {
+        @Flag(help: "Every dead letter.") var all = false
+        @Argument(help: "Dead-letter ids, as `trackq dead list` shows them.") var ids: [Int64] = []
+
+        func validate() throws {
+            if all == !ids.isEmpty { throw ValidationError("give either --all or one or more ids") }
+        }
+
+        var value: DeadLetterStore.Selection { all ? .all : .ids(ids) }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show dead letters, oldest first.")
+        @OptionGroup var location: LocationOptions
+        @Flag(help: "A JSON array of {id, event_id, failed_at, reason, status, response, event}.") var json = false
+        @Option(help: "Show at most this many.") var limit: Int?
+
+        func run() throws {
+            let letters = try withStore(location, readOnly: true) { try $0.list(limit: limit) }
+            if json {
+                print("[" + letters.map(DeadCommand.json).joined(separator: ",\n ") + "]")
+                return
+            }
+            if letters.isEmpty {
+                print("no dead letters")
+                return
+            }
+            for letter in letters {
+                let status = letter.status.map(String.init) ?? "-"
+                print("\(letter.id)\t\(RFC3339.format(millis: letter.failedAtMillis))\t\(letter.reason)\t\(status)\t\(letter.event)")
+                if let response = letter.response, !response.isEmpty {
+                    print("\tresponse: \(response.prefix(300))")
+                }
+            }
+        }
+    }
+
+    struct Requeue: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put dead letters back at the end of the queue.",
+            discussion: "Their JSON, timestamp included, is unchanged; their age for --max-event-age restarts now.")
+        @OptionGroup var location: LocationOptions
+        @OptionGroup var selection: Selection
+
+        func run() throws {
+            let count = try withStore(location, readOnly: false) {
+                try $0.requeue(selection.value, nowMillis: SystemClock.wallMillis(),
+                               boottimeMillis: SystemClock.boottimeMillis(), bootID: SystemClock.bootID)
+            }
+            print("requeued \(count) dead letter\(count == 1 ? "" : "s")")
+        }
+    }
+
+    struct Purge: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete dead letters for good.")
+        @OptionGroup var location: LocationOptions
+        @OptionGroup var selection: Selection
+
+        func run() throws {
+            let count = try withStore(location, readOnly: false) { try $0.purge(selection.value) }
+            print("purged \(count) dead letter\(count == 1 ? "" : "s")")
+        }
+    }
+
+    static func json(_ letter: DeadLetter) -> String {
+        func string(_ s: String?) -> String {
+            guard let s else { return "null" }
+            var out = "\""
+            for scalar in s.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            return out + "\""
+        }
+        return #"{"id":\#(letter.id),"event_id":\#(letter.eventID),"failed_at":\#(string(RFC3339.format(millis: letter.failedAtMillis))),"reason":\#(string(letter.reason)),"status":\#(letter.status.map(String.init) ?? "null"),"response":\#(string(letter.response)),"event":\#(letter.event)}"#
+    }
+}
+
+/// Opens the dead letters, turning a failure into a message and exit status 1.
+private func withStore<T>(_ location: LocationOptions, readOnly: Bool, _ body: (DeadLetterStore) throws -> T) throws -> T {
+    do {
+        return try body(DeadLetterStore(path: location.paths.database, readOnly: readOnly))
+    } catch {
+        printError("\(error)")
+        throw ExitCode(1)
+    }
+}

@@ -1,0 +1,173 @@
+import ArgumentParser
+import Foundation
+import TrackQueue
+
+struct SendCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send",
+        abstract: "Send events through the daemon's socket, as an app would, and print its answers.",
+        discussion: """
+            Three forms:
+              trackq send signed_in --user u1 --prop plan=pro --context device=edge-7
+              trackq send --json '{"event_name":"signed_in","user_id":"u1"}'
+              trackq send - < events.ndjson        (one JSON object or array per line)
+            --prop and --context values are sent as JSON strings. Prints one answer line per \
+            event line. Exit status: 0 if every line was accepted, 1 if any was refused, 2 if \
+            the daemon could not be reached.
+            """)
+
+    @OptionGroup var location: LocationOptions
+
+    @Argument(help: "The event name, or - to read NDJSON from standard input.")
+    var eventName: String?
+
+    @Option(help: "The user id (with EVENT_NAME).") var user: String?
+    @Option(help: "A property KEY=VALUE (repeatable).") var prop: [String] = []
+    @Option(help: "A context entry KEY=VALUE (repeatable).") var context: [String] = []
+    @Option(help: "An RFC 3339 timestamp; default: when the daemon reads the event.") var timestamp: String?
+    @Option(help: "One event (or array of events) as JSON.") var json: String?
+
+    func validate() throws {
+        switch (eventName, json) {
+        case (nil, nil): throw ValidationError("give an EVENT_NAME, --json '{...}', or - for standard input")
+        case (.some, .some): throw ValidationError("give either EVENT_NAME or --json, not both")
+        case (.some("-"), nil):
+            if user != nil || !prop.isEmpty || !context.isEmpty || timestamp != nil {
+                throw ValidationError("--user, --prop, --context and --timestamp go with EVENT_NAME, not with -")
+            }
+        case (.some, nil):
+            if user == nil { throw ValidationError("--user is required with EVENT_NAME") }
+        case (nil, .some):
+            if user != nil || !prop.isEmpty || !context.isEmpty || timestamp != nil {
+                throw ValidationError("--user, --prop, --context and --timestamp go with EVENT_NAME, not with --json")
+            }
+        }
+        for pair in prop + context where !pair.contains("=") {
+            throw ValidationError("expected KEY=VALUE, got \(pair)")
+        }
+    }
+
+    func run() throws {
+        let path = location.paths.socket
+        let connection: LineConnection
+        do {
+            connection = try LineConnection(path: path)
+        } catch {
+            printError("cannot reach the daemon at \(path): \(error) (is `trackq daemon` running? --socket or TRACKQ_SOCKET name another)")
+            throw ExitCode(2)
+        }
+        let writer: Thread
+        if eventName == "-" {
+            // Stream standard input while reading answers, so any amount of input works.
+            writer = Thread {
+                while let line = readLine(strippingNewline: false) {
+                    if !connection.write(Array(line.utf8)) { break }
+                }
+                connection.finishWriting()
+            }
+        } else {
+            let line = json ?? Self.event(name: eventName ?? "", user: user ?? "", props: prop, context: context, timestamp: timestamp)
+            writer = Thread {
+                _ = connection.write(Array((line + "\n").utf8))
+                connection.finishWriting()
+            }
+        }
+        writer.start()
+        var refused = 0
+        while let answer = connection.readLine() {
+            print(answer)
+            if !answer.hasPrefix(#"{"ok":true"#) { refused += 1 }
+        }
+        fflush(nil)  // all streams: `stdout` itself is not concurrency-safe to name
+        if refused > 0 { throw ExitCode(1) }
+    }
+
+    /// The event object of the first form.
+    static func event(name: String, user: String, props: [String], context: [String], timestamp: String?) -> String {
+        func object(_ pairs: [String]) -> String {
+            "{" + pairs.map { pair in
+                let (key, value) = pair.split(separator: "=", maxSplits: 1).map(String.init).pair
+                return quoted(key) + ":" + quoted(value)
+            }.joined(separator: ",") + "}"
+        }
+        var members = [#""event_name":"# + quoted(name), #""user_id":"# + quoted(user)]
+        if let timestamp { members.append(#""timestamp":"# + quoted(timestamp)) }
+        if !props.isEmpty { members.append(#""properties":"# + object(props)) }
+        if !context.isEmpty { members.append(#""context":"# + object(context)) }
+        return "{" + members.joined(separator: ",") + "}"
+    }
+
+    static func quoted(_ s: String) -> String {
+        let data = try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
+        let array = data.map { String(decoding: $0, as: UTF8.self) } ?? "[\"\"]"
+        return String(array.dropFirst().dropLast())
+    }
+}
+
+private extension Array where Element == String {
+    var pair: (String, String) { (self.first ?? "", count > 1 ? self[1] : "") }
+}
+
+/// A blocking Unix-socket connection for line protocols: one thread may write while
+/// another reads.
+final class LineConnection: @unchecked Sendable {
+    // @unchecked: `fd` is immutable; `pending` is touched only by the reading thread.
+    private let fd: Int32
+    private var pending: [UInt8] = []
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw POSIXError(.ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let code = errno
+            close(fd)
+            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Writes all of `bytes`; false if the daemon closed the connection.
+    func write(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += n
+        }
+        return true
+    }
+
+    /// Tells the daemon we are done: it answers the rest, then closes.
+    func finishWriting() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// The next answer line, or nil once the daemon has closed the connection.
+    func readLine() -> String? {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: pending[..<newline], as: UTF8.self)
+                pending.removeSubrange(...newline)
+                return line
+            }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return nil }
+            pending.append(contentsOf: chunk[..<n])
+        }
+    }
+}
