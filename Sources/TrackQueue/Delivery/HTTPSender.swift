@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import NIOCore
+import NIOPosix
 import NIOHTTP1
 
 /// Posts batches to the Track API with one long-lived `HTTPClient` (keep-alive, TLS).
@@ -77,6 +78,12 @@ final class HTTPSender: Sendable {
             case .cancelled: return "cancelled"
             default: return "\(error)"
             }
+        }
+        if let error = error as? IOError {
+            return errnoDescription(error.errnoCode).lowercased()  // "connection refused"
+        }
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            return describe(first.error)
         }
         return "\(error)"
     }
