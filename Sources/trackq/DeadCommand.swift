@@ -79,22 +79,7 @@ struct DeadCommand: ParsableCommand {
     }
 
     static func json(_ letter: DeadLetter) -> String {
-        func string(_ s: String?) -> String {
-            guard let s else { return "null" }
-            var out = "\""
-            for scalar in s.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-                default: out.unicodeScalars.append(scalar)
-                }
-            }
-            return out + "\""
-        }
+        func string(_ s: String?) -> String { s.map(JSONText.quoted) ?? "null" }
         return #"{"id":\#(letter.id),"event_id":\#(letter.eventID),"failed_at":\#(string(RFC3339.format(millis: letter.failedAtMillis))),"reason":\#(string(letter.reason)),"status":\#(letter.status.map(String.init) ?? "null"),"response":\#(string(letter.response)),"event":\#(letter.event)}"#
     }
 }

@@ -97,11 +97,7 @@ struct SendCommand: ParsableCommand {
         return "{" + members.joined(separator: ",") + "}"
     }
 
-    static func quoted(_ s: String) -> String {
-        let data = try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
-        let array = data.map { String(decoding: $0, as: UTF8.self) } ?? "[\"\"]"
-        return String(array.dropFirst().dropLast())
-    }
+    static func quoted(_ s: String) -> String { JSONText.quoted(s) }
 }
 
 private extension Array where Element == String {

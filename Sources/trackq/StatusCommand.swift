@@ -39,7 +39,8 @@ struct StatusCommand: ParsableCommand {
                 report = try StatusReader.read(database: path, endpoint: endpoint)
             } catch {
                 if json {
-                    print(#"{"version": "\#(TrackQueue.version)", "error": "\#(String(describing: error).replacingOccurrences(of: "\"", with: "'"))"}"#)
+                    let message = JSONText.quoted(String(describing: error))
+                    print(#"{"version": "\#(TrackQueue.version)", "error": \#(message)}"#)
                 } else {
                     printError("status unknown: \(error)")
                 }

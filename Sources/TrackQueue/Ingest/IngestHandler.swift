@@ -186,32 +186,9 @@ enum AnswerEncoder {
             buffer.writeStaticString(#"{"ok":false,"error":""#)
             buffer.writeString(error.code.description)
             buffer.writeStaticString(#"","message":"#)
-            JSONString.write(error.message, to: &buffer)
+            buffer.writeString(JSONText.quoted(error.message))
             buffer.writeStaticString("}")
         }
         buffer.writeStaticString("\n")
-    }
-}
-
-/// JSON string escaping for the few strings we write ourselves.
-enum JSONString {
-    static func write(_ string: String, to buffer: inout ByteBuffer) {
-        buffer.writeInteger(UInt8(ascii: "\""))
-        for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")
-            case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
-            case UInt8(ascii: "\n"): buffer.writeStaticString("\\n")
-            case UInt8(ascii: "\r"): buffer.writeStaticString("\\r")
-            case UInt8(ascii: "\t"): buffer.writeStaticString("\\t")
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                buffer.writeStaticString("\\u00")
-                buffer.writeInteger(hex[Int(byte >> 4)])
-                buffer.writeInteger(hex[Int(byte & 0xf)])
-            default: buffer.writeInteger(byte)
-            }
-        }
-        buffer.writeInteger(UInt8(ascii: "\""))
     }
 }

@@ -63,12 +63,8 @@ public enum StatusReader {
                 alert: alert,
                 database: .init(path: path, sizeBytes: fileSize(path) + fileSize(path + "-wal")),
                 endpoint: endpoint)
-        } catch let error as StoreError {
-            throw error
-        } catch let error as SQLiteError {
-            throw .sqlite(error)
         } catch {
-            throw .io("\(error)")
+            throw StoreError(error)
         }
     }
 

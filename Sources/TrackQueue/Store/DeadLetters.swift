@@ -25,12 +25,8 @@ public final class DeadLetterStore {
             guard version <= Schema.migrations.count else {
                 throw StoreError.newerSchema(found: version, known: Schema.migrations.count)
             }
-        } catch let error as StoreError {
-            throw error
-        } catch let error as SQLiteError {
-            throw .sqlite(error)
         } catch {
-            throw .io("\(error)")
+            throw StoreError(error)
         }
     }
 
@@ -119,8 +115,7 @@ public final class DeadLetterStore {
             return result
         } catch {
             db.rollbackIfNeeded()
-            if let error = error as? SQLiteError { throw .sqlite(error) }
-            throw .io("\(error)")
+            throw StoreError(error)
         }
     }
 }

@@ -80,12 +80,8 @@ enum Schema {
                     throw error
                 }
             }
-        } catch let error as SQLiteError {
-            throw StoreError.sqlite(error)
-        } catch let error as StoreError {
-            throw error
         } catch {
-            throw StoreError.sqlite(SQLiteError(code: -1, message: "\(error)"))
+            throw StoreError(error)
         }
     }
 }
@@ -98,6 +94,15 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     /// Another daemon holds the database.
     case locked(path: String, pid: Int32?)
     case io(String)
+
+    /// `error` as a store error: itself if it is one, wrapped otherwise.
+    init(_ error: any Error) {
+        switch error {
+        case let error as StoreError: self = error
+        case let error as SQLiteError: self = .sqlite(error)
+        default: self = .io("\(error)")
+        }
+    }
 
     public var description: String {
         switch self {
