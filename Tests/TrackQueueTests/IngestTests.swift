@@ -242,6 +242,20 @@ import Testing
         try await daemon.stop()
     }
 
+    @Test(.enabled(if: getuid() == 0 && getgrnam("daemon") != nil, "needs root and a 'daemon' group"))
+    func socketGroupAndModeAreApplied() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await InProcessDaemon(directory: dir) {
+            $0.socketGroup = "daemon"
+            $0.socketMode = 0o620
+        }
+        var info = stat()
+        #expect(stat(daemon.socket, &info) == 0)
+        #expect(info.st_gid == getgrnam("daemon")!.pointee.gr_gid)
+        #expect(info.st_mode & 0o777 == 0o620)
+        try await daemon.stop()
+    }
+
     @Test func staleSocketIsReplacedLiveOneIsNot() async throws {
         let dir = try TestDirectory()
         // A socket file left by a process that died: bound, never listened, closed.

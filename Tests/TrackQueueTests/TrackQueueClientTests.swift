@@ -38,6 +38,7 @@ import TrackQueueClient
             FROM queue WHERE id = \(id)
             """)
         #expect(fields == ["swift_one|u1|2026-11-20T05:00:00.123Z|pro|3|9.5|0|[\"a\",\"b\"]|null|3.1.0"])
+        try await daemon.stop()
     }
 
     @Test func withoutATimestampTheDaemonStampsOne() async throws {
@@ -51,6 +52,7 @@ import TrackQueueClient
         let stamps = try DatabaseProbe(path: daemon.database).strings("SELECT json_extract(body, '$.timestamp') FROM queue")
         #expect(stamps.count == 1)
         #expect(stamps.first?.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/) != nil, "\(stamps)")
+        try await daemon.stop()
     }
 
     struct SignUp: Encodable {
@@ -75,6 +77,7 @@ import TrackQueueClient
                    json_extract(body, '$.at') || '|' || json_extract(body, '$.properties.n') FROM queue
             """)
         #expect(rows == ["swift_custom|u/7|2026-11-20T05:00:00.500Z|7"])
+        try await daemon.stop()
     }
 
     @Test func aDictionaryAndARawJSONLineAreEventsToo() async throws {
@@ -97,6 +100,7 @@ import TrackQueueClient
                    coalesce(json_extract(body, '$.properties.n'), json(json_extract(body, '$.extra'))) FROM queue ORDER BY id
             """)
         #expect(rows == ["swift_dict|u1|1", "swift_raw|u2|[1,2]"])
+        try await daemon.stop()
     }
 
     @Test func aLineThatIsNotOneLineIsRefusedBeforeSending() throws {
@@ -131,6 +135,7 @@ import TrackQueueClient
         #expect(last - first == 2)
         #expect(try DatabaseProbe(path: daemon.database).strings(
             "SELECT json_extract(body, '$.user_id') FROM queue WHERE id BETWEEN \(first) AND \(last) ORDER BY id") == ["u1", "u2", "u3"])
+        try await daemon.stop()
     }
 
     @Test func aRefusedEventNamesTheFieldAndTheConnectionGoesOn() async throws {
@@ -157,6 +162,7 @@ import TrackQueueClient
         #expect(accepted.ok && accepted.accepted == 1)
         // Nothing of a refused line is stored, a batch included.
         #expect(try DatabaseProbe(path: daemon.database).strings("SELECT json_extract(body, '$.event_name') FROM queue") == ["swift_after"])
+        try await daemon.stop()
     }
 
     @Test func anUnreachableSocketIsAnErrorNamingThePath() throws {
