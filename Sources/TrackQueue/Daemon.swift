@@ -93,6 +93,19 @@ public struct Daemon: Service {
             throw error
         }
 
+        var metricsServer: MetricsServer?
+        if let address = settings.metricsAddress, let registry {
+            do {
+                metricsServer = try await MetricsServer.start(
+                    host: address.host, port: address.port, registry: registry, database: paths.database,
+                    group: eventLoopGroup)
+                logger.info("serving metrics", metadata: ["metrics.address": "\(address)"])
+            } catch {
+                await server.drain()
+                writer.stop()
+                throw StoreError.io("--metrics-address \(address): cannot listen: \(error)")
+            }
+        }
         let notifier = SystemdNotifier(environment: environment)
         let tokens = TokenSource(environment: environment, file: settings.tokenFile)
         if tokens.read().token == nil {
@@ -109,19 +122,6 @@ public struct Daemon: Service {
             writer: writer, sender: sender, tokens: tokens, wake: wake, bootRow: bootRow,
             alertCommand: settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) },
             notifier: notifier, metrics: metrics, logger: logger)
-        var metricsServer: MetricsServer?
-        if let address = settings.metricsAddress, let registry {
-            do {
-                metricsServer = try await MetricsServer.start(
-                    host: address.host, port: address.port, registry: registry, database: paths.database,
-                    group: eventLoopGroup)
-                logger.info("serving metrics", metadata: ["metrics.address": "\(address)"])
-            } catch {
-                await server.drain()
-                writer.stop()
-                throw StoreError.io("--metrics-address \(address): cannot listen: \(error)")
-            }
-        }
         let random = randomSource
         let deliveryTask = Task {
             var generator = random()

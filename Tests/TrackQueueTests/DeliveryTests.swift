@@ -240,3 +240,12 @@ import Testing
         #expect(justOver.isExpired(event))
     }
 }
+
+@Suite struct APIAnswerTests {
+    @Test func warningsAreCountedFromTheTopLevelArray() {
+        #expect(APIAnswer.warningCount(#"{"ok":true,"warnings":[{"index":3,"message":"unknown field"},{"index":9}]}"#) == 2)
+        #expect(APIAnswer.warningCount(#"{"ok":true,"warnings":[]}"#) == 0)
+        #expect(APIAnswer.warningCount(#"{"ok":true,"data":{"warnings":[1]}}"#) == 0)
+        #expect(APIAnswer.warningCount("not json but says \"warnings\"") == 0)
+    }
+}

@@ -262,9 +262,13 @@ final class DeliveryLoop: Sendable {
         }
     }
 
+    /// Counts the `warnings` a 2xx answer carries, and logs them at debug.
     private func logWarnings(in body: String) {
-        guard logger.logLevel <= .debug, body.contains("\"warnings\"") else { return }
-        logger.debug("the API answered with warnings", metadata: ["http.body": "\(body.prefix(500))"])
+        guard body.contains("\"warnings\"") else { return }
+        let count = APIAnswer.warningCount(body)
+        guard count > 0 else { return }
+        metrics.apiWarnings.increment(by: count)
+        logger.debug("the API answered with warnings", metadata: ["warnings": "\(count)", "http.body": "\(body.prefix(500))"])
     }
 
     private func save(_ record: DeliveryRecord) async {

@@ -11,6 +11,7 @@ final class DaemonMetrics: Sendable {
     private let responses: [String: Counter]
     let requestDuration: Timer
     let backoff: Gauge
+    let apiWarnings: Counter
 
     /// - Parameter factory: where the metrics go; a no-op factory when metrics are off.
     init(factory: any MetricsFactory) {
@@ -24,6 +25,7 @@ final class DaemonMetrics: Sendable {
         })
         requestDuration = Timer(label: "trackq_http_request_duration_seconds", factory: factory)
         backoff = Gauge(label: "trackq_delivery_backoff_seconds", factory: factory)
+        apiWarnings = Counter(label: "trackq_api_warnings_total", factory: factory)
     }
 
     /// A refused line, by its wire code.
