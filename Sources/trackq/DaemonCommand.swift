@@ -73,11 +73,15 @@ struct DaemonCommand: AsyncParsableCommand {
         let logger = Logger(label: "trackq")
 
         let daemon = Daemon(settings: settings, environment: environment, logger: logger)
-        let group = ServiceGroup(configuration: .init(
+        var configuration = ServiceGroupConfiguration(
             services: [.init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
-            logger: logger))
+            logger: logger)
+        // Below systemd's TimeoutStopSec (30 s): answering what was read and the request in
+        // flight's 5 s grace fit well inside it, and a stuck stop still ends before SIGKILL.
+        configuration.maximumGracefulShutdownDuration = .seconds(25)
+        let group = ServiceGroup(configuration: configuration)
         do {
             try await group.run()
         } catch {
