@@ -296,27 +296,32 @@ private final class ScriptedRequestHandler: ChannelInboundHandler {
 
 // MARK: - Free ports
 
-/// A free TCP port on 127.0.0.1 with nothing listening on it (bind port 0, read the port,
-/// close), for "server down, then up on the same port" tests. Another process could take
-/// it in between, as with any such helper.
+/// A free TCP port on 127.0.0.1 with nothing listening on it, for "server down, then up on
+/// the same port" tests and for daemons that must be given a port. Another process could
+/// still take it in between, but not another test of ours.
 func unusedLocalPort() throws -> Int {
+    // Below Linux's ephemeral range (32768 and up), where every `bind(port: 0)` of the other
+    // tests running in parallel lands: a port from there could be handed to one of them
+    // between this call and the test's own bind.
+    for _ in 0..<200 {
+        let port = Int.random(in: 20_000..<32_000)
+        if canBind(port: port) { return port }
+    }
+    throw POSIXError(.EADDRINUSE)
+}
+
+/// Whether 127.0.0.1:`port` can be bound now (and nothing listens there).
+private func canBind(port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+    guard fd >= 0 else { return false }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
+    address.sin_port = UInt16(port).bigEndian
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &address) {
+    return withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
         }
     }
-    guard bound == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let named = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    guard named == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
