@@ -112,7 +112,9 @@ final class LineConnection: @unchecked Sendable {
     private var pending: [UInt8] = []
 
     init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        // A local descriptor until connected: a throwing init of a fully initialized class
+        // still runs deinit, which would close it a second time (and maybe someone else's).
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -130,6 +132,7 @@ final class LineConnection: @unchecked Sendable {
             close(fd)
             throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
         }
+        self.fd = fd
     }
 
     deinit { close(fd) }
