@@ -115,11 +115,7 @@ public struct Daemon: Service {
             options: .init(endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout),
             eventLoopGroup: eventLoopGroup)
         let delivery = DeliveryLoop(
-            options: .init(
-                database: paths.database, batchMaxEvents: settings.batchMaxEvents, batchMaxBytes: settings.batchMaxBytes,
-                batchLinger: settings.batchLinger, retryInitial: settings.retryInitial, retryMax: settings.retryMax,
-                maxEventAge: settings.maxEventAge),
-            writer: writer, sender: sender, tokens: tokens, wake: wake, bootRow: bootRow,
+            settings: settings, writer: writer, sender: sender, tokens: tokens, wake: wake, bootRow: bootRow,
             alertCommand: settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) },
             notifier: notifier, metrics: metrics, logger: logger)
         let random = randomSource

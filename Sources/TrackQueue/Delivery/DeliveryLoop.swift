@@ -8,20 +8,10 @@ import Logging
 /// concerns: delivered events leave the queue in the transaction that records their 2xx,
 /// and the state record `trackq status` reads is updated alongside.
 final class DeliveryLoop: Sendable {
-    struct Options: Sendable {
-        var database: String
-        var batchMaxEvents: Int
-        var batchMaxBytes: Int
-        var batchLinger: Duration
-        var retryInitial: Duration
-        var retryMax: Duration
-        var maxEventAge: Duration
-    }
-
     /// How often an idle sender looks at the queue without being woken.
     static let idleRecheck = Duration.seconds(2)
 
-    let options: Options
+    let settings: DaemonSettings
     let writer: GroupCommitWriter
     let sender: HTTPSender
     let tokens: TokenSource
@@ -32,10 +22,10 @@ final class DeliveryLoop: Sendable {
     let metrics: DaemonMetrics
     let logger: Logger
 
-    init(options: Options, writer: GroupCommitWriter, sender: HTTPSender, tokens: TokenSource, wake: WakeSignal,
+    init(settings: DaemonSettings, writer: GroupCommitWriter, sender: HTTPSender, tokens: TokenSource, wake: WakeSignal,
          bootRow: Int64, alertCommand: AlertCommand?, notifier: SystemdNotifier, metrics: DaemonMetrics, logger: Logger) {
         self.metrics = metrics
-        self.options = options
+        self.settings = settings
         self.writer = writer
         self.sender = sender
         self.tokens = tokens
@@ -50,13 +40,13 @@ final class DeliveryLoop: Sendable {
     func run(random: inout some RandomNumberGenerator) async {
         let reader: QueueReader
         do {
-            reader = try QueueReader(path: options.database)
+            reader = try QueueReader(path: settings.paths.database)
         } catch {
             logger.critical("cannot open the queue for delivery", metadata: ["error": "\(error)"])
             return
         }
         var scheduler = DeliveryScheduler<ContinuousClock.Instant>(
-            backoff: Backoff(initial: options.retryInitial, maximum: options.retryMax))
+            backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMax))
         var record = (try? await writer.perform { try $0.loadDeliveryRecord() }) ?? DeliveryRecord()
         // A new run starts clean; an alert that still applies is raised again at the first answer.
         record.state = DeliveryState.idle.rawValue
@@ -78,10 +68,10 @@ final class DeliveryLoop: Sendable {
             if batch == nil {
                 let read: OutgoingBatch
                 do {
-                    read = try reader.readBatch(maxEvents: options.batchMaxEvents, maxBytes: options.batchMaxBytes)
+                    read = try reader.readBatch(maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes)
                 } catch {
                     logger.error("cannot read the queue; retrying", metadata: ["error": "\(error)"])
-                    if await wake.wait(for: [.shutdown], until: .now + options.retryInitial) == .shutdown { break }
+                    if await wake.wait(for: [.shutdown], until: .now + settings.retryInitial) == .shutdown { break }
                     continue
                 }
                 if read.isEmpty {
@@ -98,7 +88,7 @@ final class DeliveryLoop: Sendable {
                     if reason == nil { continue }
                     if reason == .reload { reloadToken(&scheduler); continue }
                     // New events: give the batch a moment to fill.
-                    if await wake.wait(for: [.shutdown], until: .now + options.batchLinger) == .shutdown { break }
+                    if await wake.wait(for: [.shutdown], until: .now + settings.batchLinger) == .shutdown { break }
                     continue
                 }
                 if await deadLetterExpired(read.events[...]) { continue }  // re-read without them
@@ -233,7 +223,7 @@ final class DeliveryLoop: Sendable {
 
     /// Moves the expired ones of `events` to the dead letters; true if there were any.
     private func deadLetterExpired(_ events: ArraySlice<OutgoingBatch.Event>) async -> Bool {
-        let age = EventAge(maxAge: options.maxEventAge, nowWallMillis: SystemClock.wallMillis(),
+        let age = EventAge(maxAge: settings.maxEventAge, nowWallMillis: SystemClock.wallMillis(),
                            nowBoottimeMillis: SystemClock.boottimeMillis(), currentBoot: bootRow)
         let expired = events.filter(age.isExpired)
         guard !expired.isEmpty else { return false }
