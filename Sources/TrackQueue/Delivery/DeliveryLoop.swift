@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 
 /// Drains the queue to the API: reads a batch, asks the ``DeliveryScheduler`` what to send,
 /// sends it, and carries out what the scheduler decides. All judgement lives in the
@@ -121,7 +122,7 @@ final class DeliveryLoop: Sendable {
             let started = ContinuousClock.now
             let outcome = await sender.send(body, token: token)
             if Task.isCancelled { break }  // shut down mid-request: record nothing, the events stay queued
-            metrics.requestDuration.recordNanoseconds(Self.nanoseconds(started.duration(to: .now)))
+            metrics.requestDuration.record(duration: started.duration(to: .now))
             if case .response(let status, _, _) = outcome { metrics.response(status: status) } else { metrics.response(status: nil) }
             let actions = scheduler.handle(outcome, now: .now, using: &random)
             await apply(actions, outcome: outcome, batch: current, sentRange: range, attemptAt: attemptAt,
@@ -263,10 +264,6 @@ final class DeliveryLoop: Sendable {
 
     private func save(_ record: DeliveryRecord) async {
         _ = try? await writer.perform { try $0.saveDeliveryRecord(record) }
-    }
-
-    static func nanoseconds(_ d: Duration) -> Int64 {
-        d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
     }
 
     /// `[...]` of the events in `range` of `batch`.

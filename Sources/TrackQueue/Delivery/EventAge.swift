@@ -17,9 +17,6 @@ struct EventAge: Sendable {
     }
 
     func isExpired(_ event: OutgoingBatch.Event) -> Bool {
-        let (seconds, attoseconds) = maxAge.components
-        let maxMillis = seconds.multipliedReportingOverflow(by: 1000)
-        guard !maxMillis.overflow else { return false }
-        return ageMillis(of: event) > maxMillis.partialValue + attoseconds / 1_000_000_000_000_000
+        .milliseconds(ageMillis(of: event)) > maxAge
     }
 }

@@ -46,9 +46,7 @@ final class HTTPSender: Sendable {
         }
         request.body = .bytes(ByteBuffer(bytes: body))
         do {
-            let timeout = TimeAmount.nanoseconds(Int64(options.requestTimeout.components.seconds) * 1_000_000_000
-                + options.requestTimeout.components.attoseconds / 1_000_000_000)
-            let response = try await client.execute(request, timeout: timeout)
+            let response = try await client.execute(request, timeout: TimeAmount(options.requestTimeout))
             var kept = ByteBuffer()
             for try await chunk in response.body {
                 let room = options.maxKeptBodyBytes - kept.readableBytes
