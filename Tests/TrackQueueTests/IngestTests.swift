@@ -260,12 +260,7 @@ import Testing
         let dir = try TestDirectory()
         // A socket file left by a process that died: bound, never listened, closed.
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(dir.socket.utf8)) }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let rc = UnixSocketAddress.with(dir.socket) { bind(fd, $0, $1) }
         #expect(rc == 0)
         close(fd)
 

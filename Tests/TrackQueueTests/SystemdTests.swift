@@ -9,15 +9,11 @@ import Testing
         let fd: Int32
         let path: String
 
+        /// - Parameter path: a file path, or `@name` for an abstract socket.
         init(path: String) throws {
             self.path = path
             fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-            let rc = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let rc = UnixSocketAddress.with(path, abstract: true) { bind(fd, $0, $1) }
             guard rc == 0 else { throw POSIXError(.EADDRINUSE) }
         }
 
@@ -57,7 +53,14 @@ import Testing
         #expect(messages.contains { $0.contains("STATUS=") })
     }
 
-    @Test(.enabled(if: which("systemd-socket-activate") != nil, "systemd-socket-activate is not installed"))
+    @Test func notifiesAnAbstractSocketByItsExactName() throws {
+        // The name's length is exact: padded to sizeof(sockaddr_un) it would name another socket.
+        let receiver = try NotifyReceiver(path: "@trackq-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        SystemdNotifier(environment: ["NOTIFY_SOCKET": receiver.path]).notify("READY=1")
+        #expect(receiver.drain() == ["READY=1"])
+    }
+
+        @Test(.enabled(if: which("systemd-socket-activate") != nil, "systemd-socket-activate is not installed"))
     func adoptsASocketPassedBySocketActivation() async throws {
         let dir = try TestDirectory()
         let activated = dir.file("activated.sock")
