@@ -19,16 +19,9 @@ import Testing
     }
 
     func startDaemon(_ dir: borrowing TestDirectory, endpoint: String, _ extra: [String] = []) async throws -> TrackqProcess {
-        let process = try TrackqProcess(
-            ["daemon", "--socket", dir.socket, "--database", dir.database, "--endpoint", endpoint,
-             "--retry-initial", "50ms", "--retry-max", "200ms"] + extra,
-            environment: ["TRACKQ_TOKEN": "cli-token"], stderrFile: dir.file("daemon.log"))
-        let socket = dir.socket
-        try await waitUntil("the daemon's socket") {
-            if !process.process.isRunning { throw EndOfStream(partial: process.stderr) }
-            return UnixClient.canConnect(socket)
-        }
-        return process
+        try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", endpoint, "--retry-initial", "50ms", "--retry-max", "200ms"] + extra,
+            environment: ["TRACKQ_TOKEN": "cli-token"])
     }
 
     @Test func statusThroughHealthyBackoffAlertStoppedAndKilled() async throws {

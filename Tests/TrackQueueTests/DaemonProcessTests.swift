@@ -14,15 +14,7 @@ import Testing
         environment: [String: String] = ["TRACKQ_TOKEN": "secret-token-value"]
     ) async throws -> TrackqProcess {
         // A later --endpoint in `extra` wins over this one.
-        let process = try TrackqProcess(
-            ["daemon", "--socket", dir.socket, "--database", dir.database, "--endpoint", Self.nowhere] + extra,
-            environment: environment, stderrFile: dir.file("\(name).log"))
-        let socket = dir.socket
-        try await waitUntil("the daemon's socket") {
-            if !process.process.isRunning { throw EndOfStream(partial: process.stderr) }
-            return UnixClient.canConnect(socket)
-        }
-        return process
+        try await TrackqProcess.startDaemon(dir, ["--endpoint", Self.nowhere] + extra, environment: environment, logName: name)
     }
 
     @Test func acknowledgedEventsSurviveKillDashNine() async throws {

@@ -48,6 +48,24 @@ final class TrackqProcess {
         try process.run()
     }
 
+    /// Starts `trackq daemon` on a test directory's socket and database with `arguments`
+    /// added, and waits until its socket accepts connections (or throws with its stderr if
+    /// it exits first).
+    static func startDaemon(
+        _ directory: borrowing TestDirectory, _ arguments: [String], environment: [String: String],
+        logName: String = "daemon"
+    ) async throws -> TrackqProcess {
+        let process = try TrackqProcess(
+            ["daemon", "--socket", directory.socket, "--database", directory.database] + arguments,
+            environment: environment, stderrFile: directory.file("\(logName).log"))
+        let socket = directory.socket
+        try await waitUntil("the daemon's socket") {
+            if !process.process.isRunning { throw EndOfStream(partial: process.stderr) }
+            return UnixClient.canConnect(socket)
+        }
+        return process
+    }
+
     var pid: Int32 { process.processIdentifier }
     var stderr: String { (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "" }
 
