@@ -86,22 +86,18 @@ struct SendCommand: ParsableCommand {
     static func event(name: String, user: String, props: [String], context: [String], timestamp: String?) -> String {
         func object(_ pairs: [String]) -> String {
             "{" + pairs.map { pair in
-                let (key, value) = pair.split(separator: "=", maxSplits: 1).map(String.init).pair
-                return quoted(key) + ":" + quoted(value)
+                // KEY=VALUE, split at the first "=" (validate() made sure there is one).
+                let equals = pair.firstIndex(of: "=") ?? pair.endIndex
+                let value = equals < pair.endIndex ? pair[pair.index(after: equals)...] : ""
+                return JSONText.quoted(String(pair[..<equals])) + ":" + JSONText.quoted(String(value))
             }.joined(separator: ",") + "}"
         }
-        var members = [#""event_name":"# + quoted(name), #""user_id":"# + quoted(user)]
-        if let timestamp { members.append(#""timestamp":"# + quoted(timestamp)) }
+        var members = [#""event_name":"# + JSONText.quoted(name), #""user_id":"# + JSONText.quoted(user)]
+        if let timestamp { members.append(#""timestamp":"# + JSONText.quoted(timestamp)) }
         if !props.isEmpty { members.append(#""properties":"# + object(props)) }
         if !context.isEmpty { members.append(#""context":"# + object(context)) }
         return "{" + members.joined(separator: ",") + "}"
     }
-
-    static func quoted(_ s: String) -> String { JSONText.quoted(s) }
-}
-
-private extension Array where Element == String {
-    var pair: (String, String) { (self.first ?? "", count > 1 ? self[1] : "") }
 }
 
 /// A blocking Unix-socket connection for line protocols: one thread may write while

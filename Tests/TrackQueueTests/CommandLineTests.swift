@@ -119,11 +119,11 @@ import Testing
         let probe = DatabaseProbe(path: dir.database)
 
         let first = try trackq(["send", "--socket", dir.socket, "signed_in", "--user", "u1", "--prop", "plan=pro",
-                                "--prop", "seats=3", "--context", "device=edge 7", "--timestamp", "2026-11-27T05:00:00Z"])
+                                "--prop", "seats=3", "--prop", "formula=a=b", "--context", "device=edge 7", "--timestamp", "2026-11-27T05:00:00Z"])
         #expect(first.status == 0)
         #expect(first.stdout.hasPrefix(#"{"ok":true,"accepted":1"#))
         #expect(try probe.strings("SELECT body FROM queue WHERE id = 1") == [
-            #"{"event_name":"signed_in","user_id":"u1","timestamp":"2026-11-27T05:00:00Z","properties":{"plan":"pro","seats":"3"},"context":{"device":"edge 7"}}"#,
+            #"{"event_name":"signed_in","user_id":"u1","timestamp":"2026-11-27T05:00:00Z","properties":{"plan":"pro","seats":"3","formula":"a=b"},"context":{"device":"edge 7"}}"#,
         ])
 
         let second = try trackq(["send", "--socket", dir.socket, "--json", #"[{"event":"a","user_id":"u"},{"event":"b","user_id":"u"}]"#])
