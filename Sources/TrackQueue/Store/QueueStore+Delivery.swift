@@ -73,6 +73,13 @@ extension QueueStore {
 
     /// The delivery columns as last saved (a restarted daemon keeps its alert and counts).
     func loadDeliveryRecord() throws(SQLiteError) -> DeliveryRecord {
+        try DeliveryRecord.read(db) ?? DeliveryRecord()
+    }
+}
+
+extension DeliveryRecord {
+    /// The delivery columns of the state record, from any connection; nil without the row.
+    static func read(_ db: SQLiteConnection) throws(SQLiteError) -> DeliveryRecord? {
         try db.queryRow(
             """
             SELECT delivery_state, last_attempt_at_ms, last_success_at_ms, last_status, last_error,
@@ -93,6 +100,6 @@ extension QueueStore {
             r.alertSinceMillis = row.optionalInt64(9)
             r.alertMessage = row.text(10)
             return r
-        } ?? DeliveryRecord()
+        }
     }
 }

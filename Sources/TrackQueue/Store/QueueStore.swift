@@ -10,6 +10,22 @@ public struct QueueCounters: Sendable, Equatable {
     public var pendingBytes: Int64 = 0
 
     public init() {}
+
+    /// The `counters` row, from any connection (the writer's, or `trackq status`'s).
+    static func read(_ db: SQLiteConnection) throws(SQLiteError) -> QueueCounters {
+        try db.queryRow(
+            "SELECT accepted, delivered, dead_lettered, rejected, pending_events, pending_bytes FROM counters WHERE id = 1"
+        ) { row in
+            var c = QueueCounters()
+            c.accepted = row.int64(0)
+            c.delivered = row.int64(1)
+            c.deadLettered = row.int64(2)
+            c.rejected = row.int64(3)
+            c.pendingEvents = row.int64(4)
+            c.pendingBytes = row.int64(5)
+            return c
+        } ?? QueueCounters()
+    }
 }
 
 /// The write side of the database: the one connection that changes it.
@@ -52,18 +68,7 @@ final class QueueStore {
 
     /// Re-reads the counters row: after a rollback the in-memory copy may be ahead of the disk.
     func refreshCounters() throws(SQLiteError) {
-        counters = try db.queryRow(
-            "SELECT accepted, delivered, dead_lettered, rejected, pending_events, pending_bytes FROM counters WHERE id = 1"
-        ) { row in
-            var c = QueueCounters()
-            c.accepted = row.int64(0)
-            c.delivered = row.int64(1)
-            c.deadLettered = row.int64(2)
-            c.rejected = row.int64(3)
-            c.pendingEvents = row.int64(4)
-            c.pendingBytes = row.int64(5)
-            return c
-        } ?? QueueCounters()
+        counters = try QueueCounters.read(db)
     }
 
     // MARK: Transactions
