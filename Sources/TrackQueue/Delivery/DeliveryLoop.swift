@@ -92,7 +92,6 @@ final class DeliveryLoop: Sendable {
                     if await wake.wait(for: [.shutdown], until: .now + settings.batchLinger) == .shutdown { break }
                     continue
                 }
-                if await deadLetterExpired(read.events[...]) { continue }  // re-read without them
                 batch = read
                 scheduler.begin(batchCount: read.count)
             }
@@ -109,7 +108,8 @@ final class DeliveryLoop: Sendable {
                 batch = nil
                 continue
             }
-            // Events can expire while a batch waits out an outage.
+            // Expired events are dead-lettered instead of sent: checked before every send, since
+            // they can also expire while a batch waits out an outage. Then re-read without them.
             if await deadLetterExpired(current.events[range]) {
                 batch = nil
                 continue
