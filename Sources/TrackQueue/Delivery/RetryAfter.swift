@@ -76,7 +76,7 @@ public enum RetryAfter {
               parts[2].utf8.count == 2, let twoDigits = number(parts[2]),
               let time = timeOfDay(words[1])
         else { return nil }
-        let currentYear = civilYear(unixSeconds: nowMillis / 1000)
+        let currentYear = CivilCalendar.date(days: CivilCalendar.days(unixSeconds: nowMillis / 1000)).year
         var year = currentYear - currentYear % 100 + twoDigits
         if year > currentYear + 50 { year -= 100 }
         return epochSeconds(year: year, month: month, day: day, time: time)
@@ -119,42 +119,8 @@ public enum RetryAfter {
 
     /// Seconds since the epoch, or nil when the day does not exist in that month.
     private static func epochSeconds(year: Int64, month: Int64, day: Int64, time: Int64) -> Int64? {
-        guard day >= 1, day <= daysIn(month: month, year: year) else { return nil }
-        return daysFromCivil(year: year, month: month, day: day) * 86_400 + time
-    }
-
-    private static func daysIn(month: Int64, year: Int64) -> Int64 {
-        switch month {
-        case 2:
-            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-            return leap ? 29 : 28
-        case 4, 6, 9, 11:
-            return 30
-        default:
-            return 31
-        }
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
-
-    /// The Gregorian year of a Unix time (Howard Hinnant's `civil_from_days`).
-    static func civilYear(unixSeconds: Int64) -> Int64 {
-        let days = unixSeconds >= 0 ? unixSeconds / 86_400 : (unixSeconds - 86_399) / 86_400
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        return yearOfEra + era * 400 + (monthIndex >= 10 ? 1 : 0)
+        guard day >= 1, day <= CivilCalendar.daysIn(month: month, year: year) else { return nil }
+        return CivilCalendar.days(year: year, month: month, day: day) * 86_400 + time
     }
 }
 

@@ -32,7 +32,7 @@ public enum RFC3339 {
         let separator = bytes[10]
         guard year >= 0,
             bytes[4] == UInt8(ascii: "-"), (1...12).contains(month),
-            bytes[7] == UInt8(ascii: "-"), day >= 1, day <= daysInMonth(month, year: year),
+            bytes[7] == UInt8(ascii: "-"), day >= 1, Int64(day) <= CivilCalendar.daysIn(month: Int64(month), year: Int64(year)),
             separator == UInt8(ascii: "T") || separator == UInt8(ascii: "t"),
             (0...23).contains(hour), bytes[13] == UInt8(ascii: ":"),
             (0...59).contains(minute), bytes[16] == UInt8(ascii: ":"),
@@ -59,18 +59,6 @@ public enum RFC3339 {
         }
     }
 
-    static func isLeapYear(_ year: Int) -> Bool {
-        year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-    }
-
-    static func daysInMonth(_ month: Int, year: Int) -> Int {
-        switch month {
-        case 2: return isLeapYear(year) ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
-    }
-
     /// Appends `millis` (milliseconds since the Unix epoch) as a UTC RFC 3339
     /// timestamp with milliseconds, e.g. `2026-11-27T05:00:00.123Z` (no quotes).
     ///
@@ -84,7 +72,8 @@ public enum RFC3339 {
             msOfDay += msPerDay
             days -= 1
         }
-        let (year, month, day) = civilFromDays(days)
+        let date = CivilCalendar.date(days: days)
+        let (year, month, day) = (Int(date.year), Int(date.month), Int(date.day))
         let ms = Int(msOfDay)
         let hour = ms / 3_600_000
         let minute = ms / 60_000 % 60
@@ -125,19 +114,5 @@ public enum RFC3339 {
         buffer.reserveCapacity(24)
         appendTimestamp(millis: millis, to: &buffer)
         return String(decoding: buffer, as: UTF8.self)
-    }
-
-    /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 → (year, month, day).
-    static func civilFromDays(_ days: Int64) -> (year: Int, month: Int, day: Int) {
-        let z = Int(days) + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097  // [0, 146096]
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365  // [0, 399]
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)  // [0, 365]
-        let mp = (5 * doy + 2) / 153  // [0, 11]
-        let day = doy - (153 * mp + 2) / 5 + 1  // [1, 31]
-        let month = mp < 10 ? mp + 3 : mp - 9  // [1, 12]
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        return (year, month, day)
     }
 }
