@@ -2,7 +2,7 @@ import Testing
 @testable import TrackQueue
 
 @Suite struct ResponseClassifierTests {
-    /// The rules of interface §5, written independently of the classifier.
+    /// The README's delivery rules, written independently of the classifier.
     private func expected(_ status: Int) -> ResponseClass {
         if (200..<300).contains(status) { return .success }
         if [400, 413, 422].contains(status) { return .rejected }

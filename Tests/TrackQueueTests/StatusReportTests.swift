@@ -186,7 +186,7 @@ import Testing
             previous = range.upperBound
         }
         #expect(text.hasPrefix("{\"version\":"))
-        // Nested orders, as in §6.
+        // Nested orders, as the README documents them.
         for fragment in [
             #""daemon":{"running":true,"pid":1234,"started_at":"#,
             #""queue":{"pending":1234,"pending_bytes":1258291,"oldest_pending_at":"#,

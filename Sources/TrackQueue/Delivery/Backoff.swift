@@ -1,4 +1,4 @@
-/// Exponential backoff with full jitter (interface §5).
+/// Exponential backoff with full jitter (README, "Delivery").
 ///
 /// After the `n`th consecutive failure the wait is uniform in
 /// `[0, min(maximum, initial × 2^(n-1))]`, so the first wait is at most `initial`.

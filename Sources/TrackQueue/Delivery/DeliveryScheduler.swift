@@ -1,4 +1,4 @@
-/// The kind of a delivery alert (interface §7).
+/// The kind of a delivery alert (README, "Delivery").
 public enum AlertKind: String, Sendable, Equatable {
     /// 401 or 403: the token is wrong.
     case auth
@@ -61,7 +61,7 @@ public enum DeliveryAction<Instant: InstantProtocol>: Sendable, Equatable where 
 }
 
 /// Decides what to send, when, and what each answer means; the delivery loop only performs
-/// the returned ``DeliveryAction`` values (interface §5 and §7).
+/// the returned ``DeliveryAction`` values (README, "Delivery").
 ///
 /// A plain value with no clock and no global randomness: time comes from `now:`, jitter
 /// from the generator passed in.

@@ -14,7 +14,7 @@ public enum DeliveryOutcome: Sendable, Equatable {
     case transportError(String)
 }
 
-/// What an HTTP status means for delivery (interface §5).
+/// What an HTTP status means for delivery (README, "Delivery").
 public enum ResponseClass: Sendable, Equatable {
     /// 2xx: the sent events are delivered.
     case success

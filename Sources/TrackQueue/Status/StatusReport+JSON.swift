@@ -1,7 +1,7 @@
 extension StatusReport {
-    /// One compact JSON object (no trailing newline), keys in the order of interface §6, then
+    /// One compact JSON object (no trailing newline), keys in the order of the README's status JSON, then
     /// the extensions (`"endpoint"`, only when known). Times are RFC 3339 UTC with milliseconds,
-    /// or `null`; every §6 key is always present.
+    /// or `null`; every documented key is always present.
     public func json() -> String {
         var out = JSONWriter()
         out.beginObject()
@@ -55,7 +55,7 @@ extension StatusReport {
         out.key("size_bytes"); out.integer(database.sizeBytes)
         out.endObject()
 
-        // Extensions (after the §6 keys).
+        // Extensions (after the documented keys).
         if let endpoint {
             out.key("endpoint"); out.string(endpoint)
         }

@@ -1,6 +1,6 @@
 /// What `trackq status` knows, read from the database (the reading is someone else's job).
 ///
-/// Three renderings live in extensions: `json()` (interface §6), `human(nowMillis:)` (the
+/// Three renderings live in extensions: `json()` (the README's status JSON), `human(nowMillis:)` (the
 /// operator's summary) and `prometheus(nowMillis:)` (node_exporter's textfile collector).
 /// All times are milliseconds since the Unix epoch.
 public struct StatusReport: Sendable, Equatable {
@@ -103,7 +103,7 @@ public struct StatusReport: Sendable, Equatable {
     /// The active alert, or nil.
     public var alert: AlertInfo?
     public var database: DatabaseInfo
-    /// Extension to §6: the configured endpoint when known (human text, and `"endpoint"` in
+    /// Beyond the documented keys: the configured endpoint when known (human text, and `"endpoint"` in
     /// JSON, omitted when nil).
     public var endpoint: String?
 
@@ -123,7 +123,7 @@ public struct StatusReport: Sendable, Equatable {
         self.endpoint = endpoint
     }
 
-    /// Monitoring-plugin convention (interface §6): 0 healthy; 1 warning (delivery backing off,
+    /// Monitoring-plugin convention (README, "Operating trackq"): 0 healthy; 1 warning (delivery backing off,
     /// or dead letters present); 2 critical (alert active, or daemon not running).
     /// 3 (database unreadable) is decided by the caller, which then has no report.
     public var exitCode: Int32 {
