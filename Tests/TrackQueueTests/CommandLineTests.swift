@@ -240,6 +240,19 @@ import Testing
         }
         #expect(try trackq(["version"]).stdout == "trackq \(TrackQueue.version)\n")
     }
+
+    /// The settings table drives `trackq daemon`: every row is in its help, and every flag
+    /// it lists is accepted (a bad value is refused naming it, not as an unknown option).
+    @Test func daemonHelpListsEverySettingOfTheTable() throws {
+        // ArgumentParser wraps long lines: compare with runs of white space as one space.
+        func words(_ text: String) -> String { text.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
+        let help = words(try trackq(["daemon", "--help"]).stdout)
+        for info in DaemonSettings.locationCatalog + DaemonSettings.catalog {
+            #expect(help.contains("--\(info.flag) \(info.valueName)"), "\(info.flag)")
+            #expect(help.contains(words("env \(info.environment); default: \(info.defaultText)")), "\(info.flag)")
+            #expect(help.contains(words(info.help)), "\(info.flag)")
+        }
+    }
 }
 
 /// A plain HTTP/1.1 GET to 127.0.0.1, returning the body.

@@ -241,6 +241,17 @@ struct DaemonSettingsTests {
         #expect(token?.contains("abc123secret") == false)
     }
 
+    @Test("command-line arguments as --name value or --name=value")
+    func parsedFlags() throws {
+        #expect(try DaemonSettings.parseFlags(["--endpoint", "http://a/b", "--retry-max=5m", "--socket-group="]) == [
+            "endpoint": "http://a/b", "retry-max": "5m", "socket-group": "",
+        ])
+        #expect(try DaemonSettings.parseFlags(["--alert-command", "--not-a-flag"]) == ["alert-command": "--not-a-flag"])
+        #expect(try DaemonSettings.parseFlags(["--retry-max", "1s", "--retry-max", "2s"]) == ["retry-max": "2s"])
+        #expect(throws: ConfigurationError.self) { try DaemonSettings.parseFlags(["-x"]) }
+        #expect(throws: ConfigurationError.self) { try DaemonSettings.parseFlags(["--"]) }
+    }
+
     @Test("unknown flags and a token flag are refused")
     func badFlags() throws {
         #expect(message { try resolve(flags: ["batch-size": "3"]) } == "unknown setting --batch-size")

@@ -84,6 +84,10 @@ import Testing
         (["--batch-max-events", "5000"], "--batch-max-events"),
         (["--max-event-bytes", "lots"], "--max-event-bytes"),
         (["--durability", "sometimes"], "--durability"),
+        (["--durability=sometimes"], "--durability"),
+        (["--batch-size", "3"], "unknown setting --batch-size"),
+        (["--retry-max"], "--retry-max needs a value"),
+        (["stray"], "unexpected argument"),
     ])
     func badSettingExitsTwoNamingIt(arguments: [String], setting: String) async throws {
         let dir = try TestDirectory()

@@ -144,26 +144,18 @@ public struct DaemonSettings: Sendable, Equatable {
 
     /// The table's defaults with the given paths and token file.
     static func builtIn(paths: RuntimePaths, tokenFile: String?) -> DaemonSettings {
-        DaemonSettings(
-            endpoint: defaultEndpoint,
-            tokenFile: tokenFile,
-            authHeader: .bearer,
-            batchMaxEvents: 1000,
-            batchMaxBytes: 2_000_000,
-            batchLinger: .milliseconds(100),
-            retryInitial: .seconds(1),
-            retryMax: .seconds(300),
-            requestTimeout: .seconds(30),
-            maxEventBytes: 64 * 1024,
-            maxQueueBytes: 1 << 30,
-            maxEventAge: .seconds(30 * 86_400),
-            durability: .full,
-            socketMode: 0o660,
-            socketGroup: nil,
-            alertCommand: nil,
-            logLevel: "info",
-            metricsAddress: nil,
-            paths: paths)
+        var settings = DaemonSettings(
+            endpoint: "", tokenFile: nil, authHeader: .bearer, batchMaxEvents: 0, batchMaxBytes: 0, batchLinger: .zero,
+            retryInitial: .zero, retryMax: .zero, requestTimeout: .zero, maxEventBytes: 0, maxQueueBytes: 0,
+            maxEventAge: .zero, durability: .full, socketMode: 0, socketGroup: nil, alertCommand: nil, logLevel: "",
+            metricsAddress: nil, paths: paths)
+        for setting in Setting.table {
+            let context = Setting.Context(setting: setting, source: .flag, text: setting.defaultValue)
+            // The table's own defaults; a test parses every one of them.
+            try! setting.apply(setting.defaultValue, to: &settings, context: context)
+        }
+        settings.tokenFile = tokenFile
+        return settings
     }
 
     /// `$CREDENTIALS_DIRECTORY/token` when that file exists.
@@ -286,16 +278,20 @@ public struct DaemonSettings: Sendable, Equatable {
         func blame(_ first: Setting, _ second: Setting) -> String {
             (sources[first] ?? sources[second] ?? .flag).prefix
         }
+        let batchMaxBytes = Setting.named("batch-max-bytes")
+        let maxEventBytes = Setting.named("max-event-bytes")
+        let retryMax = Setting.named("retry-max")
+        let retryInitial = Setting.named("retry-initial")
         let minimumBatchBytes = settings.maxEventBytes + 2
         if settings.batchMaxBytes < minimumBatchBytes {
             throw ConfigurationError(
-                "\(blame(.batchMaxBytes, .maxEventBytes))\(Setting.batchMaxBytes.label) must be at least "
-                    + "\(Setting.maxEventBytes.label) + 2 = \(minimumBatchBytes), got \(settings.batchMaxBytes)")
+                "\(blame(batchMaxBytes, maxEventBytes))\(batchMaxBytes.label) must be at least "
+                    + "\(maxEventBytes.label) + 2 = \(minimumBatchBytes), got \(settings.batchMaxBytes)")
         }
         if settings.retryMax < settings.retryInitial {
             throw ConfigurationError(
-                "\(blame(.retryMax, .retryInitial))\(Setting.retryMax.label) must be at least "
-                    + "\(Setting.retryInitial.label) = \(DurationParser.format(settings.retryInitial)), "
+                "\(blame(retryMax, retryInitial))\(retryMax.label) must be at least "
+                    + "\(retryInitial.label) = \(DurationParser.format(settings.retryInitial)), "
                     + "got \(DurationParser.format(settings.retryMax))")
         }
     }
@@ -315,27 +311,28 @@ public struct DaemonSettings: Sendable, Equatable {
 }
 
 extension DaemonSettings {
-    /// A daemon setting with a flag, an environment variable and a config
-    /// file key; the raw value is the flag name without `--`.
-    enum Setting: String, CaseIterable, Sendable {
-        case endpoint
-        case tokenFile = "token-file"
-        case authHeader = "auth-header"
-        case batchMaxEvents = "batch-max-events"
-        case batchMaxBytes = "batch-max-bytes"
-        case batchLinger = "batch-linger"
-        case retryInitial = "retry-initial"
-        case retryMax = "retry-max"
-        case requestTimeout = "request-timeout"
-        case maxEventBytes = "max-event-bytes"
-        case maxQueueBytes = "max-queue-bytes"
-        case maxEventAge = "max-event-age"
-        case durability
-        case socketMode = "socket-mode"
-        case socketGroup = "socket-group"
-        case alertCommand = "alert-command"
-        case logLevel = "log-level"
-        case metricsAddress = "metrics-address"
+    /// A daemon setting: its flag (also its config file key), value name, default, help, and
+    /// how its text is parsed, range-checked and stored. The environment variable is derived.
+    ///
+    /// ``table`` is the one place a setting is declared: `trackq daemon`'s flags and help,
+    /// the environment names, the config file keys, the defaults and the README table all
+    /// come from it. Adding a setting is one row here plus its stored property and its use.
+    struct Setting: Sendable, Hashable {
+        /// The flag name without `--`.
+        var rawValue: String
+        /// The placeholder in usage text.
+        var valueName: String
+        /// The text parsed for the built-in default; empty for none.
+        var defaultValue: String
+        /// The default as shown to people, when it is not ``defaultValue``.
+        var shownDefault: String?
+        /// One line of help.
+        var help: String
+        /// Parses the text and stores it in the settings, checking its range.
+        var store: @Sendable (_ text: String, _ settings: inout DaemonSettings, _ context: Context) throws(ConfigurationError) -> Void
+
+        static func == (a: Setting, b: Setting) -> Bool { a.rawValue == b.rawValue }
+        func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
 
         /// `TRACKQ_` and the flag name in upper case with underscores.
         var environment: String {
@@ -345,107 +342,125 @@ extension DaemonSettings {
         /// Both spellings, for messages: `--batch-linger (TRACKQ_BATCH_LINGER)`.
         var label: String { "--\(rawValue) (\(environment))" }
 
+        /// The default as shown to people; parses to the built-in default.
+        var defaultText: String { shownDefault ?? defaultValue }
+
         /// The catalog row.
         var info: SettingInfo {
             SettingInfo(flag: rawValue, environment: environment, defaultText: defaultText, help: help, valueName: valueName)
         }
 
-        /// The placeholder in usage text.
-        var valueName: String {
-            switch self {
-            case .endpoint: "URL"
-            case .tokenFile: "PATH"
-            case .authHeader: "bearer|x-api-key"
-            case .batchMaxEvents: "N"
-            case .batchMaxBytes, .maxEventBytes, .maxQueueBytes: "SIZE"
-            case .batchLinger, .retryInitial, .retryMax, .requestTimeout, .maxEventAge: "DURATION"
-            case .durability: "full|normal"
-            case .socketMode: "OCTAL"
-            case .socketGroup: "NAME"
-            case .alertCommand: "CMD"
-            case .logLevel: "LEVEL"
-            case .metricsAddress: "HOST:PORT"
-            }
-        }
+        static var allCases: [Setting] { table }
 
-        /// The default as shown to people; parses to the built-in default.
-        var defaultText: String {
-            switch self {
-            case .endpoint: DaemonSettings.defaultEndpoint
-            case .tokenFile: "$CREDENTIALS_DIRECTORY/token when that file exists"
-            case .authHeader: "bearer"
-            case .batchMaxEvents: "1000"
-            case .batchMaxBytes: "2000000"
-            case .batchLinger: "100ms"
-            case .retryInitial: "1s"
-            case .retryMax: "5m"
-            case .requestTimeout: "30s"
-            case .maxEventBytes: "64KiB"
-            case .maxQueueBytes: "1GiB"
-            case .maxEventAge: "30d"
-            case .durability: "full"
-            case .socketMode: "0660"
-            case .socketGroup: "none (the daemon's group)"
-            case .alertCommand: "none"
-            case .logLevel: "info"
-            case .metricsAddress: "none"
-            }
-        }
-
-        /// One line of help.
-        var help: String {
-            switch self {
-            case .endpoint: "Where batches of events are posted (an http or https URL)."
-            case .tokenFile: "Read the API token from this file (the token may also be given in TRACKQ_TOKEN)."
-            case .authHeader: "Send the token as 'Authorization: Bearer' (bearer) or as 'X-API-Key' (x-api-key)."
-            case .batchMaxEvents: "Most events in one request (1 to 1000)."
-            case .batchMaxBytes: "Most bytes in one request body (at most 2000000, at least max-event-bytes + 2)."
-            case .batchLinger: "How long to wait for more events before sending a partial batch."
-            case .retryInitial: "First delay before retrying a failed request."
-            case .retryMax: "Longest delay between retries (at least retry-initial)."
-            case .requestTimeout: "How long one request may take."
-            case .maxEventBytes: "Largest accepted event (at most 2000000 bytes)."
-            case .maxQueueBytes: "Most bytes the queue may hold on disk."
-            case .maxEventAge: "Events still queued after this long are dropped."
-            case .durability: "full: acknowledge events only once on disk; normal: faster, may lose the latest events on power loss."
-            case .socketMode: "Permission bits of the socket, in octal."
-            case .socketGroup: "Group that owns the socket (default: the daemon's group)."
-            case .alertCommand: "Shell command run when the daemon raises an alert."
-            case .logLevel: "One of trace, debug, info, notice, warning, error, critical."
-            case .metricsAddress: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)."
-            }
+        /// The row named `flag`; only for names in ``table``.
+        static func named(_ flag: String) -> Setting {
+            table.first { $0.rawValue == flag }!
         }
 
         /// Parses `text` and stores it in `settings`, checking its range.
         func apply(_ text: String, to settings: inout DaemonSettings, context: Context) throws(ConfigurationError) {
-            switch self {
-            case .endpoint: settings.endpoint = try context.url(text)
-            case .tokenFile: settings.tokenFile = text.isEmpty ? nil : text
-            case .authHeader: settings.authHeader = try context.choice(text, AuthHeader.allCases)
-            case .batchMaxEvents:
-                settings.batchMaxEvents = try context.within(
-                    context.integer(text), 1...DaemonSettings.batchMaxEventsLimit)
-            case .batchMaxBytes:
+            try store(text, &settings, context)
+        }
+
+        /// Every setting, in the order of the interface table.
+        static let table: [Setting] = [
+            Setting(
+                rawValue: "endpoint", valueName: "URL", defaultValue: DaemonSettings.defaultEndpoint,
+                help: "Where batches of events are posted (an http or https URL)."
+            ) { text, settings, context throws(ConfigurationError) in settings.endpoint = try context.url(text) },
+            Setting(
+                rawValue: "token-file", valueName: "PATH", defaultValue: "",
+                shownDefault: "$CREDENTIALS_DIRECTORY/token when that file exists",
+                help: "Read the API token from this file (the token may also be given in TRACKQ_TOKEN)."
+            ) { text, settings, _ in settings.tokenFile = text.isEmpty ? nil : text },
+            Setting(
+                rawValue: "auth-header", valueName: "bearer|x-api-key", defaultValue: "bearer",
+                help: "Send the token as 'Authorization: Bearer' (bearer) or as 'X-API-Key' (x-api-key)."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.authHeader = try context.choice(text, AuthHeader.allCases)
+            },
+            Setting(
+                rawValue: "batch-max-events", valueName: "N", defaultValue: "1000",
+                help: "Most events in one request (1 to 1000)."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.batchMaxEvents = try context.within(context.integer(text), 1...DaemonSettings.batchMaxEventsLimit)
+            },
+            Setting(
+                rawValue: "batch-max-bytes", valueName: "SIZE", defaultValue: "2000000",
+                help: "Most bytes in one request body (at most 2000000, at least max-event-bytes + 2)."
+            ) { text, settings, context throws(ConfigurationError) in
                 settings.batchMaxBytes = try context.atMost(context.size(text), DaemonSettings.batchMaxBytesLimit)
-            case .batchLinger: settings.batchLinger = try context.duration(text)
-            case .retryInitial: settings.retryInitial = try context.positive(context.duration(text))
-            case .retryMax: settings.retryMax = try context.duration(text)
-            case .requestTimeout: settings.requestTimeout = try context.positive(context.duration(text))
-            case .maxEventBytes:
+            },
+            Setting(
+                rawValue: "batch-linger", valueName: "DURATION", defaultValue: "100ms",
+                help: "How long to wait for more events before sending a partial batch."
+            ) { text, settings, context throws(ConfigurationError) in settings.batchLinger = try context.duration(text) },
+            Setting(
+                rawValue: "retry-initial", valueName: "DURATION", defaultValue: "1s",
+                help: "First delay before retrying a failed request."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.retryInitial = try context.positive(context.duration(text))
+            },
+            Setting(
+                rawValue: "retry-max", valueName: "DURATION", defaultValue: "5m",
+                help: "Longest delay between retries (at least retry-initial)."
+            ) { text, settings, context throws(ConfigurationError) in settings.retryMax = try context.duration(text) },
+            Setting(
+                rawValue: "request-timeout", valueName: "DURATION", defaultValue: "30s",
+                help: "How long one request may take."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.requestTimeout = try context.positive(context.duration(text))
+            },
+            Setting(
+                rawValue: "max-event-bytes", valueName: "SIZE", defaultValue: "64KiB",
+                help: "Largest accepted event (at most 2000000 bytes)."
+            ) { text, settings, context throws(ConfigurationError) in
                 settings.maxEventBytes = try context.within(context.size(text), 1...DaemonSettings.batchMaxBytesLimit)
-            case .maxQueueBytes: settings.maxQueueBytes = try context.positive(context.size(text))
-            case .maxEventAge: settings.maxEventAge = try context.positive(context.duration(text))
-            case .durability: settings.durability = try context.choice(text, Durability.allCases)
-            case .socketMode: settings.socketMode = try context.octalMode(text)
-            case .socketGroup: settings.socketGroup = text.isEmpty ? nil : text
-            case .alertCommand: settings.alertCommand = text.isEmpty ? nil : text
-            case .logLevel:
+            },
+            Setting(
+                rawValue: "max-queue-bytes", valueName: "SIZE", defaultValue: "1GiB",
+                help: "Most bytes the queue may hold on disk."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.maxQueueBytes = try context.positive(context.size(text))
+            },
+            Setting(
+                rawValue: "max-event-age", valueName: "DURATION", defaultValue: "30d",
+                help: "Events still queued after this long are dropped."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.maxEventAge = try context.positive(context.duration(text))
+            },
+            Setting(
+                rawValue: "durability", valueName: "full|normal", defaultValue: "full",
+                help: "full: acknowledge events only once on disk; normal: faster, may lose the latest events on power loss."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.durability = try context.choice(text, Durability.allCases)
+            },
+            Setting(
+                rawValue: "socket-mode", valueName: "OCTAL", defaultValue: "0660",
+                help: "Permission bits of the socket, in octal."
+            ) { text, settings, context throws(ConfigurationError) in settings.socketMode = try context.octalMode(text) },
+            Setting(
+                rawValue: "socket-group", valueName: "NAME", defaultValue: "", shownDefault: "none (the daemon's group)",
+                help: "Group that owns the socket (default: the daemon's group)."
+            ) { text, settings, _ in settings.socketGroup = text.isEmpty ? nil : text },
+            Setting(
+                rawValue: "alert-command", valueName: "CMD", defaultValue: "", shownDefault: "none",
+                help: "Shell command run when the daemon raises an alert."
+            ) { text, settings, _ in settings.alertCommand = text.isEmpty ? nil : text },
+            Setting(
+                rawValue: "log-level", valueName: "LEVEL", defaultValue: "info",
+                help: "One of trace, debug, info, notice, warning, error, critical."
+            ) { text, settings, context throws(ConfigurationError) in
                 let level = text.lowercased()
                 guard DaemonSettings.logLevels.contains(level) else {
                     throw context.invalid("expected one of " + DaemonSettings.logLevels.joined(separator: ", "))
                 }
                 settings.logLevel = level
-            case .metricsAddress:
+            },
+            Setting(
+                rawValue: "metrics-address", valueName: "HOST:PORT", defaultValue: "", shownDefault: "none",
+                help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)."
+            ) { text, settings, context throws(ConfigurationError) in
                 guard !text.isEmpty else {
                     settings.metricsAddress = nil
                     return
@@ -454,8 +469,8 @@ extension DaemonSettings {
                     throw context.invalid("expected HOST:PORT, like 127.0.0.1:9464")
                 }
                 settings.metricsAddress = address
-            }
-        }
+            },
+        ]
 
         /// A value being applied, with what is needed for messages.
         struct Context {
@@ -567,4 +582,39 @@ public struct HostAndPort: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+extension DaemonSettings {
+    /// `trackq daemon --help`'s list of settings, from the table: each flag with its value,
+    /// environment variable, default and help.
+    public static var helpText: String {
+        (locationCatalog + catalog).map { info in
+            "  --\(info.flag) \(info.valueName)\n      \(info.help)\n      env \(info.environment); default: \(info.defaultText)"
+        }.joined(separator: "\n")
+    }
+
+    /// Command-line arguments as `--name value` or `--name=value` pairs (a later one wins), keyed by the name
+    /// without `--`, for ``resolve(flags:environment:userID:readFile:fileExists:)``, which
+    /// refuses names it does not know.
+    public static func parseFlags(_ arguments: [String]) throws(ConfigurationError) -> [String: String] {
+        var flags: [String: String] = [:]
+        var rest = arguments[...]
+        while let argument = rest.popFirst() {
+            guard argument.hasPrefix("--"), argument.count > 2 else {
+                throw ConfigurationError("unexpected argument \(String(reflecting: argument)); settings are --name value")
+            }
+            let name: String
+            let value: String
+            if let equals = argument.firstIndex(of: "=") {
+                name = String(argument[argument.index(argument.startIndex, offsetBy: 2)..<equals])
+                value = String(argument[argument.index(after: equals)...])
+            } else {
+                name = String(argument.dropFirst(2))
+                guard let next = rest.popFirst() else { throw ConfigurationError("--\(name) needs a value") }
+                value = next
+            }
+            flags[name] = value  // the last one wins, as with any other option
+        }
+        return flags
+    }
 }
