@@ -49,9 +49,9 @@ struct SendCommand: ParsableCommand {
 
     func run() throws {
         let path = location.paths.socket
-        let connection: LineConnection
+        let connection: UnixLineConnection
         do {
-            connection = try LineConnection(path: path)
+            connection = try UnixLineConnection(path: path)
         } catch {
             printError("cannot reach the daemon at \(path): \(error) (is `trackq daemon` running? --socket or TRACKQ_SOCKET name another)")
             throw ExitCode(2)
@@ -61,20 +61,20 @@ struct SendCommand: ParsableCommand {
             // Stream standard input while reading answers, so any amount of input works.
             writer = Thread {
                 while let line = readLine(strippingNewline: false) {
-                    if !connection.write(Array(line.utf8)) { break }
+                    do { try connection.write(line) } catch { break }  // the daemon closed: stop
                 }
                 connection.finishWriting()
             }
         } else {
             let line = json ?? Self.event(name: eventName ?? "", user: user ?? "", props: prop, context: context, timestamp: timestamp)
             writer = Thread {
-                _ = connection.write(Array((line + "\n").utf8))
+                try? connection.write(line + "\n")
                 connection.finishWriting()
             }
         }
         writer.start()
         var refused = 0
-        while let answer = connection.readLine() {
+        while let answer = try? connection.nextLine() {
             print(answer)
             if !answer.hasPrefix(#"{"ok":true"#) { refused += 1 }
         }
@@ -97,65 +97,5 @@ struct SendCommand: ParsableCommand {
         if !props.isEmpty { members.append(#""properties":"# + object(props)) }
         if !context.isEmpty { members.append(#""context":"# + object(context)) }
         return "{" + members.joined(separator: ",") + "}"
-    }
-}
-
-/// A blocking Unix-socket connection for line protocols: one thread may write while
-/// another reads.
-final class LineConnection: @unchecked Sendable {
-    // @unchecked: `fd` is immutable; `pending` is touched only by the reading thread.
-    private let fd: Int32
-    private var pending: [UInt8] = []
-
-    init(path: String) throws {
-        // A local descriptor until connected: a throwing init of a fully initialized class
-        // still runs deinit, which would close it a second time (and maybe someone else's).
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        guard let rc = UnixSocketAddress.with(path, { connect(fd, $0, $1) }) else {
-            close(fd)
-            throw POSIXError(.ENAMETOOLONG)
-        }
-        if rc != 0 {
-            let code = errno
-            close(fd)
-            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
-        }
-        self.fd = fd
-    }
-
-    deinit { close(fd) }
-
-    /// Writes all of `bytes`; false if the daemon closed the connection.
-    func write(_ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += n
-        }
-        return true
-    }
-
-    /// Tells the daemon we are done: it answers the rest, then closes.
-    func finishWriting() { shutdown(fd, Int32(SHUT_WR)) }
-
-    /// The next answer line, or nil once the daemon has closed the connection.
-    func readLine() -> String? {
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            if let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: pending[..<newline], as: UTF8.self)
-                pending.removeSubrange(...newline)
-                return line
-            }
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return nil }
-            pending.append(contentsOf: chunk[..<n])
-        }
     }
 }
