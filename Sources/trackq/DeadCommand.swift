@@ -34,7 +34,7 @@ struct DeadCommand: ParsableCommand {
         func run() throws {
             let letters = try withStore(location, readOnly: true) { try $0.list(limit: limit) }
             if json {
-                print("[" + letters.map(DeadCommand.json).joined(separator: ",\n ") + "]")
+                print(try DeadCommand.json(letters))
                 return
             }
             if letters.isEmpty {
@@ -78,9 +78,20 @@ struct DeadCommand: ParsableCommand {
         }
     }
 
-    static func json(_ letter: DeadLetter) -> String {
-        func string(_ s: String?) -> String { s.map(JSONText.quoted) ?? "null" }
-        return #"{"id":\#(letter.id),"event_id":\#(letter.eventID),"failed_at":\#(string(RFC3339.format(millis: letter.failedAtMillis))),"reason":\#(string(letter.reason)),"status":\#(letter.status.map(String.init) ?? "null"),"response":\#(string(letter.response)),"event":\#(letter.event)}"#
+    /// `[{"id":…,"event_id":…,"failed_at":…,"reason":…,"status":…,"response":…,"event":{…}}]`,
+    /// the stored event as the JSON object it is.
+    static func json(_ letters: [DeadLetter]) throws -> String {
+        let objects: [[String: Any]] = letters.map { letter in
+            [
+                "id": letter.id, "event_id": letter.eventID,
+                "failed_at": RFC3339.format(millis: letter.failedAtMillis), "reason": letter.reason,
+                "status": letter.status ?? NSNull(), "response": letter.response ?? NSNull(),
+                "event": (try? JSONSerialization.jsonObject(with: Data(letter.event.utf8), options: .fragmentsAllowed))
+                    ?? letter.event,
+            ]
+        }
+        let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self)
     }
 }
 

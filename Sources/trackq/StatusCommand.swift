@@ -39,8 +39,14 @@ struct StatusCommand: ParsableCommand {
                 report = try StatusReader.read(database: path, endpoint: endpoint)
             } catch {
                 if json {
-                    let message = JSONText.quoted(String(describing: error))
-                    print(#"{"version": "\#(TrackQueue.version)", "error": \#(message)}"#)
+                    struct Failure: Encodable {
+                        var version = TrackQueue.version
+                        var error: String
+                    }
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                    // A struct of two strings always encodes.
+                    print(String(decoding: try! encoder.encode(Failure(error: String(describing: error))), as: UTF8.self))
                 } else {
                     printError("status unknown: \(error)")
                 }
