@@ -1,8 +1,8 @@
 import CoreMetrics
 import Logging
 import NIOCore
-import Prometheus
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -14,11 +14,17 @@ import Musl
 import Darwin
 #endif
 
-/// The daemon: the store, the group-commit writer and the socket server, wired in
-/// dependency order and torn down in reverse.
+/// The daemon: opens the database and binds the sockets, then runs its services in one
+/// `ServiceGroup`, in dependency order, and stops them in reverse.
 ///
-/// Run it in a `ServiceGroup`; on graceful shutdown (SIGTERM/SIGINT) it stops accepting,
-/// answers every line already read, commits, checkpoints and returns.
+/// The services, as started: the store's writer, delivery, the ingest socket, the metrics
+/// listener (when `--metrics-address` is set), systemd's watchdog and the SIGHUP listener.
+/// On graceful shutdown (SIGTERM/SIGINT) they stop from the last: systemd hears
+/// `STOPPING=1`, metrics close, the socket stops accepting and answers every line already
+/// read, the request in flight gets its grace, and the writer records the stop,
+/// checkpoints and ends.
+///
+/// Run it in a `ServiceGroup`:
 ///
 /// ```swift
 /// let daemon = Daemon(settings: settings, environment: env, logger: logger)
@@ -58,70 +64,34 @@ public struct Daemon: Service {
         let paths = settings.paths
         try FileSystem.createParentDirectories(of: paths.database)
         let lock = try DatabaseLock(database: paths.database)
-        let store = try QueueStore(path: paths.database, durability: settings.durability, bootID: SystemClock.bootID)
-        try store.recordStart(pid: getpid(), version: TrackQueue.version, atMillis: SystemClock.wallMillis())
-        logger.info("database open", metadata: [
-            "database.path": "\(paths.database)",
-            "queue.pending": "\(store.counters.pendingEvents)",
-            "durability": "\(settings.durability.rawValue)",
-        ])
-
-        let bootRow = store.bootRow
         let wake = WakeSignal()
         let registry = settings.metricsAddress.map { _ in PrometheusCollectorRegistry() }
         let metrics = DaemonMetrics(
             factory: registry.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance)
-        let writer = GroupCommitWriter(
-            store: store, maxQueueBytes: settings.maxQueueBytes, logger: logger, metrics: metrics
+        let (writer, opened) = try await StoreWriter.start(
+            .init(path: paths.database, durability: settings.durability, bootID: SystemClock.bootID,
+                  maxQueueBytes: settings.maxQueueBytes),
+            logger: logger, metrics: metrics
         ) {
             wake.signal(.newEvents)
         }
-        writer.start()
-
-        let server: IngestServer
-        do {
-            server = try await IngestServer.start(
-                options: .init(
-                    socketPath: paths.socket,
-                    socketMode: settings.socketMode,
-                    socketGroup: settings.socketGroup,
-                    maxEventBytes: settings.maxEventBytes,
-                    inheritedSocket: SocketActivation.listeningSocket(environment: environment)),
-                writer: writer, group: eventLoopGroup, logger: logger)
-        } catch {
-            writer.stop()
-            throw error
-        }
-
-        var metricsServer: MetricsServer?
-        if let address = settings.metricsAddress, let registry {
-            do {
-                metricsServer = try await MetricsServer.start(
-                    host: address.host, port: address.port, registry: registry, database: paths.database,
-                    group: eventLoopGroup)
-                logger.info("serving metrics", metadata: ["metrics.address": "\(address)"])
-            } catch {
-                await server.drain()
-                writer.stop()
-                throw StoreError.io("--metrics-address \(address): cannot listen: \(error)")
-            }
-        }
+        logger.info("database open", metadata: [
+            "database.path": "\(paths.database)",
+            "queue.pending": "\(opened.pendingEvents)",
+            "durability": "\(settings.durability.rawValue)",
+        ])
+        let pool = BlockingPool()
         let notifier = SystemdNotifier(environment: environment)
-        let tokens = TokenSource(environment: environment, file: settings.tokenFile)
-        if tokens.read().token == nil {
-            logger.warning("no API token: set TRACKQ_TOKEN or --token-file; the API will refuse events until then")
-        }
-        let sender = HTTPSender(
-            options: .init(endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout),
-            eventLoopGroup: eventLoopGroup)
-        let delivery = DeliveryLoop(
-            settings: settings, writer: writer, sender: sender, tokens: tokens, wake: wake, bootRow: bootRow,
-            alertCommand: settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) },
-            notifier: notifier, metrics: metrics, logger: logger)
-        let random = randomSource
-        let deliveryTask = Task {
-            var generator = random()
-            await delivery.run(random: &generator)
+
+        let services: [any Service]
+        do {
+            services = try await makeServices(
+                writer: writer, bootRow: opened.bootRow, pool: pool, wake: wake, registry: registry,
+                metrics: metrics, notifier: notifier)
+        } catch {
+            await writer.stop()
+            await pool.shutdown()
+            throw error
         }
 
         notifier.notify("READY=1\nSTATUS=accepting events")
@@ -130,45 +100,113 @@ public struct Daemon: Service {
             "pid": "\(getpid())", "version": "\(TrackQueue.version)", "endpoint": "\(settings.endpoint)",
         ])
 
-        await withTaskGroup(of: Void.self) { tasks in
-            tasks.addTask {
-                for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                    wake.signal(.reload)
-                }
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+            logger: logger))
+        defer { withExtendedLifetime(lock) {} }
+        do {
+            try await group.run()
+        } catch {
+            await pool.shutdown()
+            throw error
+        }
+        await pool.shutdown()
+        logger.notice("stopped")
+    }
+
+    /// Binds the sockets and builds the services, in the order they start.
+    private func makeServices(
+        writer: StoreWriter, bootRow: Int64, pool: BlockingPool, wake: WakeSignal,
+        registry: PrometheusCollectorRegistry?, metrics: DaemonMetrics, notifier: SystemdNotifier
+    ) async throws -> [any Service] {
+        let reader = StoreReader(path: settings.paths.database, pool: pool)
+        let server = try await IngestServer.bind(
+            options: .init(
+                socketPath: settings.paths.socket,
+                socketMode: settings.socketMode,
+                socketGroup: settings.socketGroup,
+                maxEventBytes: settings.maxEventBytes,
+                inheritedSocket: SocketActivation.listeningSocket(environment: environment)),
+            writer: writer, group: eventLoopGroup, logger: logger)
+
+        var metricsServer: MetricsServer?
+        if let address = settings.metricsAddress, let registry {
+            do {
+                metricsServer = try await MetricsServer.bind(
+                    host: address.host, port: address.port, registry: registry, store: reader, group: eventLoopGroup)
+                logger.info("serving metrics", metadata: ["metrics.address": "\(address)"])
+            } catch {
+                await server.drain()
+                throw StoreError.io("--metrics-address \(address): cannot listen: \(error)")
             }
-            if let interval = SocketActivation.watchdogInterval(environment: environment) {
-                tasks.addTask {
-                    while !Task.isCancelled {
-                        notifier.notify("WATCHDOG=1")
-                        try? await Task.sleep(for: interval / 2)
-                    }
-                }
-            }
-            // Returns on graceful shutdown, or throws if the group is cancelled outright.
-            try? await gracefulShutdown()
-            tasks.cancelAll()
         }
 
+        let tokens = TokenSource(environment: environment, file: settings.tokenFile)
+        if try await pool.run({ tokens.read().token }) == nil {
+            logger.warning("no API token: set TRACKQ_TOKEN or --token-file; the API will refuse events until then")
+        }
+        let sender = HTTPSender(
+            options: .init(endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout),
+            eventLoopGroup: eventLoopGroup)
+        let delivery = DeliveryLoop(
+            .init(
+                settings: settings, writer: writer, reader: reader, sender: sender, tokens: tokens, wake: wake,
+                bootRow: bootRow,
+                alertCommand: settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) },
+                notifier: notifier, metrics: metrics, pool: pool, logger: logger),
+            clock: ContinuousClock(), randomSource: randomSource)
+
+        var services: [any Service] = [StoreService(writer: writer), delivery, server]
+        if let metricsServer { services.append(metricsServer) }
+        services.append(SystemdService(
+            notifier: notifier, watchdogInterval: SocketActivation.watchdogInterval(environment: environment),
+            logger: logger))
+        services.append(ReloadService(wake: wake))
+        return services
+    }
+}
+
+/// Keeps the store's writer running until every other service has stopped, then records
+/// the stop, checkpoints the WAL and ends the writer thread.
+struct StoreService: Service {
+    let writer: StoreWriter
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await writer.stop()
+    }
+}
+
+/// Pings systemd's watchdog while the daemon runs; tells systemd and the log when the
+/// shutdown begins (it is the last service, so the first one stopped).
+struct SystemdService: Service {
+    let notifier: SystemdNotifier
+    let watchdogInterval: Duration?
+    let logger: Logger
+
+    func run() async throws {
+        if let interval = watchdogInterval {
+            try? await cancelWhenGracefulShutdown { [notifier] in
+                while true {
+                    notifier.notify("WATCHDOG=1")
+                    try await Task.sleep(for: interval / 2)
+                }
+            }
+        } else {
+            try? await gracefulShutdown()
+        }
         logger.notice("stopping: answering lines already read")
         notifier.notify("STOPPING=1\nSTATUS=stopping")
-        wake.signal(.shutdown)
-        async let drained: Void = server.drain()
-        // The request in flight gets a grace to finish and record its answer.
-        let grace = Task {
-            try await Task.sleep(for: .seconds(5))
-            deliveryTask.cancel()
+    }
+}
+
+/// SIGHUP: read the token again and retry delivery at once.
+struct ReloadService: Service {
+    let wake: WakeSignal
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            wake.signal(.reload)
         }
-        await deliveryTask.value
-        grace.cancel()
-        await sender.shutdown()
-        await metricsServer?.stop()
-        await drained
-        _ = try? await writer.perform { store in
-            try store.recordStop(atMillis: SystemClock.wallMillis())
-            store.checkpoint()
-        }
-        writer.stop()
-        withExtendedLifetime(lock) {}
-        logger.notice("stopped")
     }
 }

@@ -1,95 +1,116 @@
 import Logging
 import Metrics
+import ServiceLifecycle
+
+/// Sends one request body to the API and reports how it answered: the HTTP client behind
+/// a small protocol, so the loop can be driven by a stand-in and a manual clock.
+protocol DeliverySender: Sendable {
+    /// Sends `body` (a JSON array of events) with `token`.
+    func send(_ body: [UInt8], token: String?) async -> DeliveryOutcome
+    /// Closes connections; called once the loop has stopped.
+    func shutdown() async
+}
 
 /// Drains the queue to the API: reads a batch, asks the ``DeliveryScheduler`` what to send,
-/// sends it, and carries out what the scheduler decides. All judgement lives in the
-/// scheduler; this type only does the I/O.
+/// sends it, and performs what the scheduler and the ``DeliveryRecordKeeper`` decide. All
+/// judgement lives in those two values; this type only does the I/O.
 ///
-/// Every decision is written to the database in one transaction with the events it
-/// concerns: delivered events leave the queue in the transaction that records their 2xx,
-/// and the state record `trackq status` reads is updated alongside.
-final class DeliveryLoop: Sendable {
+/// Every answer is written to the database in one transaction with the events it concerns:
+/// delivered events leave the queue in the transaction that records their 2xx, and the state
+/// record `trackq status` reads is updated alongside.
+///
+/// On graceful shutdown it stops after the request in flight, which gets ``shutdownGrace``
+/// to finish; past that it is cancelled and its events stay queued.
+final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
     /// How often an idle sender looks at the queue without being woken.
-    static let idleRecheck = Duration.seconds(2)
+    static var idleRecheck: Duration { .seconds(2) }
+    /// How long the request in flight may take to finish on shutdown.
+    static var shutdownGrace: Duration { .seconds(5) }
 
-    let settings: DaemonSettings
-    let writer: GroupCommitWriter
-    let sender: HTTPSender
-    let tokens: TokenSource
-    let wake: WakeSignal
-    let bootRow: Int64
-    let alertCommand: AlertCommand?
-    let notifier: SystemdNotifier
-    let metrics: DaemonMetrics
-    let logger: Logger
+    /// What the loop works with.
+    struct Parts: Sendable {
+        var settings: DaemonSettings
+        var writer: StoreWriter
+        var reader: StoreReader
+        var sender: any DeliverySender
+        var tokens: TokenSource
+        var wake: WakeSignal
+        var bootRow: Int64
+        var alertCommand: AlertCommand?
+        var notifier: SystemdNotifier
+        var metrics: DaemonMetrics
+        var pool: BlockingPool
+        var logger: Logger
+    }
 
-    init(settings: DaemonSettings, writer: GroupCommitWriter, sender: HTTPSender, tokens: TokenSource, wake: WakeSignal,
-         bootRow: Int64, alertCommand: AlertCommand?, notifier: SystemdNotifier, metrics: DaemonMetrics, logger: Logger) {
-        self.metrics = metrics
-        self.settings = settings
-        self.writer = writer
-        self.sender = sender
-        self.tokens = tokens
-        self.wake = wake
-        self.bootRow = bootRow
-        self.alertCommand = alertCommand
-        self.notifier = notifier
-        self.logger = logger
+    private let parts: Parts
+    private let clock: C
+    private let randomSource: @Sendable () -> any RandomNumberGenerator
+
+    init(_ parts: Parts, clock: C, randomSource: @escaping @Sendable () -> any RandomNumberGenerator) {
+        self.parts = parts
+        self.clock = clock
+        self.randomSource = randomSource
+    }
+
+    func run() async throws {
+        let wake = parts.wake
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                var random = self.randomSource()
+                await self.deliver(random: &random)
+            }
+            tasks.addTask {
+                // Returns on graceful shutdown, or throws once the loop ended and this is cancelled.
+                guard (try? await gracefulShutdown()) != nil else { return }
+                wake.signal(.shutdown)
+                try? await Task.sleep(for: Self.shutdownGrace)
+            }
+            // The loop stopped, or the grace ran out: either way, end the other task.
+            await tasks.next()
+            tasks.cancelAll()
+        }
+        await parts.sender.shutdown()
     }
 
     /// Runs until a `.shutdown` wake or cancellation.
-    func run(random: inout some RandomNumberGenerator) async {
-        let reader: QueueReader
-        do {
-            reader = try QueueReader(path: settings.paths.database)
-        } catch {
-            logger.critical("cannot open the queue for delivery", metadata: ["error": "\(error)"])
-            return
-        }
-        var scheduler = DeliveryScheduler<ContinuousClock.Instant>(
+    private func deliver(random: inout some RandomNumberGenerator) async {
+        let settings = parts.settings
+        let wake = parts.wake
+        var scheduler = DeliveryScheduler<C.Instant>(
             backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMax))
-        var record = (try? await writer.perform { try $0.loadDeliveryRecord() }) ?? DeliveryRecord()
-        // A new run starts clean; an alert that still applies is raised again at the first answer.
-        record.state = DeliveryState.idle.rawValue
-        record.consecutiveFailures = 0
-        record.nextAttemptAtMillis = nil
-        record.alertKind = nil
-        record.alertStatus = nil
-        record.alertSinceMillis = nil
-        record.alertMessage = nil
-        await save(record)
-        _ = tokens.read()
+        var keeper = DeliveryRecordKeeper(loaded: (try? await parts.writer.loadDeliveryRecord()) ?? DeliveryRecord())
+        await save(keeper.record)
+        _ = await readToken()
 
         var batch: OutgoingBatch?
         while !Task.isCancelled {
             if wake.take([.shutdown]) != nil { break }
-            if wake.take([.reload]) != nil { reloadToken(&scheduler) }
+            if wake.take([.reload]) != nil { await reloadToken(&scheduler) }
 
             // 1. A batch to work on.
             if batch == nil {
                 let read: OutgoingBatch
                 do {
-                    read = try reader.readBatch(maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes)
+                    read = try await parts.reader.readBatch(maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes)
                 } catch {
-                    logger.error("cannot read the queue; retrying", metadata: ["error": "\(error)"])
-                    if await wake.wait(for: [.shutdown], until: .now + settings.retryInitial) == .shutdown { break }
+                    parts.logger.error("cannot read the queue; retrying", metadata: ["error": "\(error)"])
+                    if await wait(for: [.shutdown], until: clock.now.advanced(by: settings.retryInitial)) == .shutdown { break }
                     continue
                 }
                 if read.isEmpty {
-                    if record.state != DeliveryState.idle.rawValue {
-                        record.state = DeliveryState.idle.rawValue
-                        record.nextAttemptAtMillis = nil
+                    if let (record, effects) = keeper.queueEmpty() {
                         await save(record)
-                        notifier.notify("STATUS=idle: queue empty")
+                        await perform(effects)
                     }
                     // Our own commits wake us at once; the timeout catches events another
                     // process put in the queue (`trackq dead requeue`).
-                    let reason = await wake.wait(for: [.newEvents, .reload, .shutdown], until: .now + Self.idleRecheck)
+                    let reason = await wait(for: [.newEvents, .reload, .shutdown], until: clock.now.advanced(by: Self.idleRecheck))
                     if reason == .shutdown { break }
                     if reason == nil { continue }
-                    if reason == .reload { reloadToken(&scheduler); continue }
+                    if reason == .reload { await reloadToken(&scheduler); continue }
                     // New events: give the batch a moment to fill.
-                    if await wake.wait(for: [.shutdown], until: .now + settings.batchLinger) == .shutdown { break }
+                    if await wait(for: [.shutdown], until: clock.now.advanced(by: settings.batchLinger)) == .shutdown { break }
                     continue
                 }
                 batch = read
@@ -98,10 +119,10 @@ final class DeliveryLoop: Sendable {
             guard let current = batch else { continue }
 
             // 2. Not before the scheduler says so (backoff, alert pause).
-            if let notBefore = scheduler.notBefore, notBefore > .now {
-                let reason = await wake.wait(for: [.shutdown, .reload], until: notBefore)
+            if let notBefore = scheduler.notBefore, notBefore > clock.now {
+                let reason = await wait(for: [.shutdown, .reload], until: notBefore)
                 if reason == .shutdown { break }
-                if reason == .reload { reloadToken(&scheduler) }
+                if reason == .reload { await reloadToken(&scheduler) }
                 continue
             }
             guard let range = scheduler.nextRange() else {
@@ -116,154 +137,97 @@ final class DeliveryLoop: Sendable {
             }
 
             // 3. Send, judge, record.
-            let (token, _) = tokens.read()
+            let token = await readToken().token
             let body = range == 0..<current.count ? current.body : Self.body(of: current, range)
             let attemptAt = SystemClock.wallMillis()
-            let started = ContinuousClock.now
-            let outcome = await sender.send(body, token: token)
+            let started = clock.now
+            let outcome = await parts.sender.send(body, token: token)
             if Task.isCancelled { break }  // shut down mid-request: record nothing, the events stay queued
-            metrics.requestDuration.record(duration: started.duration(to: .now))
-            if case .response(let status, _, _) = outcome { metrics.response(status: status) } else { metrics.response(status: nil) }
-            let actions = scheduler.handle(outcome, now: .now, using: &random)
-            await apply(actions, outcome: outcome, batch: current, sentRange: range, attemptAt: attemptAt,
-                        scheduler: scheduler, record: &record)
+            parts.metrics.requestDuration.record(duration: started.duration(to: clock.now))
+            if case .response(let status, _, let body) = outcome {
+                parts.metrics.response(status: status)
+                if (200..<300).contains(status) { countWarnings(in: body) }
+            } else {
+                parts.metrics.response(status: nil)
+            }
+            let actions = scheduler.handle(outcome, now: clock.now, using: &random)
+            let (commit, effects) = keeper.answered(
+                outcome, actions: actions, scheduler: scheduler, batch: current, attemptAtMillis: attemptAt,
+                nowMillis: SystemClock.wallMillis(), now: clock.now)
+            await perform(effects)
+            do {
+                try await parts.writer.recordAnswer(
+                    delivered: commit.delivered, refused: commit.refused, record: commit.record,
+                    atMillis: SystemClock.wallMillis())
+            } catch {
+                // The API has them; they stay queued and will be sent again (at least once).
+                parts.logger.error("cannot record a delivery; its events will be sent again", metadata: ["error": "\(error)"])
+            }
             if scheduler.nextRange() == nil { batch = nil }
         }
     }
 
-    /// Carries out one answer's actions in one transaction.
-    private func apply(
-        _ actions: [DeliveryAction<ContinuousClock.Instant>], outcome: DeliveryOutcome, batch: OutgoingBatch,
-        sentRange: Range<Int>, attemptAt: Int64, scheduler: DeliveryScheduler<ContinuousClock.Instant>,
-        record: inout DeliveryRecord
-    ) async {
-        let now = SystemClock.wallMillis()
-        var delivered: [OutgoingBatch.Event] = []
-        var dead: [(OutgoingBatch.Event, Int, String)] = []
-        record.lastAttemptAtMillis = attemptAt
-        switch outcome {
-        case .response(let status, _, let body):
-            record.lastStatus = status
-            if (200..<300).contains(status) {
-                record.lastError = nil
-                record.lastSuccessAtMillis = now
-                logWarnings(in: body)
-            } else {
-                record.lastError = "HTTP \(status)" + (body.isEmpty ? "" : ": " + String(body.prefix(200)))
-            }
-        case .transportError(let message):
-            record.lastStatus = nil
-            record.lastError = message
-        }
-        for action in actions {
-            switch action {
-            case .deliver(let range):
-                delivered += batch.events[range]
-            case .deadLetter(let index, let status, let body):
-                dead.append((batch.events[index], status, body))
-                logger.warning("the API refused an event; moved to the dead letters",
-                               metadata: ["event.id": "\(batch.events[index].id)", "http.status": "\(status)"])
-            case .raiseAlert(let alert):
-                record.alertKind = alert.kind.rawValue
-                record.alertStatus = alert.status
-                record.alertSinceMillis = now
-                record.alertMessage = alert.message
-                logger.critical("alert raised: \(alert.message)", metadata: ["alert.kind": "\(alert.kind.rawValue)", "http.status": "\(alert.status)"])
-                notifier.notify("STATUS=alert: \(alert.message)")
-                alertCommand?.run(raised: true, alert: alert)
-            case .clearAlert:
-                let cleared = DeliveryAlert(
-                    kind: AlertKind(rawValue: record.alertKind ?? "") ?? .auth, status: record.alertStatus ?? 0,
-                    message: "delivery works again")
-                record.alertKind = nil
-                record.alertStatus = nil
-                record.alertSinceMillis = nil
-                record.alertMessage = nil
-                logger.notice("alert cleared: the API accepts events again")
-                notifier.notify("STATUS=sending")
-                alertCommand?.run(raised: false, alert: cleared)
-            case .waitUntil(let instant):
-                let wait = ContinuousClock.now.duration(to: instant)
-                record.nextAttemptAtMillis = now + wait.milliseconds
-                metrics.backoff.record(Double(wait.milliseconds) / 1000)
+    /// Carries out what the record keeper decided.
+    private func perform(_ effects: [DeliveryEffect]) async {
+        for effect in effects {
+            switch effect {
+            case .log(let level, let message, let metadata):
+                parts.logger.log(level: level, "\(message)", metadata: metadata.mapValues { .string($0) })
+            case .notify(let message):
+                parts.notifier.notify(message)
+            case .alertCommand(let raised, let alert):
+                guard let command = parts.alertCommand else { continue }
+                _ = try? await parts.pool.run { command.run(raised: raised, alert: alert) }
+            case .backoffSeconds(let seconds):
+                parts.metrics.backoff.record(seconds)
             }
         }
-        let failuresBefore = record.consecutiveFailures
-        record.consecutiveFailures = scheduler.consecutiveFailures
-        if scheduler.notBefore == nil {
-            record.nextAttemptAtMillis = nil
-            metrics.backoff.record(0)
-        }
-        record.state = scheduler.state.rawValue
-        if record.consecutiveFailures == 1 && failuresBefore == 0 {
-            logger.warning("delivery failed; backing off", metadata: ["error": "\(record.lastError ?? "")"])
-            notifier.notify("STATUS=backoff: \(record.lastError ?? "")")
-        } else if record.consecutiveFailures == 0 && failuresBefore > 0 {
-            logger.notice("delivery recovered", metadata: ["failures": "\(failuresBefore)"])
-            notifier.notify("STATUS=sending")
-        }
-        let finalRecord = record
-        let deadLetters = dead
-        let deliveredEvents = delivered
-        do {
-            try await writer.perform { store in
-                try store.transaction { delta in
-                    try store.removeDelivered(deliveredEvents, delta: &delta)
-                    for (event, status, body) in deadLetters {
-                        try store.moveToDeadLetters(event, reason: .rejected, status: status, response: body,
-                                                    failedAtMillis: now, delta: &delta)
-                    }
-                    try store.saveDeliveryRecord(finalRecord)
-                }
-            }
-        } catch {
-            // The API has them; they stay queued and will be sent again (at least once).
-            logger.error("cannot record a delivery; its events will be sent again", metadata: ["error": "\(error)"])
-        }
+    }
+
+    private func wait(for accepted: Set<WakeReason>, until deadline: C.Instant) async -> WakeReason? {
+        await parts.wake.wait(for: accepted, until: deadline, clock: clock)
     }
 
     /// Moves the expired ones of `events` to the dead letters; true if there were any.
     private func deadLetterExpired(_ events: ArraySlice<OutgoingBatch.Event>) async -> Bool {
-        let age = EventAge(maxAge: settings.maxEventAge, nowWallMillis: SystemClock.wallMillis(),
-                           nowBoottimeMillis: SystemClock.boottimeMillis(), currentBoot: bootRow)
+        let age = EventAge(maxAge: parts.settings.maxEventAge, nowWallMillis: SystemClock.wallMillis(),
+                           nowBoottimeMillis: SystemClock.boottimeMillis(), currentBoot: parts.bootRow)
         let expired = events.filter(age.isExpired)
         guard !expired.isEmpty else { return false }
-        let now = SystemClock.wallMillis()
         do {
-            try await writer.perform { store in
-                try store.transaction { delta in
-                    for event in expired {
-                        try store.moveToDeadLetters(event, reason: .expired, status: nil, response: nil,
-                                                    failedAtMillis: now, delta: &delta)
-                    }
-                }
-            }
-            logger.warning("events older than max-event-age moved to the dead letters", metadata: ["count": "\(expired.count)"])
+            try await parts.writer.deadLetterExpired(expired, atMillis: SystemClock.wallMillis())
+            parts.logger.warning("events older than max-event-age moved to the dead letters", metadata: ["count": "\(expired.count)"])
         } catch {
-            logger.error("cannot move expired events", metadata: ["error": "\(error)"])
+            parts.logger.error("cannot move expired events", metadata: ["error": "\(error)"])
         }
         return true
     }
 
-    private func reloadToken(_ scheduler: inout DeliveryScheduler<ContinuousClock.Instant>) {
-        let (_, changed) = tokens.read()
-        logger.notice("token read again", metadata: ["token.changed": "\(changed)"])
+    /// The token, read again (a file read, so on the blocking pool).
+    private func readToken() async -> (token: String?, changed: Bool) {
+        let tokens = parts.tokens
+        return (try? await parts.pool.run { tokens.read() }) ?? (nil, false)
+    }
+
+    private func reloadToken(_ scheduler: inout DeliveryScheduler<C.Instant>) async {
+        let changed = await readToken().changed
+        parts.logger.notice("token read again", metadata: ["token.changed": "\(changed)"])
         if changed && scheduler.tokenChanged() {
-            logger.notice("token changed: retrying now")
+            parts.logger.notice("token changed: retrying now")
         }
     }
 
     /// Counts the `warnings` a 2xx answer carries, and logs them at debug.
-    private func logWarnings(in body: String) {
+    private func countWarnings(in body: String) {
         guard body.contains("\"warnings\"") else { return }
         let count = APIAnswer.warningCount(body)
         guard count > 0 else { return }
-        metrics.apiWarnings.increment(by: count)
-        logger.debug("the API answered with warnings", metadata: ["warnings": "\(count)", "http.body": "\(body.prefix(500))"])
+        parts.metrics.apiWarnings.increment(by: count)
+        parts.logger.debug("the API answered with warnings", metadata: ["warnings": "\(count)", "http.body": "\(body.prefix(500))"])
     }
 
     private func save(_ record: DeliveryRecord) async {
-        _ = try? await writer.perform { try $0.saveDeliveryRecord(record) }
+        try? await parts.writer.saveDeliveryRecord(record)
     }
 
     /// `[...]` of the events in `range` of `batch`.
@@ -275,12 +239,5 @@ final class DeliveryLoop: Sendable {
         }
         body.append(UInt8(ascii: "]"))
         return body
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    var milliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -7,7 +7,7 @@ import NIOHTTP1
 ///
 /// Knows nothing of retries: it turns one request into one ``DeliveryOutcome`` for the
 /// scheduler to judge.
-final class HTTPSender: Sendable {
+final class HTTPSender: DeliverySender {
     struct Options: Sendable {
         var endpoint: String
         var authHeader: AuthHeader

@@ -13,13 +13,6 @@ final class TokenSource: @unchecked Sendable {
         self.file = fromEnvironment == nil ? file : nil
     }
 
-    /// Where a person should fix it, for alert messages.
-    var origin: String {
-        if fixed != nil { return "TRACKQ_TOKEN" }
-        if let file { return "the token file \(file)" }
-        return "no token configured (set TRACKQ_TOKEN or --token-file)"
-    }
-
     /// The current token, re-reading the file; `changed` is true when it differs from the
     /// previous read.
     func read() -> (token: String?, changed: Bool) {

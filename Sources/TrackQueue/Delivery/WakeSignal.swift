@@ -48,14 +48,19 @@ final class WakeSignal: Sendable {
 
     /// Waits until one of `accepted` is signalled (returned) or `deadline` passes (nil).
     func wait(for accepted: Set<WakeReason>, until deadline: ContinuousClock.Instant? = nil) async -> WakeReason? {
+        await wait(for: accepted, until: deadline, clock: ContinuousClock())
+    }
+
+    /// Waits until one of `accepted` is signalled (returned) or `deadline` on `clock` passes (nil).
+    func wait<C: Clock>(for accepted: Set<WakeReason>, until deadline: C.Instant?, clock: C) async -> WakeReason? {
         while true {
             let seen = state.withLockedValue { $0.generation }
             if let reason = take(accepted) { return reason }
-            if let deadline, deadline <= .now { return nil }
+            if let deadline, deadline <= clock.now { return nil }
             if Task.isCancelled { return .shutdown }
             await withTaskGroup(of: Void.self) { group in
                 if let deadline {
-                    group.addTask { try? await Task.sleep(until: deadline, clock: .continuous) }
+                    group.addTask { try? await clock.sleep(until: deadline, tolerance: nil) }
                 }
                 group.addTask { await self.nextSignal(after: seen) }
                 _ = await group.next()

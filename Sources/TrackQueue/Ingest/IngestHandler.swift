@@ -19,7 +19,7 @@ final class IngestHandler: ChannelDuplexHandler {
     /// has been answered.
     struct Drain: Sendable {}
 
-    private let writer: GroupCommitWriter
+    private let writer: StoreWriter
     private let parser: EventParser
     private let maxLineBytes: Int
     private let maxOutstanding: Int
@@ -34,7 +34,7 @@ final class IngestHandler: ChannelDuplexHandler {
     private var inputClosed = false
     private var draining = false
 
-    init(writer: GroupCommitWriter, parser: EventParser, maxLineBytes: Int, maxOutstanding: Int = 4) {
+    init(writer: StoreWriter, parser: EventParser, maxLineBytes: Int, maxOutstanding: Int = 4) {
         self.writer = writer
         self.parser = parser
         self.maxLineBytes = maxLineBytes

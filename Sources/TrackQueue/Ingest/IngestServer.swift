@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 #if canImport(Glibc)
 import Glibc
@@ -13,10 +14,10 @@ import Darwin
 
 /// The Unix-domain socket apps write events to.
 ///
-/// Binds the socket (or adopts one passed by systemd), accepts up to `maxConnections`
-/// clients, and on ``drain()`` stops accepting, answers every line already read, and waits
-/// for the connections to close.
-final class IngestServer: Sendable {
+/// Binds the socket (or adopts one passed by systemd) and accepts up to `maxConnections`
+/// clients. As a `Service` it serves until graceful shutdown, then ``drain(timeout:)``s:
+/// stops accepting, answers every line already read, and waits for the connections to close.
+final class IngestServer: Service {
     struct Options: Sendable {
         var socketPath: String
         var socketMode: UInt32
@@ -30,17 +31,15 @@ final class IngestServer: Sendable {
 
     private let channel: any Channel
     private let connections: ConnectionTracker
-    let logger: Logger
 
-    private init(channel: any Channel, connections: ConnectionTracker, logger: Logger) {
+    private init(channel: any Channel, connections: ConnectionTracker) {
         self.channel = channel
         self.connections = connections
-        self.logger = logger
     }
 
     /// Binds and starts accepting.
-    static func start(
-        options: Options, writer: GroupCommitWriter, group: any EventLoopGroup, logger: Logger
+    static func bind(
+        options: Options, writer: StoreWriter, group: any EventLoopGroup, logger: Logger
     ) async throws -> IngestServer {
         let connections = ConnectionTracker(limit: options.maxConnections)
         let parser = EventParser(maxEventBytes: options.maxEventBytes)
@@ -71,7 +70,12 @@ final class IngestServer: Sendable {
             try SocketFile.setPermissions(options.socketPath, mode: options.socketMode, group: options.socketGroup)
             logger.info("listening", metadata: ["socket.path": "\(options.socketPath)"])
         }
-        return IngestServer(channel: channel, connections: connections, logger: logger)
+        return IngestServer(channel: channel, connections: connections)
+    }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await drain()
     }
 
     /// Stops accepting, lets every connection answer what it has read, and waits for all of

@@ -2,33 +2,36 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import ServiceLifecycle
 
 /// An opt-in HTTP listener serving `GET /metrics` in Prometheus text format: the process's
-/// own metrics from the registry, and the database's from a fresh ``StatusReport``.
-final class MetricsServer: Sendable {
+/// own metrics from the registry, and the database's from a fresh ``StatusReport``, read
+/// on the blocking pool so a scrape never stalls the event loop.
+///
+/// As a `Service` it serves until graceful shutdown, then closes the listener.
+final class MetricsServer: Service {
     private let channel: any Channel
 
     private init(channel: any Channel) { self.channel = channel }
 
     /// Binds `host:port` (e.g. `127.0.0.1:9464`).
-    static func start(
-        host: String, port: Int, registry: PrometheusCollectorRegistry, database: String,
+    static func bind(
+        host: String, port: Int, registry: PrometheusCollectorRegistry, store: StoreReader,
         group: any EventLoopGroup
     ) async throws -> MetricsServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry, database: database))
+                    try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry, store: store))
                 }
             }
             .bind(host: host, port: port).get()
         return MetricsServer(channel: channel)
     }
 
-    var port: Int? { channel.localAddress?.port }
-
-    func stop() async {
+    func run() async throws {
+        try? await gracefulShutdown()
         try? await channel.close()
     }
 }
@@ -38,12 +41,12 @@ private final class MetricsHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let registry: PrometheusCollectorRegistry
-    let database: String
+    let store: StoreReader
     private var head: HTTPRequestHead?
 
-    init(registry: PrometheusCollectorRegistry, database: String) {
+    init(registry: PrometheusCollectorRegistry, store: StoreReader) {
         self.registry = registry
-        self.database = database
+        self.store = store
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -58,19 +61,24 @@ private final class MetricsHandler: ChannelInboundHandler {
     }
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let status: HTTPResponseStatus
-        var body: [UInt8]
-        if head.method == .GET && (head.uri == "/metrics" || head.uri.hasPrefix("/metrics?")) {
-            status = .ok
-            body = []
-            registry.emit(into: &body)
-            if let report = try? StatusReader.read(database: database) {
+        guard head.method == .GET && (head.uri == "/metrics" || head.uri.hasPrefix("/metrics?")) else {
+            return write(status: .notFound, body: Array("try /metrics\n".utf8), for: head, context: context)
+        }
+        var own: [UInt8] = []
+        registry.emit(into: &own)
+        let processMetrics = own
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        store.status(on: context.eventLoop).whenComplete { result in
+            let (handler, context) = loopBound.value
+            var body = processMetrics
+            if case .success(let report) = result {
                 body += Array(report.prometheus(nowMillis: SystemClock.wallMillis()).utf8)
             }
-        } else {
-            status = .notFound
-            body = Array("try /metrics\n".utf8)
+            handler.write(status: .ok, body: body, for: head, context: context)
         }
+    }
+
+    private func write(status: HTTPResponseStatus, body: [UInt8], for head: HTTPRequestHead, context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
         headers.add(name: "Content-Length", value: String(body.count))

@@ -17,17 +17,7 @@ public final class DeadLetterStore {
 
     /// Opens an existing database; never creates one.
     public init(path: String, readOnly: Bool) throws(StoreError) {
-        do {
-            db = try SQLiteConnection(path: path, readOnly: readOnly)
-            try db.execute("PRAGMA busy_timeout = 10000")
-            let version = try db.queryRow("PRAGMA user_version") { $0.int(0) } ?? 0
-            guard version >= 1 else { throw StoreError.io("\(path) is not a trackq database (or is empty)") }
-            guard version <= Schema.migrations.count else {
-                throw StoreError.newerSchema(found: version, known: Schema.migrations.count)
-            }
-        } catch {
-            throw StoreError(error)
-        }
+        db = try Database.open(path, readOnly ? .readOnly : .readWriteExisting)
     }
 
     /// The oldest `limit` dead letters (all when nil), by id.
@@ -63,8 +53,7 @@ public final class DeadLetterStore {
     @discardableResult
     public func requeue(_ selection: Selection, nowMillis: Int64, boottimeMillis: Int64, bootID: String) throws(StoreError) -> Int {
         try write { db in
-            try db.run("INSERT OR IGNORE INTO boots (boot_id) VALUES (?)", [.text(bootID)])
-            let boot = try db.queryRow("SELECT id FROM boots WHERE boot_id = ?", [.text(bootID)]) { $0.int64(0) } ?? 0
+            let boot = try Database.bootRow(bootID, in: db)
             // "id IN (SELECT value FROM json_each(?))" keeps one statement for both selections.
             let filter: String
             let bindings: [SQLiteValue]
@@ -86,8 +75,10 @@ public final class DeadLetterStore {
                 """,
                 [.integer(nowMillis), .integer(boottimeMillis), .integer(boot)] + bindings)
             try db.run("DELETE FROM dead_letters \(filter)", bindings)
-            try db.run("UPDATE counters SET pending_events = pending_events + ?, pending_bytes = pending_bytes + ? WHERE id = 1",
-                       [.integer(moved), .integer(bytes)])
+            var delta = QueueCounters()
+            delta.pendingEvents = moved
+            delta.pendingBytes = bytes
+            try Database.addToCounters(delta, in: db)
             return Int(moved)
         }
     }
@@ -109,12 +100,8 @@ public final class DeadLetterStore {
 
     private func write<T>(_ body: (SQLiteConnection) throws -> T) throws(StoreError) -> T {
         do {
-            try db.execute("BEGIN IMMEDIATE")
-            let result = try body(db)
-            try db.execute("COMMIT")
-            return result
+            return try Database.transaction(db) { try body(db) }
         } catch {
-            db.rollbackIfNeeded()
             throw StoreError(error)
         }
     }

@@ -30,7 +30,7 @@ public struct QueueCounters: Sendable, Equatable {
 
 /// The write side of the database: the one connection that changes it.
 ///
-/// Owned by the ``GroupCommitWriter`` thread; every method runs there. Reads for
+/// Owned by the ``StoreWriter`` thread; every method runs there. Reads for delivery,
 /// `trackq status` and the tests use their own read-only connections, which WAL lets run
 /// beside this one without blocking it.
 final class QueueStore {
@@ -51,15 +51,14 @@ final class QueueStore {
             // ack survives power loss, NORMAL only at checkpoints.
             try db.execute("PRAGMA journal_mode = WAL")
             try db.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
-            try db.execute("PRAGMA busy_timeout = 5000")
+            try db.execute("PRAGMA busy_timeout = \(Database.busyTimeoutMillis)")
             try db.execute("PRAGMA foreign_keys = ON")
         } catch {
             throw .sqlite(error)
         }
         try Schema.migrate(db)
         do {
-            try db.run("INSERT OR IGNORE INTO boots (boot_id) VALUES (?)", [.text(bootID)])
-            bootRow = try db.queryRow("SELECT id FROM boots WHERE boot_id = ?", [.text(bootID)]) { $0.int64(0) } ?? 0
+            bootRow = try Database.bootRow(bootID, in: db)
             try refreshCounters()
         } catch {
             throw .sqlite(error)
@@ -79,23 +78,14 @@ final class QueueStore {
     func transaction<T>(_ body: (inout QueueCounters) throws -> T) throws -> T {
         var delta = QueueCounters()
         do {
-            try db.execute("BEGIN IMMEDIATE")
-            // Holding the write lock, the row is the truth: `trackq dead requeue` may have
-            // changed it from another process since our last commit.
-            try refreshCounters()
-            let result = try body(&delta)
-            if delta != QueueCounters() {
-                try db.run(
-                    """
-                    UPDATE counters SET accepted = accepted + ?, delivered = delivered + ?,
-                      dead_lettered = dead_lettered + ?, rejected = rejected + ?,
-                      pending_events = pending_events + ?, pending_bytes = pending_bytes + ?
-                    WHERE id = 1
-                    """,
-                    [.integer(delta.accepted), .integer(delta.delivered), .integer(delta.deadLettered),
-                     .integer(delta.rejected), .integer(delta.pendingEvents), .integer(delta.pendingBytes)])
+            let result = try Database.transaction(db) {
+                // Holding the write lock, the row is the truth: `trackq dead requeue` may have
+                // changed it from another process since our last commit.
+                try refreshCounters()
+                let result = try body(&delta)
+                try Database.addToCounters(delta, in: db)
+                return result
             }
-            try db.execute("COMMIT")
             counters.accepted += delta.accepted
             counters.delivered += delta.delivered
             counters.deadLettered += delta.deadLettered
@@ -104,7 +94,6 @@ final class QueueStore {
             counters.pendingBytes += delta.pendingBytes
             return result
         } catch {
-            db.rollbackIfNeeded()
             try? refreshCounters()
             throw error
         }

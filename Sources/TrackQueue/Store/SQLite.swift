@@ -10,18 +10,20 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
 
     /// True when the disk (or the database's size limit) is full.
     public var isFull: Bool { code & 0xff == SQLITE_FULL }
-    /// True when another connection holds a lock we needed for longer than the busy timeout.
-    public var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
 }
 
 /// One SQLite connection over the C API.
 ///
 /// Not thread-safe: a connection is owned by one thread at a time (the writer thread,
 /// or the caller of a read-only command). Statements are cached by SQL text.
+///
+/// The daemon's connections set ``confinedToBlockingThreads``: debug builds then assert
+/// that every statement runs on a thread where blocking is allowed (the store's writer
+/// thread or a ``BlockingPool`` thread), never on an event loop or the cooperative pool.
 final class SQLiteConnection {
     private let handle: OpaquePointer
     private var cache: [String: SQLiteStatement] = [:]
-    let path: String
+    var confinedToBlockingThreads = false
 
     init(path: String, readOnly: Bool = false) throws(SQLiteError) {
         var db: OpaquePointer?
@@ -35,7 +37,6 @@ final class SQLiteConnection {
         }
         sqlite3_extended_result_codes(db, 1)
         self.handle = db
-        self.path = path
     }
 
     deinit {
@@ -45,6 +46,7 @@ final class SQLiteConnection {
 
     /// Runs one or more statements that return no rows we need.
     func execute(_ sql: String) throws(SQLiteError) {
+        assertOnBlockingThread()
         var error: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &error)
         if rc != SQLITE_OK {
@@ -56,6 +58,7 @@ final class SQLiteConnection {
 
     /// A prepared statement for `sql`, reset and with its bindings cleared, cached for reuse.
     func statement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+        assertOnBlockingThread()
         if let cached = cache[sql] {
             cached.reset()
             return cached
@@ -97,6 +100,12 @@ final class SQLiteConnection {
     /// more to undo.
     func rollbackIfNeeded() {
         if isInTransaction { _ = sqlite3_exec(handle, "ROLLBACK", nil, nil, nil) }
+    }
+
+    private func assertOnBlockingThread() {
+        assert(
+            !confinedToBlockingThreads || BlockingThreads.isCurrentThreadMarked,
+            "a daemon's SQLite call ran off the writer thread and the blocking pool")
     }
 }
 

@@ -65,19 +65,12 @@ enum Schema {
     /// Applies the migrations the database has not seen, each in its own transaction.
     static func migrate(_ db: SQLiteConnection) throws(StoreError) {
         do {
-            let applied = try db.queryRow("PRAGMA user_version") { $0.int(0) } ?? 0
-            guard applied <= migrations.count else {
-                throw StoreError.newerSchema(found: applied, known: migrations.count)
-            }
+            let applied = try Database.schemaVersion(db)
+            try Database.checkNotNewer(applied)
             for (index, sql) in migrations.enumerated().dropFirst(applied) {
-                try db.execute("BEGIN IMMEDIATE")
-                do {
+                try Database.transaction(db) {
                     try db.execute(sql)
                     try db.execute("PRAGMA user_version = \(index + 1)")
-                    try db.execute("COMMIT")
-                } catch {
-                    db.rollbackIfNeeded()
-                    throw error
                 }
             }
         } catch {

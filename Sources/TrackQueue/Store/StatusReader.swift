@@ -17,12 +17,14 @@ public enum StatusReader {
         guard stat(path, &info) == 0 else {
             throw .io("no database at \(path) (has the daemon ever run here? --database or TRACKQ_DATABASE name another)")
         }
-        do {
-            let db = try SQLiteConnection(path: path, readOnly: true)
-            try db.execute("PRAGMA busy_timeout = 2000")
-            let version = try db.queryRow("PRAGMA user_version") { $0.int(0) } ?? 0
-            guard version >= 1 else { throw StoreError.io("\(path) is not a trackq database") }
+        let db = try Database.open(path, .readOnly)
+        return try read(db, path: path, endpoint: endpoint)
+    }
 
+    /// The report from an open connection (the daemon's metrics scrape confines it to the
+    /// blocking pool).
+    static func read(_ db: SQLiteConnection, path: String, endpoint: String?) throws(StoreError) -> StatusReport {
+        do {
             let running = DatabaseLock.isHeld(database: path)
             let counters = try QueueCounters.read(db)
             let oldest = try db.queryRow("SELECT accepted_at_ms FROM queue ORDER BY id LIMIT 1") { $0.int64(0) }

@@ -1,3 +1,6 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
 /// A batch of queued events, ready to send: the JSON array body and what each event is.
 public struct OutgoingBatch: Sendable, Equatable {
     /// One event of the batch.
@@ -29,9 +32,10 @@ public struct OutgoingBatch: Sendable, Equatable {
 final class QueueReader {
     private let db: SQLiteConnection
 
-    init(path: String) throws(SQLiteError) {
-        db = try SQLiteConnection(path: path, readOnly: true)
-        try db.execute("PRAGMA busy_timeout = 5000")
+    func confineToBlockingThreads() { db.confinedToBlockingThreads = true }
+
+    init(path: String) throws(StoreError) {
+        db = try Database.open(path, .readOnly)
     }
 
     /// The oldest events with an id above `afterID`: at most `maxEvents`, and a body of at
@@ -65,3 +69,45 @@ final class QueueReader {
 
 @available(*, unavailable)
 extension QueueReader: Sendable {}
+
+/// The daemon's read side: the delivery reader and the metrics scrape's status, each run on
+/// the ``BlockingPool`` with a connection confined to it.
+final class StoreReader: Sendable {
+    private let path: String
+    private let pool: BlockingPool
+    /// The delivery loop's reader, opened on first use; one read at a time.
+    private let queue = NIOLockedValueBox<QueueReaderBox?>(nil)
+
+    init(path: String, pool: BlockingPool) {
+        self.path = path
+        self.pool = pool
+    }
+
+    /// The next batch of the queue; see ``QueueReader/readBatch(afterID:maxEvents:maxBytes:)``.
+    func readBatch(maxEvents: Int, maxBytes: Int) async throws -> OutgoingBatch {
+        try await pool.run { [path, queue] in
+            try queue.withLockedValue { box in
+                if box == nil {
+                    let reader = try QueueReader(path: path)
+                    reader.confineToBlockingThreads()
+                    box = QueueReaderBox(reader: reader)
+                }
+                return try box!.reader.readBatch(maxEvents: maxEvents, maxBytes: maxBytes)
+            }
+        }
+    }
+
+    /// The status report, as `trackq status` reads it, for a metrics scrape.
+    func status(on eventLoop: any EventLoop) -> EventLoopFuture<StatusReport> {
+        pool.run(on: eventLoop) { [path] in
+            let db = try Database.open(path, .readOnly)
+            db.confinedToBlockingThreads = true
+            return try StatusReader.read(db, path: path, endpoint: nil)
+        }
+    }
+}
+
+/// `@unchecked Sendable`: the reader is only touched inside ``StoreReader``'s lock.
+private struct QueueReaderBox: @unchecked Sendable {
+    var reader: QueueReader
+}

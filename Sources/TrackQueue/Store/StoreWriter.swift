@@ -1,31 +1,6 @@
 import Foundation
 import Logging
 
-/// What one request line amounts to once parsed, before the commit.
-enum LineEntry: Sendable {
-    /// The line's events are the next `count` events of the submission's batch.
-    case events(count: Int)
-    /// The line was refused at parsing; it is answered with this error.
-    case refused(IngestError)
-}
-
-/// The answer owed to one request line.
-enum LineAnswer: Sendable, Equatable {
-    case accepted(count: Int, firstID: Int64, lastID: Int64)
-    case refused(IngestError)
-}
-
-/// The lines one connection read in one go, handed to the writer as a unit.
-struct IngestSubmission: Sendable {
-    var batch: EventBatch
-    var lines: [LineEntry]
-    /// When the lines were read: wall clock and `CLOCK_BOOTTIME`, in milliseconds.
-    var readAtMillis: Int64
-    var readAtBoottimeMillis: Int64
-    /// Called on the writer thread with one answer per line, in order, after the commit.
-    var completion: @Sendable ([LineAnswer]) -> Void
-}
-
 /// The one writer of the database, on a thread of its own: **group commit**.
 ///
 /// Connections hand it submissions; it takes every submission waiting, writes them all in
@@ -33,86 +8,210 @@ struct IngestSubmission: Sendable {
 /// completes them, so the acks go out after the data is durable while the cost of a commit
 /// is shared by all the lines that arrived during the previous one.
 ///
-/// Other writes (delivery results, dead letters, state) go through ``perform(_:)`` so that
-/// there is never more than one writer and no connection waits on a lock.
-final class GroupCommitWriter: @unchecked Sendable {
-    // @unchecked: `jobs`, `stopping` and `finished` are guarded by `condition`; `store`
-    // and `failing` are touched only on the writer thread after `start()`.
+/// Delivery's writes (delivered events, dead letters, the state record) go through the
+/// typed methods below, between two group commits, so there is never more than one writer
+/// and no connection waits on a lock. The store's connection lives and dies on this thread.
+final class StoreWriter: @unchecked Sendable {
+    // @unchecked: `jobs` and `state` are guarded by `condition`; `store` and `failing` are
+    // touched only on the writer thread.
+
+    /// What the writer needs to open the database.
+    struct Options: Sendable {
+        var path: String
+        var durability: Durability
+        var bootID: String
+        var maxQueueBytes: Int
+    }
+
+    /// What the database held when it was opened.
+    struct Opened: Sendable {
+        /// This boot's row in `boots`.
+        var bootRow: Int64
+        var pendingEvents: Int64
+    }
 
     private enum Job {
         case ingest(IngestSubmission)
-        case work((QueueStore) -> Void)
+        /// `run` on the writer thread, or `cancel` if the writer has stopped.
+        case work(run: (QueueStore) -> Void, cancel: () -> Void)
+    }
+
+    private enum State {
+        case running
+        case stopping
+        case finished
     }
 
     private let condition = NSCondition()
     private var jobs: [Job] = []
-    private var stopping = false
-    private var finished = false
-    private let store: QueueStore
+    private var state = State.running
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
+
+    private var store: QueueStore!
     private let maxQueueBytes: Int64
     private let logger: Logger
-    private var failing = false
+    private let metrics: DaemonMetrics?
     /// Called on the writer thread after a commit that queued new events.
     private let onAccepted: @Sendable () -> Void
+    private var failing = false
 
-    private let metrics: DaemonMetrics?
-
-    init(
-        store: QueueStore, maxQueueBytes: Int, logger: Logger, metrics: DaemonMetrics? = nil,
-        onAccepted: @escaping @Sendable () -> Void = {}
-    ) {
-        self.store = store
-        self.metrics = metrics
+    private init(maxQueueBytes: Int, logger: Logger, metrics: DaemonMetrics?, onAccepted: @escaping @Sendable () -> Void) {
         self.maxQueueBytes = Int64(maxQueueBytes)
         self.logger = logger
+        self.metrics = metrics
         self.onAccepted = onAccepted
     }
 
-    /// Starts the writer thread.
-    func start() {
-        let thread = Thread { [self] in self.loop() }
-        thread.name = "trackq-writer"
-        thread.start()
+    /// Starts the writer thread, which opens (creating and migrating) the database and
+    /// records this process as its owner.
+    static func start(
+        _ options: Options, logger: Logger, metrics: DaemonMetrics? = nil,
+        onAccepted: @escaping @Sendable () -> Void = {}
+    ) async throws -> (StoreWriter, Opened) {
+        let writer = StoreWriter(
+            maxQueueBytes: options.maxQueueBytes, logger: logger, metrics: metrics, onAccepted: onAccepted)
+        let opened = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Opened, any Error>) in
+            let thread = Thread {
+                BlockingThreads.markCurrentThread()
+                do {
+                    let store = try QueueStore(path: options.path, durability: options.durability, bootID: options.bootID)
+                    store.db.confinedToBlockingThreads = true
+                    try store.recordStart(pid: getpid(), version: TrackQueue.version, atMillis: SystemClock.wallMillis())
+                    writer.store = store
+                    continuation.resume(returning: Opened(bootRow: store.bootRow, pendingEvents: store.counters.pendingEvents))
+                } catch {
+                    writer.finish()
+                    continuation.resume(throwing: StoreError(error))
+                    return
+                }
+                writer.loop()
+            }
+            thread.name = "trackq-writer"
+            thread.start()
+        }
+        return (writer, opened)
     }
 
-    /// Queues lines for the next group commit.
+    /// Queues lines for the next group commit. After ``stop()`` they are answered
+    /// `unavailable` at once.
     func submit(_ submission: IngestSubmission) {
         enqueue(.ingest(submission))
     }
 
-    /// Runs `body` on the writer thread, with the store, between two group commits.
-    func perform<T: Sendable>(_ body: @escaping @Sendable (QueueStore) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            enqueue(.work { store in
-                continuation.resume(with: Result { try body(store) })
-            })
+    /// Records a clean stop, checkpoints the WAL, finishes every job already queued, and
+    /// ends the thread. Later work fails fast instead of waiting.
+    func stop() async {
+        enqueue(.work(run: { store in
+            try? store.recordStop(atMillis: SystemClock.wallMillis())
+            store.checkpoint()
+        }, cancel: {}))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            if state == .finished {
+                condition.unlock()
+                continuation.resume()
+                return
+            }
+            state = .stopping
+            stopWaiters.append(continuation)
+            condition.signal()
+            condition.unlock()
         }
     }
 
-    /// Finishes every job already queued, then stops the thread and returns.
-    func stop() {
-        condition.lock()
-        stopping = true
-        condition.broadcast()
-        while !finished { condition.wait() }
-        condition.unlock()
+    // MARK: Delivery's writes
+
+    /// The delivery columns of the state record, as last saved.
+    func loadDeliveryRecord() async throws -> DeliveryRecord {
+        try await perform { try $0.loadDeliveryRecord() }
+    }
+
+    /// Writes the delivery columns of the state record.
+    func saveDeliveryRecord(_ record: DeliveryRecord) async throws {
+        try await perform { try $0.saveDeliveryRecord(record) }
+    }
+
+    /// Records one answer of the API in one transaction: delivered events leave the queue,
+    /// refused ones move to the dead letters, and the state record is saved with them.
+    func recordAnswer(
+        delivered: [OutgoingBatch.Event], refused: [RefusedEvent], record: DeliveryRecord, atMillis: Int64
+    ) async throws {
+        try await perform { store in
+            try store.transaction { delta in
+                try store.removeDelivered(delivered, delta: &delta)
+                for refusal in refused {
+                    try store.moveToDeadLetters(
+                        refusal.event, reason: .rejected, status: refusal.status, response: refusal.response,
+                        failedAtMillis: atMillis, delta: &delta)
+                }
+                try store.saveDeliveryRecord(record)
+            }
+        }
+    }
+
+    /// Moves events older than `--max-event-age` to the dead letters, in one transaction.
+    func deadLetterExpired(_ events: [OutgoingBatch.Event], atMillis: Int64) async throws {
+        try await perform { store in
+            try store.transaction { delta in
+                for event in events {
+                    try store.moveToDeadLetters(
+                        event, reason: .expired, status: nil, response: nil, failedAtMillis: atMillis, delta: &delta)
+                }
+            }
+        }
+    }
+
+    // MARK: The thread
+
+    /// Runs `body` on the writer thread, with the store, between two group commits.
+    private func perform<T: Sendable>(_ body: @escaping @Sendable (QueueStore) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            enqueue(.work(
+                run: { store in continuation.resume(with: Result { try body(store) }) },
+                cancel: { continuation.resume(throwing: StoreError.io("the store is closed")) }))
+        }
     }
 
     private func enqueue(_ job: Job) {
         condition.lock()
+        guard state != .finished else {
+            condition.unlock()
+            Self.cancel(job)
+            return
+        }
         jobs.append(job)
         condition.signal()
         condition.unlock()
     }
 
+    private static func cancel(_ job: Job) {
+        switch job {
+        case .ingest(let submission): submission.completion(submission.refusingEvents(with: .stopped))
+        case .work(_, let cancel): cancel()
+        }
+    }
+
+    /// Marks the thread finished, fails what is still queued, and wakes ``stop()``.
+    private func finish() {
+        condition.lock()
+        state = .finished
+        let left = jobs
+        jobs.removeAll()
+        let waiters = stopWaiters
+        stopWaiters.removeAll()
+        condition.unlock()
+        left.forEach(Self.cancel)
+        waiters.forEach { $0.resume() }
+    }
+
     private func loop() {
         while true {
             condition.lock()
-            while jobs.isEmpty && !stopping { condition.wait() }
+            while jobs.isEmpty && state == .running { condition.wait() }
             if jobs.isEmpty {
-                finished = true
-                condition.broadcast()
                 condition.unlock()
+                store = nil  // closes the connection on this thread
+                finish()
                 return
             }
             let taken = jobs
@@ -124,11 +223,11 @@ final class GroupCommitWriter: @unchecked Sendable {
                 switch job {
                 case .ingest(let submission):
                     group.append(submission)
-                case .work(let body):
+                case .work(let run, _):
                     // Keep order: commit the ingest group gathered so far first.
                     commit(group)
                     group.removeAll(keepingCapacity: true)
-                    body(store)
+                    run(store)
                 }
             }
             commit(group)
@@ -138,57 +237,11 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// Writes a group of submissions in one transaction and completes them.
     private func commit(_ group: [IngestSubmission]) {
         guard !group.isEmpty else { return }
-        var answers: [[LineAnswer]] = []
-        answers.reserveCapacity(group.count)
-        var acceptedAny = false
+        var answers: [[LineAnswer]]
         do {
-            try store.transaction { delta in
-                defer { acceptedAny = delta.accepted > 0 }
-                let limit = maxQueueBytes
-                let pendingBefore = store.counters.pendingBytes
-                for submission in group {
-                    var lineAnswers: [LineAnswer] = []
-                    lineAnswers.reserveCapacity(submission.lines.count)
-                    var next = 0  // index of the line's first event in the batch
-                    for line in submission.lines {
-                        switch line {
-                        case .refused(let error):
-                            lineAnswers.append(.refused(error))
-                            delta.rejected += 1
-                        case .events(let count):
-                            let range = next..<(next + count)
-                            next += count
-                            guard count > 0 else {
-                                lineAnswers.append(.accepted(count: 0, firstID: 0, lastID: 0))
-                                continue
-                            }
-                            let bytes = submission.batch.byteCount(of: range)
-                            if pendingBefore + delta.pendingBytes + Int64(bytes) > limit {
-                                lineAnswers.append(.refused(.queueFull(limit: limit)))
-                                delta.rejected += 1
-                                continue
-                            }
-                            var first: Int64 = 0
-                            var last: Int64 = 0
-                            for i in range {
-                                last = try submission.batch.withEventBytes(i) { body in
-                                    try store.insertEvent(
-                                        body,
-                                        acceptedAtMillis: submission.readAtMillis,
-                                        boottimeMillis: submission.readAtBoottimeMillis)
-                                }
-                                if i == range.lowerBound { first = last }
-                            }
-                            delta.accepted += Int64(count)
-                            delta.pendingEvents += Int64(count)
-                            delta.pendingBytes += Int64(bytes)
-                            lineAnswers.append(.accepted(count: count, firstID: first, lastID: last))
-                        }
-                    }
-                    answers.append(lineAnswers)
-                }
-            }
-            if acceptedAny { onAccepted() }
+            let acceptedBefore = store.counters.accepted
+            answers = try store.append(group, maxQueueBytes: maxQueueBytes)
+            if store.counters.accepted > acceptedBefore { onAccepted() }
             if failing {
                 failing = false
                 logger.notice("database writable again; accepting events")
@@ -199,14 +252,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                 logger.error("cannot commit events; answering 'unavailable' until this clears", metadata: ["error": "\(error)"])
             }
             let unavailable = IngestError.unavailable(error)
-            answers = group.map { submission in
-                submission.lines.map { line in
-                    switch line {
-                    case .refused(let error): return .refused(error)
-                    case .events: return .refused(unavailable)
-                    }
-                }
-            }
+            answers = group.map { $0.refusingEvents(with: unavailable) }
         }
         for (submission, lineAnswers) in zip(group, answers) {
             if let metrics {
@@ -217,35 +263,9 @@ final class GroupCommitWriter: @unchecked Sendable {
     }
 }
 
-extension IngestError {
-    static func queueFull(limit: Int64) -> IngestError {
-        IngestError(.queueFull, "the queue is full: max-queue-bytes (\(limit)) reached; retry later")
-    }
-
-    static func unavailable(_ error: any Error) -> IngestError {
-        let reason: String
-        if let sqlite = error as? SQLiteError, sqlite.isFull {
-            reason = "the disk is full"
-        } else {
-            reason = "the database cannot be written (\(error))"
-        }
-        return IngestError(.unavailable, "\(reason); nothing from this line was stored, retry later")
-    }
-}
-
-extension EventBatch {
-    /// Total bytes of the events in `range`.
-    func byteCount(of range: Range<Int>) -> Int {
-        guard let first = range.first, let last = range.last else { return 0 }
-        let start = first == 0 ? 0 : ends[first - 1]
-        return ends[last] - start
-    }
-
-    /// Hands event `i`'s bytes to `body` without copying them.
-    func withEventBytes<T>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
-        let start = i == 0 ? 0 : ends[i - 1]
-        return try bytes.withUnsafeBytes { all in
-            try body(UnsafeRawBufferPointer(rebasing: all[start..<ends[i]]))
-        }
-    }
+/// An event the API refused on its own, with its answer, for the dead letters.
+struct RefusedEvent: Sendable {
+    var event: OutgoingBatch.Event
+    var status: Int
+    var response: String
 }

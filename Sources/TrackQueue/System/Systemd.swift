@@ -20,8 +20,6 @@ public struct SystemdNotifier: Sendable {
         }
     }
 
-    public var isActive: Bool { socketPath != nil }
-
     /// Sends `message` (e.g. `"READY=1\nSTATUS=accepting events"`); failures are ignored, as
     /// systemd's own client does.
     public func notify(_ message: String) {

@@ -1,0 +1,97 @@
+import CoreMetrics
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+import Testing
+@testable import TrackQueue
+
+/// A stand-in for the HTTP client: answers from a script and records what it was sent.
+private final class ScriptedSender: DeliverySender {
+    private let state = NIOLockedValueBox<(answers: [DeliveryOutcome], bodies: [[UInt8]])>(([], []))
+
+    init(_ answers: [DeliveryOutcome]) {
+        state.withLockedValue { $0.answers = answers }
+    }
+
+    var requests: Int { state.withLockedValue { $0.bodies.count } }
+
+    func send(_ body: [UInt8], token: String?) async -> DeliveryOutcome {
+        state.withLockedValue { state in
+            state.bodies.append(body)
+            return state.answers.isEmpty ? .response(status: 200, retryAfter: nil, body: "") : state.answers.removeFirst()
+        }
+    }
+
+    func shutdown() async {}
+}
+
+/// The delivery loop with its real store, reader, scheduler and record keeper, on a
+/// ``TestClock``: waits happen only when the test moves time, so backoff is checked exactly
+/// and instantly.
+@Suite struct DeliveryLoopTests {
+    @Test func backsOffOnTheManualClockThenDeliversAndRecords() async throws {
+        let dir = try TestDirectory()
+        do {
+            let store = try QueueStore(path: dir.database, durability: .full, bootID: SystemClock.bootID)
+            try store.transaction { delta in
+                for i in 0..<5 {
+                    let text = #"{"event_name":"e","user_id":"u","seq":\#(i)}"#
+                    _ = try Array(text.utf8).withUnsafeBytes {
+                        try store.insertEvent($0, acceptedAtMillis: SystemClock.wallMillis(), boottimeMillis: SystemClock.boottimeMillis())
+                    }
+                    delta.pendingEvents += 1
+                    delta.pendingBytes += Int64(text.utf8.count)
+                }
+            }
+        }
+        var settings = try DaemonSettings.resolve(flags: ["database": dir.database, "socket": dir.socket], environment: [:])
+        settings.retryInitial = .seconds(1)
+        settings.retryMax = .seconds(60)
+        var logger = Logger(label: "trackq-test")
+        logger.logLevel = .critical
+        let (writer, opened) = try await StoreWriter.start(
+            .init(path: dir.database, durability: .full, bootID: SystemClock.bootID, maxQueueBytes: 1 << 30), logger: logger)
+        let pool = BlockingPool()
+        let failures = 6
+        let sender = ScriptedSender(
+            Array(repeating: .response(status: 503, retryAfter: nil, body: "down"), count: failures - 1)
+                + [.transportError("connection refused"), .response(status: 200, retryAfter: nil, body: "{}")])
+        let clock = TestClock()
+        let loop = DeliveryLoop(
+            .init(
+                settings: settings, writer: writer, reader: StoreReader(path: dir.database, pool: pool), sender: sender,
+                tokens: TokenSource(environment: ["TRACKQ_TOKEN": "t"], file: nil), wake: WakeSignal(),
+                bootRow: opened.bootRow, alertCommand: nil, notifier: SystemdNotifier(environment: [:]),
+                metrics: DaemonMetrics(factory: NOOPMetricsHandler.instance), pool: pool, logger: logger),
+            clock: clock, randomSource: { SplitMix64(seed: 42) })
+        let group = ServiceGroup(configuration: .init(services: [loop], logger: logger))
+        let running = Task { try await group.run() }
+
+        var twin = SplitMix64(seed: 42)
+        let backoff = Backoff(initial: settings.retryInitial, maximum: settings.retryMax)
+        for failure in 1...failures {
+            try await waitUntil("request \(failure)") { sender.requests == failure && clock.nextDeadline != nil }
+            // The loop sleeps exactly the scheduler's jittered backoff, measured from the answer.
+            let expected = backoff.delay(failures: failure, retryAfter: nil, using: &twin)
+            #expect(clock.nextDeadline == clock.now.advanced(by: expected))
+            let record = try await writer.loadDeliveryRecord()
+            #expect(record.state == "backoff")
+            #expect(record.consecutiveFailures == failure)
+            #expect(record.lastError == (failure < failures ? "HTTP 503: down" : "connection refused"))
+            #expect(sender.requests == failure)  // nothing sent before the wait is over
+            clock.advance(to: clock.nextDeadline!)
+        }
+        try await waitUntil("the batch delivered") { sender.requests == failures + 1 }
+        try await waitUntil("the queue empty") { try DatabaseProbe(path: dir.database).queued == 0 }
+        let record = try await writer.loadDeliveryRecord()
+        #expect(record.consecutiveFailures == 0)
+        #expect(record.lastStatus == 200)
+        #expect(try DatabaseProbe(path: dir.database).scalar("SELECT delivered FROM counters") == 5)
+
+        await group.triggerGracefulShutdown()
+        try await running.value
+        await writer.stop()
+        await pool.shutdown()
+    }
+}
