@@ -69,17 +69,20 @@ public struct Daemon: Service {
         let metrics = DaemonMetrics(
             factory: registry.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance)
         let (writer, opened) = try await StoreWriter.start(
-            .init(path: paths.database, durability: settings.durability, bootID: SystemClock.bootID,
-                  maxQueueBytes: settings.maxQueueBytes),
+            .init(
+                path: paths.database, durability: settings.durability, bootID: SystemClock.bootID,
+                maxQueueBytes: settings.maxQueueBytes),
             logger: logger, metrics: metrics
         ) {
             wake.signal(.newEvents)
         }
-        logger.info("database open", metadata: [
-            "database.path": "\(paths.database)",
-            "queue.pending": "\(opened.pendingEvents)",
-            "durability": "\(settings.durability.rawValue)",
-        ])
+        logger.info(
+            "database open",
+            metadata: [
+                "database.path": "\(paths.database)",
+                "queue.pending": "\(opened.pendingEvents)",
+                "durability": "\(settings.durability.rawValue)",
+            ])
         let pool = BlockingPool()
         let notifier = SystemdNotifier(environment: environment)
 
@@ -96,13 +99,16 @@ public struct Daemon: Service {
 
         notifier.notify("READY=1\nSTATUS=accepting events")
         onReady()
-        logger.notice("ready", metadata: [
-            "pid": "\(getpid())", "version": "\(TrackQueue.version)", "endpoint": "\(settings.endpoint)",
-        ])
+        logger.notice(
+            "ready",
+            metadata: [
+                "pid": "\(getpid())", "version": "\(TrackQueue.version)", "endpoint": "\(settings.endpoint)",
+            ])
 
-        let group = ServiceGroup(configuration: .init(
-            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
-            logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+                logger: logger))
         defer { withExtendedLifetime(lock) {} }
         do {
             try await group.run()
@@ -158,9 +164,10 @@ public struct Daemon: Service {
 
         var services: [any Service] = [StoreService(writer: writer), delivery, server]
         if let metricsServer { services.append(metricsServer) }
-        services.append(SystemdService(
-            notifier: notifier, watchdogInterval: SocketActivation.watchdogInterval(environment: environment),
-            logger: logger))
+        services.append(
+            SystemdService(
+                notifier: notifier, watchdogInterval: SocketActivation.watchdogInterval(environment: environment),
+                logger: logger))
         services.append(ReloadService(wake: wake))
         return services
     }

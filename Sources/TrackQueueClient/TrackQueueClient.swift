@@ -204,17 +204,24 @@ public struct TrackQueueAnswer: Sendable, Equatable, CustomStringConvertible {
     public var isRetryable: Bool { !ok && (error == "queue_full" || error == "unavailable") }
 
     public var description: String {
-        ok ? "accepted \(accepted)" + (firstID.map { " (ids \($0)...\(lastID ?? $0))" } ?? "")
+        ok
+            ? "accepted \(accepted)" + (firstID.map { " (ids \($0)...\(lastID ?? $0))" } ?? "")
             : "refused: \(error ?? "?"): \(message ?? "")"
     }
 
     private struct Wire: Decodable {
         var ok: Bool
         var accepted: Int?
-        var first_id: Int64?
-        var last_id: Int64?
+        var firstID: Int64?
+        var lastID: Int64?
         var error: String?
         var message: String?
+
+        enum CodingKeys: String, CodingKey {
+            case ok, accepted, error, message
+            case firstID = "first_id"
+            case lastID = "last_id"
+        }
     }
 
     init(line: [UInt8]) throws(TrackQueueClientError) {
@@ -224,8 +231,9 @@ public struct TrackQueueAnswer: Sendable, Equatable, CustomStringConvertible {
         } catch {
             throw .invalidAnswer(String(decoding: line.prefix(200), as: UTF8.self))
         }
-        self.init(ok: wire.ok, accepted: wire.accepted ?? 0, firstID: wire.first_id, lastID: wire.last_id,
-                  error: wire.error, message: wire.message)
+        self.init(
+            ok: wire.ok, accepted: wire.accepted ?? 0, firstID: wire.firstID, lastID: wire.lastID,
+            error: wire.error, message: wire.message)
     }
 }
 
@@ -251,7 +259,9 @@ public struct TrackQueueClientError: Error, Sendable, Equatable, CustomStringCon
 
     public init(_ kind: Kind) { self.kind = kind }
 
-    public static func unreachable(socketPath: String, reason: String) -> Self { .init(.unreachable(socketPath: socketPath, reason: reason)) }
+    public static func unreachable(socketPath: String, reason: String) -> Self {
+        .init(.unreachable(socketPath: socketPath, reason: reason))
+    }
     public static var closed: Self { .init(.closed) }
     public static func timedOut(_ after: Duration) -> Self { .init(.timedOut(after)) }
     public static func invalidAnswer(_ line: String) -> Self { .init(.invalidAnswer(line)) }

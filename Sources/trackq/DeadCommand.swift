@@ -60,8 +60,9 @@ struct DeadCommand: ParsableCommand {
 
         func run() throws {
             let count = try withStore(location, readOnly: false) {
-                try $0.requeue(selection.value, nowMillis: SystemClock.wallMillis(),
-                               boottimeMillis: SystemClock.boottimeMillis(), bootID: SystemClock.bootID)
+                try $0.requeue(
+                    selection.value, nowMillis: SystemClock.wallMillis(),
+                    boottimeMillis: SystemClock.boottimeMillis(), bootID: SystemClock.bootID)
             }
             print("requeued \(count) dead letter\(count == 1 ? "" : "s")")
         }

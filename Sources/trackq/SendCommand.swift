@@ -85,12 +85,13 @@ struct SendCommand: ParsableCommand {
     /// The event object of the first form.
     static func event(name: String, user: String, props: [String], context: [String], timestamp: String?) -> String {
         func object(_ pairs: [String]) -> String {
-            "{" + pairs.map { pair in
-                // KEY=VALUE, split at the first "=" (validate() made sure there is one).
-                let equals = pair.firstIndex(of: "=") ?? pair.endIndex
-                let value = equals < pair.endIndex ? pair[pair.index(after: equals)...] : ""
-                return JSONText.quoted(String(pair[..<equals])) + ":" + JSONText.quoted(String(value))
-            }.joined(separator: ",") + "}"
+            "{"
+                + pairs.map { pair in
+                    // KEY=VALUE, split at the first "=" (validate() made sure there is one).
+                    let equals = pair.firstIndex(of: "=") ?? pair.endIndex
+                    let value = equals < pair.endIndex ? pair[pair.index(after: equals)...] : ""
+                    return JSONText.quoted(String(pair[..<equals])) + ":" + JSONText.quoted(String(value))
+                }.joined(separator: ",") + "}"
         }
         var members = [#""event_name":"# + JSONText.quoted(name), #""user_id":"# + JSONText.quoted(user)]
         if let timestamp { members.append(#""timestamp":"# + JSONText.quoted(timestamp)) }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TrackQueue
 
 /// Clients and disks that misbehave: the daemon says so clearly and loses nothing else.
@@ -21,7 +22,10 @@ import Testing
             chunksStarted += 1
             while !rest.isEmpty {
                 let n = rest.withUnsafeBytes { send(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
-                if n > 0 { rest = rest.dropFirst(n); continue }
+                if n > 0 {
+                    rest = rest.dropFirst(n)
+                    continue
+                }
                 guard errno == EAGAIN || errno == EWOULDBLOCK else { throw POSIXError(.EIO) }
                 var waiter = pollfd(fd: client.fd, events: Int16(POLLOUT), revents: 0)
                 if poll(&waiter, 1, 2000) == 0 {

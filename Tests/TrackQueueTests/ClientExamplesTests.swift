@@ -48,10 +48,12 @@ import Testing
             try probe.scalar("SELECT count(*) FROM queue WHERE json_extract(body, '$.event_name') = '\(name)'")
         }
 
-        let good = try await runOffThePool(command[0], Array(command.dropFirst()) + [
-            #"{"event_name":"\#(tag)_good","user_id":"u1","properties":{"plan":"pro"}}"#,
-            #"[{"event_name":"\#(tag)_batch","user_id":"u1"},{"event":"\#(tag)_batch","user_id":"u2"}]"#,
-        ], environment: environment)
+        let good = try await runOffThePool(
+            command[0],
+            Array(command.dropFirst()) + [
+                #"{"event_name":"\#(tag)_good","user_id":"u1","properties":{"plan":"pro"}}"#,
+                #"[{"event_name":"\#(tag)_batch","user_id":"u1"},{"event":"\#(tag)_batch","user_id":"u2"}]"#,
+            ], environment: environment)
         #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
         let goodLines = good.stdout.split(separator: "\n")
         #expect(goodLines.count == 2, "\(good.stdout)")
@@ -59,12 +61,18 @@ import Testing
         #expect(goodLines.last?.contains(#""accepted":2"#) == true, "\(good.stdout)")
         #expect(try count("\(tag)_good") == 1)
         #expect(try count("\(tag)_batch") == 2)
-        #expect(try probe.strings("SELECT json_extract(body, '$.properties.plan') FROM queue WHERE json_extract(body, '$.event_name') = '\(tag)_good'") == ["pro"])
+        #expect(
+            try probe.strings(
+                "SELECT json_extract(body, '$.properties.plan') FROM queue WHERE json_extract(body, '$.event_name') = '\(tag)_good'") == [
+                    "pro"
+                ])
 
-        let refused = try await runOffThePool(command[0], Array(command.dropFirst()) + [
-            #"{"event_name":"\#(tag)_bad"}"#,
-            #"{"event_name":"\#(tag)_beside","user_id":"u1"}"#,
-        ], environment: environment)
+        let refused = try await runOffThePool(
+            command[0],
+            Array(command.dropFirst()) + [
+                #"{"event_name":"\#(tag)_bad"}"#,
+                #"{"event_name":"\#(tag)_beside","user_id":"u1"}"#,
+            ], environment: environment)
         #expect(refused.status == 1, "\(refused.stdout)\(refused.stderr)")
         let refusedLines = refused.stdout.split(separator: "\n")
         #expect(refusedLines.count == 2, "\(refused.stdout)")
@@ -75,9 +83,11 @@ import Testing
         #expect(try count("\(tag)_beside") == 1)
 
         let missing = dir.file("nobody-listens.sock")
-        let unreachable = try await runOffThePool(command[0], Array(command.dropFirst()) + [
-            #"{"event_name":"\#(tag)_lost","user_id":"u1"}"#,
-        ], environment: ["TRACKQ_SOCKET": missing])
+        let unreachable = try await runOffThePool(
+            command[0],
+            Array(command.dropFirst()) + [
+                #"{"event_name":"\#(tag)_lost","user_id":"u1"}"#
+            ], environment: ["TRACKQ_SOCKET": missing])
         #expect(unreachable.status == 2, "\(unreachable.stdout)\(unreachable.stderr)")
         #expect(unreachable.stderr.contains(missing), "\(unreachable.stderr)")
         #expect(unreachable.stdout.isEmpty)

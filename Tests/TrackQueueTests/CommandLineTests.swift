@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Testing
+
 @testable import TrackQueue
 
 /// The operator's and app developer's commands, as whole processes against a real daemon.
@@ -8,7 +9,9 @@ import Testing
     static let event = #"{"event_name":"cli","user_id":"u"}"#
 
     /// Runs `trackq ARGS` to completion.
-    func trackq(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    func trackq(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> (
+        status: Int32, stdout: String, stderr: String
+    ) {
         try runCommand(TrackqBinary.path, arguments, environment: environment, stdin: stdin)
     }
 
@@ -118,13 +121,16 @@ import Testing
         let daemon = try await startDaemon(dir, endpoint: DaemonProcessTests.nowhere)
         let probe = DatabaseProbe(path: dir.database)
 
-        let first = try trackq(["send", "--socket", dir.socket, "signed_in", "--user", "u1", "--prop", "plan=pro",
-                                "--prop", "seats=3", "--prop", "formula=a=b", "--context", "device=edge 7", "--timestamp", "2026-11-27T05:00:00Z"])
+        let first = try trackq([
+            "send", "--socket", dir.socket, "signed_in", "--user", "u1", "--prop", "plan=pro",
+            "--prop", "seats=3", "--prop", "formula=a=b", "--context", "device=edge 7", "--timestamp", "2026-11-27T05:00:00Z",
+        ])
         #expect(first.status == 0)
         #expect(first.stdout.hasPrefix(#"{"ok":true,"accepted":1"#))
-        #expect(try probe.strings("SELECT body FROM queue WHERE id = 1") == [
-            #"{"event_name":"signed_in","user_id":"u1","timestamp":"2026-11-27T05:00:00Z","properties":{"plan":"pro","seats":"3","formula":"a=b"},"context":{"device":"edge 7"}}"#,
-        ])
+        #expect(
+            try probe.strings("SELECT body FROM queue WHERE id = 1") == [
+                #"{"event_name":"signed_in","user_id":"u1","timestamp":"2026-11-27T05:00:00Z","properties":{"plan":"pro","seats":"3","formula":"a=b"},"context":{"device":"edge 7"}}"#
+            ])
 
         let second = try trackq(["send", "--socket", dir.socket, "--json", #"[{"event":"a","user_id":"u"},{"event":"b","user_id":"u"}]"#])
         #expect(second.status == 0)
@@ -161,7 +167,8 @@ import Testing
         let dir = try TestDirectory()
         let daemon = try await startDaemon(dir, endpoint: server.url)
         let probe = DatabaseProbe(path: dir.database)
-        let stdin = (0..<10).map { #"{"event_name":"d","user_id":"u","n":\#($0)\#([3, 7].contains($0) ? #","poison":true"# : "")}"# }
+        let stdin =
+            (0..<10).map { #"{"event_name":"d","user_id":"u","n":\#($0)\#([3, 7].contains($0) ? #","poison":true"# : "")}"# }
             .joined(separator: "\n") + "\n"
         #expect(try trackq(["send", "--socket", dir.socket, "-"], stdin: stdin).status == 0)
         try await waitUntil("two dead letters") { try probe.scalar("SELECT count(*) FROM dead_letters") == 2 }
@@ -233,7 +240,9 @@ import Testing
     }
 
     @Test func everyCommandHasHelp() throws {
-        for command in [[], ["daemon"], ["status"], ["send"], ["dead"], ["dead", "list"], ["dead", "requeue"], ["dead", "purge"], ["version"]] {
+        for command in [
+            [], ["daemon"], ["status"], ["send"], ["dead"], ["dead", "list"], ["dead", "requeue"], ["dead", "purge"], ["version"],
+        ] {
             let result = try trackq(command + ["--help"])
             #expect(result.status == 0, "\(command)")
             #expect(result.stdout.contains("USAGE"), "\(command)")

@@ -70,7 +70,10 @@ struct ConfigFileTests {
         arguments: [
             (#"alert-command = "open"#, "/etc/trackq.conf:1: unterminated quoted string in the value of \"alert-command\""),
             (#"alert-command = "a\"#, "/etc/trackq.conf:1: unterminated quoted string in the value of \"alert-command\""),
-            (#"alert-command = "a\nb""#, #"/etc/trackq.conf:1: unsupported escape \n (only \" and \\ are allowed) in the value of "alert-command""#),
+            (
+                #"alert-command = "a\nb""#,
+                #"/etc/trackq.conf:1: unsupported escape \n (only \" and \\ are allowed) in the value of "alert-command""#
+            ),
             (#"alert-command = "a" b"#, "/etc/trackq.conf:1: unexpected text after the closing quote in the value of \"alert-command\""),
         ])
     func badQuoting(_ line: String, _ message: String) {

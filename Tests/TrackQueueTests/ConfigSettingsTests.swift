@@ -201,8 +201,11 @@ struct DaemonSettingsTests {
         #expect(try resolve(flags: flags, environment: environment, file: file).paths == .init(database: "/f/q.db", socket: "/f/t.sock"))
         #expect(try resolve(environment: environment, file: file).paths == .init(database: "/e/q.db", socket: "/e/t.sock"))
         #expect(try resolve(environment: ["RUNTIME_DIRECTORY": "/r"], file: file).paths == .init(database: "/c/q.db", socket: "/c/t.sock"))
-        #expect(try resolve(environment: ["RUNTIME_DIRECTORY": "/r", "STATE_DIRECTORY": "/s"]).paths == .init(database: "/s/queue.db", socket: "/r/trackq.sock"))
-        #expect(message { try resolve(file: "\n  database = \"\"") } == "/etc/trackq.conf:2: --database (TRACKQ_DATABASE) must not be empty")
+        #expect(
+            try resolve(environment: ["RUNTIME_DIRECTORY": "/r", "STATE_DIRECTORY": "/s"]).paths
+                == .init(database: "/s/queue.db", socket: "/r/trackq.sock"))
+        #expect(
+            message { try resolve(file: "\n  database = \"\"") } == "/etc/trackq.conf:2: --database (TRACKQ_DATABASE) must not be empty")
     }
 
     @Test("the config file may come from TRACKQ_CONFIG; --config wins")
@@ -243,9 +246,10 @@ struct DaemonSettingsTests {
 
     @Test("command-line arguments as --name value or --name=value")
     func parsedFlags() throws {
-        #expect(try DaemonSettings.parseFlags(["--endpoint", "http://a/b", "--retry-max=5m", "--socket-group="]) == [
-            "endpoint": "http://a/b", "retry-max": "5m", "socket-group": "",
-        ])
+        #expect(
+            try DaemonSettings.parseFlags(["--endpoint", "http://a/b", "--retry-max=5m", "--socket-group="]) == [
+                "endpoint": "http://a/b", "retry-max": "5m", "socket-group": "",
+            ])
         #expect(try DaemonSettings.parseFlags(["--alert-command", "--not-a-flag"]) == ["alert-command": "--not-a-flag"])
         #expect(try DaemonSettings.parseFlags(["--retry-max", "1s", "--retry-max", "2s"]) == ["retry-max": "2s"])
         #expect(throws: ConfigurationError.self) { try DaemonSettings.parseFlags(["-x"]) }
@@ -292,27 +296,75 @@ struct DaemonSettingsTests {
     @Test(
         "invalid values name the setting both ways",
         arguments: [
-            ("batch-linger", "abc", "invalid value \"abc\" for --batch-linger (TRACKQ_BATCH_LINGER): expected a duration like 250ms, 30s, 5m, 2h, 30d"),
-            ("batch-linger", "", "invalid value \"\" for --batch-linger (TRACKQ_BATCH_LINGER): expected a duration like 250ms, 30s, 5m, 2h, 30d"),
-            ("batch-linger", "10", "invalid value \"10\" for --batch-linger (TRACKQ_BATCH_LINGER): expected a duration like 250ms, 30s, 5m, 2h, 30d"),
-            ("retry-initial", "-1s", "invalid value \"-1s\" for --retry-initial (TRACKQ_RETRY_INITIAL): expected a duration like 250ms, 30s, 5m, 2h, 30d"),
+            (
+                "batch-linger", "abc",
+                "invalid value \"abc\" for --batch-linger (TRACKQ_BATCH_LINGER): expected a duration like 250ms, 30s, 5m, 2h, 30d"
+            ),
+            (
+                "batch-linger", "",
+                "invalid value \"\" for --batch-linger (TRACKQ_BATCH_LINGER): expected a duration like 250ms, 30s, 5m, 2h, 30d"
+            ),
+            (
+                "batch-linger", "10",
+                "invalid value \"10\" for --batch-linger (TRACKQ_BATCH_LINGER): expected a duration like 250ms, 30s, 5m, 2h, 30d"
+            ),
+            (
+                "retry-initial", "-1s",
+                "invalid value \"-1s\" for --retry-initial (TRACKQ_RETRY_INITIAL): expected a duration like 250ms, 30s, 5m, 2h, 30d"
+            ),
             ("max-event-age", "99999999d", "invalid value \"99999999d\" for --max-event-age (TRACKQ_MAX_EVENT_AGE): duration is too long"),
-            ("max-event-bytes", "64K", "invalid value \"64K\" for --max-event-bytes (TRACKQ_MAX_EVENT_BYTES): expected a size like 65536, 64KiB, 2MB, 1GiB"),
-            ("max-queue-bytes", "99999999999GiB", "invalid value \"99999999999GiB\" for --max-queue-bytes (TRACKQ_MAX_QUEUE_BYTES): size is too large"),
-            ("batch-max-bytes", "1.5B", "invalid value \"1.5B\" for --batch-max-bytes (TRACKQ_BATCH_MAX_BYTES): size must come to a whole number of bytes"),
-            ("batch-max-events", "many", "invalid value \"many\" for --batch-max-events (TRACKQ_BATCH_MAX_EVENTS): expected a whole number"),
+            (
+                "max-event-bytes", "64K",
+                "invalid value \"64K\" for --max-event-bytes (TRACKQ_MAX_EVENT_BYTES): expected a size like 65536, 64KiB, 2MB, 1GiB"
+            ),
+            (
+                "max-queue-bytes", "99999999999GiB",
+                "invalid value \"99999999999GiB\" for --max-queue-bytes (TRACKQ_MAX_QUEUE_BYTES): size is too large"
+            ),
+            (
+                "batch-max-bytes", "1.5B",
+                "invalid value \"1.5B\" for --batch-max-bytes (TRACKQ_BATCH_MAX_BYTES): size must come to a whole number of bytes"
+            ),
+            (
+                "batch-max-events", "many",
+                "invalid value \"many\" for --batch-max-events (TRACKQ_BATCH_MAX_EVENTS): expected a whole number"
+            ),
             ("batch-max-events", "-5", "invalid value \"-5\" for --batch-max-events (TRACKQ_BATCH_MAX_EVENTS): expected a whole number"),
             ("batch-max-events", "1e3", "invalid value \"1e3\" for --batch-max-events (TRACKQ_BATCH_MAX_EVENTS): expected a whole number"),
-            ("batch-max-events", "99999999999999999999", "invalid value \"99999999999999999999\" for --batch-max-events (TRACKQ_BATCH_MAX_EVENTS): number is too large"),
-            ("endpoint", "ftp://x.example/t", "invalid value \"ftp://x.example/t\" for --endpoint (TRACKQ_ENDPOINT): expected an http or https URL with a host, like https://example.com/api/track"),
-            ("endpoint", "https:///path", "invalid value \"https:///path\" for --endpoint (TRACKQ_ENDPOINT): expected an http or https URL with a host, like https://example.com/api/track"),
-            ("endpoint", "api.example.com/track", "invalid value \"api.example.com/track\" for --endpoint (TRACKQ_ENDPOINT): expected an http or https URL with a host, like https://example.com/api/track"),
-            ("endpoint", "http://exa mple.com", "invalid value \"http://exa mple.com\" for --endpoint (TRACKQ_ENDPOINT): expected an http or https URL with a host, like https://example.com/api/track"),
+            (
+                "batch-max-events", "99999999999999999999",
+                "invalid value \"99999999999999999999\" for --batch-max-events (TRACKQ_BATCH_MAX_EVENTS): number is too large"
+            ),
+            (
+                "endpoint", "ftp://x.example/t",
+                "invalid value \"ftp://x.example/t\" for --endpoint (TRACKQ_ENDPOINT): expected an http or https URL with a host, like https://example.com/api/track"
+            ),
+            (
+                "endpoint", "https:///path",
+                "invalid value \"https:///path\" for --endpoint (TRACKQ_ENDPOINT): expected an http or https URL with a host, like https://example.com/api/track"
+            ),
+            (
+                "endpoint", "api.example.com/track",
+                "invalid value \"api.example.com/track\" for --endpoint (TRACKQ_ENDPOINT): expected an http or https URL with a host, like https://example.com/api/track"
+            ),
+            (
+                "endpoint", "http://exa mple.com",
+                "invalid value \"http://exa mple.com\" for --endpoint (TRACKQ_ENDPOINT): expected an http or https URL with a host, like https://example.com/api/track"
+            ),
             ("auth-header", "basic", "invalid value \"basic\" for --auth-header (TRACKQ_AUTH_HEADER): expected one of bearer, x-api-key"),
             ("durability", "paranoid", "invalid value \"paranoid\" for --durability (TRACKQ_DURABILITY): expected one of full, normal"),
-            ("log-level", "verbose", "invalid value \"verbose\" for --log-level (TRACKQ_LOG_LEVEL): expected one of trace, debug, info, notice, warning, error, critical"),
-            ("socket-mode", "rw-rw----", "invalid value \"rw-rw----\" for --socket-mode (TRACKQ_SOCKET_MODE): expected permission bits in octal, like 0660"),
-            ("socket-mode", "0689", "invalid value \"0689\" for --socket-mode (TRACKQ_SOCKET_MODE): expected permission bits in octal, like 0660"),
+            (
+                "log-level", "verbose",
+                "invalid value \"verbose\" for --log-level (TRACKQ_LOG_LEVEL): expected one of trace, debug, info, notice, warning, error, critical"
+            ),
+            (
+                "socket-mode", "rw-rw----",
+                "invalid value \"rw-rw----\" for --socket-mode (TRACKQ_SOCKET_MODE): expected permission bits in octal, like 0660"
+            ),
+            (
+                "socket-mode", "0689",
+                "invalid value \"0689\" for --socket-mode (TRACKQ_SOCKET_MODE): expected permission bits in octal, like 0660"
+            ),
             ("socket-mode", "", "invalid value \"\" for --socket-mode (TRACKQ_SOCKET_MODE): expected permission bits in octal, like 0660"),
         ])
     func invalid(_ key: String, _ value: String, _ expected: String) {
@@ -332,17 +384,35 @@ struct DaemonSettingsTests {
             ("batch-max-events", "5000", "--batch-max-events (TRACKQ_BATCH_MAX_EVENTS) must be between 1 and 1000, got 5000"),
             ("batch-max-bytes", "2000001", "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at most 2000000, got 2000001"),
             ("batch-max-bytes", "2MiB", "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at most 2000000, got 2097152"),
-            ("batch-max-bytes", "65537", "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 65538, got 65537"),
-            ("batch-max-bytes", "0", "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 65538, got 0"),
+            (
+                "batch-max-bytes", "65537",
+                "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 65538, got 65537"
+            ),
+            (
+                "batch-max-bytes", "0",
+                "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 65538, got 0"
+            ),
             ("retry-initial", "0s", "--retry-initial (TRACKQ_RETRY_INITIAL) must be greater than 0, got 0s"),
-            ("retry-initial", "10m", "--retry-max (TRACKQ_RETRY_MAX) must be at least --retry-initial (TRACKQ_RETRY_INITIAL) = 10m, got 5m"),
-            ("retry-max", "500ms", "--retry-max (TRACKQ_RETRY_MAX) must be at least --retry-initial (TRACKQ_RETRY_INITIAL) = 1s, got 500ms"),
+            (
+                "retry-initial", "10m",
+                "--retry-max (TRACKQ_RETRY_MAX) must be at least --retry-initial (TRACKQ_RETRY_INITIAL) = 10m, got 5m"
+            ),
+            (
+                "retry-max", "500ms",
+                "--retry-max (TRACKQ_RETRY_MAX) must be at least --retry-initial (TRACKQ_RETRY_INITIAL) = 1s, got 500ms"
+            ),
             ("retry-max", "0s", "--retry-max (TRACKQ_RETRY_MAX) must be at least --retry-initial (TRACKQ_RETRY_INITIAL) = 1s, got 0s"),
             ("request-timeout", "0ms", "--request-timeout (TRACKQ_REQUEST_TIMEOUT) must be greater than 0, got 0s"),
             ("max-event-bytes", "0", "--max-event-bytes (TRACKQ_MAX_EVENT_BYTES) must be between 1 and 2000000, got 0"),
             ("max-event-bytes", "2000001", "--max-event-bytes (TRACKQ_MAX_EVENT_BYTES) must be between 1 and 2000000, got 2000001"),
-            ("max-event-bytes", "2000000", "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 2000002, got 2000000"),
-            ("max-event-bytes", "1999999", "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 2000001, got 2000000"),
+            (
+                "max-event-bytes", "2000000",
+                "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 2000002, got 2000000"
+            ),
+            (
+                "max-event-bytes", "1999999",
+                "--batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 2000001, got 2000000"
+            ),
             ("max-queue-bytes", "0", "--max-queue-bytes (TRACKQ_MAX_QUEUE_BYTES) must be greater than 0, got 0"),
             ("max-event-age", "0d", "--max-event-age (TRACKQ_MAX_EVENT_AGE) must be greater than 0, got 0s"),
             ("socket-mode", "1000", "--socket-mode (TRACKQ_SOCKET_MODE) must be at most 0777, got 01000"),
@@ -365,21 +435,26 @@ struct DaemonSettingsTests {
         #expect(settings.retryMax == settings.retryInitial)
         #expect(settings.socketMode == 0)
         #expect(settings.batchLinger == .zero)
-        #expect(try resolve(flags: ["batch-max-events": "1000", "socket-mode": "777", "max-event-bytes": "1", "batch-max-bytes": "3"]).socketMode == 0o777)
+        #expect(
+            try resolve(flags: ["batch-max-events": "1000", "socket-mode": "777", "max-event-bytes": "1", "batch-max-bytes": "3"])
+                .socketMode == 0o777)
     }
 
     @Test("combination errors point at the file line of the setting that was set")
     func combinationSource() {
         #expect(
             message { try resolve(file: "retry-initial = 1s\nretry-max = 100ms") }
-                == "/etc/trackq.conf:2: --retry-max (TRACKQ_RETRY_MAX) must be at least --retry-initial (TRACKQ_RETRY_INITIAL) = 1s, got 100ms")
+                == "/etc/trackq.conf:2: --retry-max (TRACKQ_RETRY_MAX) must be at least --retry-initial (TRACKQ_RETRY_INITIAL) = 1s, got 100ms"
+        )
         #expect(
             message { try resolve(file: "\nmax-event-bytes = 2000000") }
-                == "/etc/trackq.conf:2: --batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 2000002, got 2000000")
+                == "/etc/trackq.conf:2: --batch-max-bytes (TRACKQ_BATCH_MAX_BYTES) must be at least --max-event-bytes (TRACKQ_MAX_EVENT_BYTES) + 2 = 2000002, got 2000000"
+        )
         // Values from flags and the environment combine with values from the file.
         #expect(
             message { try resolve(environment: ["TRACKQ_RETRY_INITIAL": "1h"], file: "retry-max = 1m") }
-                == "/etc/trackq.conf:1: --retry-max (TRACKQ_RETRY_MAX) must be at least --retry-initial (TRACKQ_RETRY_INITIAL) = 1h, got 1m")
+                == "/etc/trackq.conf:1: --retry-max (TRACKQ_RETRY_MAX) must be at least --retry-initial (TRACKQ_RETRY_INITIAL) = 1h, got 1m"
+        )
     }
 
     @Test("long invalid values are shortened in messages")

@@ -39,14 +39,16 @@ struct DurationParserTests {
         }
     }
 
-    @Test("overflow and precision", arguments: [
-        ("9223372037s", "duration is too long"),  // just over Int64.max nanoseconds
-        ("106752d", "duration is too long"),
-        ("9223372036854775807ms", "duration is too long"),
-        ("99999999999999999999999999999999999999999999d", "duration is too long"),
-        ("1.0000000001s", "duration must be a whole number of nanoseconds"),
-        ("0.0000001ms", "duration must be a whole number of nanoseconds"),
-    ])
+    @Test(
+        "overflow and precision",
+        arguments: [
+            ("9223372037s", "duration is too long"),  // just over Int64.max nanoseconds
+            ("106752d", "duration is too long"),
+            ("9223372036854775807ms", "duration is too long"),
+            ("99999999999999999999999999999999999999999999d", "duration is too long"),
+            ("1.0000000001s", "duration must be a whole number of nanoseconds"),
+            ("0.0000001ms", "duration must be a whole number of nanoseconds"),
+        ])
     func overflow(_ text: String, _ message: String) {
         #expect(throws: ConfigurationError(message)) { try DurationParser.parse(text) }
     }
@@ -81,9 +83,11 @@ struct DurationParserTests {
         #expect(DurationParser.format(duration) == expected)
     }
 
-    @Test("format round-trips through parse", arguments: [
-        "250ms", "1s", "5m", "2h", "30d", "0.5ms", "1.000001ms", "1500ms", "0s",
-    ])
+    @Test(
+        "format round-trips through parse",
+        arguments: [
+            "250ms", "1s", "5m", "2h", "30d", "0.5ms", "1.000001ms", "1500ms", "0s",
+        ])
     func roundTrip(_ text: String) throws {
         let duration = try DurationParser.parse(text)
         #expect(try DurationParser.parse(DurationParser.format(duration)) == duration)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TrackQueue
 
 /// The built `trackq` binary as systemd or an operator runs it: real processes, real
@@ -117,10 +118,14 @@ import Testing
         }
         let alertLog = dir.file("alerts.log")
         // retry-max of an hour: only SIGHUP with a changed token can make it try again soon.
-        let daemon = try await startDaemon(dir, [
-            "--endpoint", server.url, "--token-file", tokenFile, "--retry-max", "1h",
-            "--alert-command", #"echo "$TRACKQ_ALERT_STATE $TRACKQ_ALERT_KIND $TRACKQ_ALERT_STATUS $(env | grep -c -e old-token -e new-token)" >> "# + alertLog,
-        ], environment: [:])
+        let daemon = try await startDaemon(
+            dir,
+            [
+                "--endpoint", server.url, "--token-file", tokenFile, "--retry-max", "1h",
+                "--alert-command",
+                #"echo "$TRACKQ_ALERT_STATE $TRACKQ_ALERT_KIND $TRACKQ_ALERT_STATUS $(env | grep -c -e old-token -e new-token)" >> "#
+                    + alertLog,
+            ], environment: [:])
         try DeliveryTests.enqueue(50, socket: dir.socket)
         let probe = DatabaseProbe(path: dir.database)
         try await waitUntil("the auth alert") { try probe.strings("SELECT alert_kind FROM daemon_state") == ["auth"] }

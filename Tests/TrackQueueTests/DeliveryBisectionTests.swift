@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TrackQueue
 
 /// What a fake API that refuses every range holding a poison event made the scheduler do.
@@ -21,13 +22,14 @@ private struct BisectionRun {
             requests += 1
             let bad = range.contains { poison.contains($0) }
             if bad && firstRejection == nil { firstRejection = requests }
-            let outcome: DeliveryOutcome = bad
+            let outcome: DeliveryOutcome =
+                bad
                 ? .response(status: status, retryAfter: nil, body: "refused \(range)")
                 : .response(status: 200, retryAfter: nil, body: "{}")
             for action in scheduler.handle(outcome, now: ManualInstant(), using: &rng) {
                 switch action {
-                case let .deliver(delivered): self.delivered.append(delivered)
-                case let .deadLetter(index, deadStatus, body):
+                case .deliver(let delivered): self.delivered.append(delivered)
+                case .deadLetter(let index, let deadStatus, let body):
                     deadLettered.append(index)
                     #expect(deadStatus == status)
                     #expect(body == "refused \(index)..<\(index + 1)", "the body of its own refusal")
@@ -44,9 +46,10 @@ private struct BisectionRun {
     func verify(count: Int, poison: Set<Int>, sourceLocation: SourceLocation = #_sourceLocation) {
         let k = poison.count
         let bound = 2 * k * ceilLog2(count)
-        #expect(requestsAfterFirstRejection <= bound,
-                "n=\(count) poison=\(poison.sorted()): \(requestsAfterFirstRejection) > \(bound)",
-                sourceLocation: sourceLocation)
+        #expect(
+            requestsAfterFirstRejection <= bound,
+            "n=\(count) poison=\(poison.sorted()): \(requestsAfterFirstRejection) > \(bound)",
+            sourceLocation: sourceLocation)
         #expect(otherActions.isEmpty, sourceLocation: sourceLocation)
         #expect(deadLettered.sorted() == poison.sorted(), "each poison once", sourceLocation: sourceLocation)
         let deliveredIndexes = delivered.flatMap { Array($0) }

@@ -4,6 +4,7 @@ import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 import Testing
+
 @testable import TrackQueue
 
 /// A stand-in for the HTTP client: answers from a script and records what it was sent.

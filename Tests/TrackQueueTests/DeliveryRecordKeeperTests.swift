@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TrackQueue
 
 /// A batch of `count` events with ids 1…count.
@@ -84,11 +85,12 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(first.commit.record.consecutiveFailures == 1)
         #expect(first.commit.record.lastError == "HTTP 503: busy")
         #expect(first.commit.record.nextAttemptAtMillis == 1_000_000 + wait.milliseconds)
-        #expect(first.effects == [
-            .backoffSeconds(Double(wait.milliseconds) / 1000),
-            .log(.warning, "delivery failed; backing off", metadata: ["error": "HTTP 503: busy"]),
-            .notify("STATUS=backoff: HTTP 503: busy"),
-        ])
+        #expect(
+            first.effects == [
+                .backoffSeconds(Double(wait.milliseconds) / 1000),
+                .log(.warning, "delivery failed; backing off", metadata: ["error": "HTTP 503: busy"]),
+                .notify("STATUS=backoff: HTTP 503: busy"),
+            ])
 
         rig.waitOut()
         let second = rig.answer(.transportError("connection refused"))
@@ -105,11 +107,12 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(recovered.commit.record.consecutiveFailures == 0)
         #expect(recovered.commit.record.nextAttemptAtMillis == nil)
         #expect(recovered.commit.record.lastSuccessAtMillis == rig.wallMillis)
-        #expect(recovered.effects == [
-            .backoffSeconds(0),
-            .log(.notice, "delivery recovered", metadata: ["failures": "2"]),
-            .notify("STATUS=sending"),
-        ])
+        #expect(
+            recovered.effects == [
+                .backoffSeconds(0),
+                .log(.notice, "delivery recovered", metadata: ["failures": "2"]),
+                .notify("STATUS=sending"),
+            ])
     }
 
     @Test func anAlertIsRaisedOnceAndClearedByTheNext2xx() {
@@ -135,8 +138,9 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(cleared.commit.record.alertKind == nil)
         #expect(cleared.commit.record.alertMessage == nil)
         #expect(cleared.commit.record.state == "idle")
-        #expect(cleared.effects.contains(
-            .alertCommand(raised: false, DeliveryAlert(kind: .auth, status: 401, message: "delivery works again"))))
+        #expect(
+            cleared.effects.contains(
+                .alertCommand(raised: false, DeliveryAlert(kind: .auth, status: 401, message: "delivery works again"))))
         #expect(cleared.effects.contains(.log(.notice, "alert cleared: the API accepts events again")))
     }
 
@@ -150,8 +154,10 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(alone.commit.refused.first?.status == 400)
         #expect(alone.commit.refused.first?.response == #"{"error":"poison"}"#)
         #expect(alone.commit.record.consecutiveFailures == 0)
-        #expect(alone.effects.contains(.log(
-            .warning, "the API refused an event; moved to the dead letters", metadata: ["event.id": "2", "http.status": "400"])))
+        #expect(
+            alone.effects.contains(
+                .log(
+                    .warning, "the API refused an event; moved to the dead letters", metadata: ["event.id": "2", "http.status": "400"])))
     }
 
     @Test func anEmptyQueueIsAnnouncedOnceAfterWork() {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TrackQueue
 
 /// A scheduler on a manual clock with 1 s initial and 300 s maximum backoff.
@@ -71,7 +72,7 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
             var scheduler = makeScheduler()
             var rng = SplitMix64(seed: seed)
             let actions = scheduler.handle(apiAnswer(503), now: ManualInstant(), using: &rng)
-            guard case let .waitUntil(until)? = actions.first else {
+            guard case .waitUntil(let until)? = actions.first else {
                 Issue.record("expected a wait, got \(actions)")
                 return
             }
@@ -132,8 +133,9 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         var twin = SplitMix64(seed: 77)
         var rng2 = SplitMix64(seed: 77)
         let expected = scheduler.backoff.delay(failures: 1, retryAfter: nil, using: &twin)
-        #expect(scheduler.handle(apiAnswer(500), now: ManualInstant(), using: &rng2)
-            == [.waitUntil(ManualInstant(offset: expected))])
+        #expect(
+            scheduler.handle(apiAnswer(500), now: ManualInstant(), using: &rng2)
+                == [.waitUntil(ManualInstant(offset: expected))])
     }
 
     @Test func authAlertRaisedOnceWaitsRetryMaxAndClearsOnSuccess() {
@@ -213,8 +215,9 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         // A retryable answer after them backs off from failure 3.
         var twin = rng
         let expected = scheduler.backoff.delay(failures: 3, retryAfter: nil, using: &twin)
-        #expect(scheduler.handle(apiAnswer(502), now: ManualInstant(), using: &rng)
-            == [.waitUntil(ManualInstant(offset: expected))])
+        #expect(
+            scheduler.handle(apiAnswer(502), now: ManualInstant(), using: &rng)
+                == [.waitUntil(ManualInstant(offset: expected))])
     }
 
     @Test func tokenChangeDropsAnAuthWait() {
@@ -302,12 +305,13 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
             log.append((range, scheduler.handle(outcome, now: now, using: &rng)))
         }
         #expect(log.map(\.0) == [0..<5, 0..<3, 3..<4, 4..<5])
-        #expect(log.map(\.1) == [
-            [],
-            [.deliver(0..<3)],  // 3..<5 is now known bad: split into 3..<4 and 4..<5 unsent
-            [.deadLetter(index: 3, status: 400, body: "bad 3")],
-            [.deliver(4..<5)],
-        ])
+        #expect(
+            log.map(\.1) == [
+                [],
+                [.deliver(0..<3)],  // 3..<5 is now known bad: split into 3..<4 and 4..<5 unsent
+                [.deadLetter(index: 3, status: 400, body: "bad 3")],
+                [.deliver(4..<5)],
+            ])
     }
 
     @Test func retryDuringSplittingKeepsTheRange() {

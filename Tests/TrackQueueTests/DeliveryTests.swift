@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Testing
+
 @testable import TrackQueue
 
 /// Delivery against a real HTTP server on 127.0.0.1, scripted per request.
@@ -91,9 +92,12 @@ import Testing
         let probe = DatabaseProbe(path: daemon.database)
         try await waitUntil("the queue to drain") { try probe.queued == 0 }
         #expect(Self.deliveredSeqs(server, statuses: script.given) == (0..<200).filter { ![37, 150].contains($0) })
-        #expect(try probe.strings("SELECT json_extract(body, '$.seq') || ' ' || reason || ' ' || status || ' ' || response FROM dead_letters ORDER BY id") == [
-            #"37 rejected 400 {"error":"bad event"}"#, #"150 rejected 400 {"error":"bad event"}"#,
-        ])
+        #expect(
+            try probe.strings(
+                "SELECT json_extract(body, '$.seq') || ' ' || reason || ' ' || status || ' ' || response FROM dead_letters ORDER BY id")
+                == [
+                    #"37 rejected 400 {"error":"bad event"}"#, #"150 rejected 400 {"error":"bad event"}"#,
+                ])
         #expect(try probe.scalar("SELECT dead_lettered FROM counters") == 2)
         #expect(try probe.scalar("SELECT delivered FROM counters") == 198)
         // Bisection: at most 2·k·⌈log2 n⌉ requests after the first refusal.
@@ -111,7 +115,8 @@ import Testing
         let daemon = try await InProcessDaemon(directory: dir) {
             $0.endpoint = server.url
             $0.retryMax = .milliseconds(100)
-            $0.alertCommand = #"echo "$TRACKQ_ALERT_STATE $TRACKQ_ALERT_KIND $TRACKQ_ALERT_STATUS token=${TRACKQ_TOKEN:-none}" >> "# + alertLog
+            $0.alertCommand =
+                #"echo "$TRACKQ_ALERT_STATE $TRACKQ_ALERT_KIND $TRACKQ_ALERT_STATUS token=${TRACKQ_TOKEN:-none}" >> "# + alertLog
         }
         try Self.enqueue(20, socket: daemon.socket)
         let probe = DatabaseProbe(path: daemon.database)
@@ -127,7 +132,8 @@ import Testing
         try await waitUntil("the alert command twice") {
             ((try? String(contentsOfFile: alertLog, encoding: .utf8)) ?? "").split(separator: "\n").count == 2
         }
-        #expect(try String(contentsOfFile: alertLog, encoding: .utf8) == "raised endpoint 404 token=none\ncleared endpoint 404 token=none\n")
+        #expect(
+            try String(contentsOfFile: alertLog, encoding: .utf8) == "raised endpoint 404 token=none\ncleared endpoint 404 token=none\n")
         try await daemon.stop()
         try await server.stop()
     }
@@ -227,12 +233,14 @@ import Testing
         let event = OutgoingBatch.Event(id: 1, range: 0..<10, acceptedAtMillis: 1_000_000, acceptedBoottimeMillis: 5_000, boot: 7)
         // The wall clock jumped a year ahead (NTP fixed a clock that booted wrong); only
         // one second really passed.
-        let sameBoot = EventAge(maxAge: .seconds(30 * 86400), nowWallMillis: 1_000_000 + 365 * 86_400_000,
-                                nowBoottimeMillis: 6_000, currentBoot: 7)
+        let sameBoot = EventAge(
+            maxAge: .seconds(30 * 86400), nowWallMillis: 1_000_000 + 365 * 86_400_000,
+            nowBoottimeMillis: 6_000, currentBoot: 7)
         #expect(sameBoot.ageMillis(of: event) == 1000)
         #expect(!sameBoot.isExpired(event))
-        let nextBoot = EventAge(maxAge: .seconds(30 * 86400), nowWallMillis: 1_000_000 + 31 * 86_400_000,
-                                nowBoottimeMillis: 100, currentBoot: 8)
+        let nextBoot = EventAge(
+            maxAge: .seconds(30 * 86400), nowWallMillis: 1_000_000 + 31 * 86_400_000,
+            nowBoottimeMillis: 100, currentBoot: 8)
         #expect(nextBoot.isExpired(event))
         let justUnder = EventAge(maxAge: .seconds(1), nowWallMillis: 0, nowBoottimeMillis: 6_000, currentBoot: 7)
         #expect(!justUnder.isExpired(event))

@@ -166,8 +166,10 @@ import Testing
     }
 
     @Test func timestampRules() {
-        for bad in [#""2026-11-27 05:00:00Z""#, #""2026-11-27T05:00:00""#, #""2025-02-29T00:00:00Z""#,
-                    #""2026-11-27T24:00:00Z""#, #""2026-11-27T05:00:00+0100""#, "1764219600", "null", #""""#] {
+        for bad in [
+            #""2026-11-27 05:00:00Z""#, #""2026-11-27T05:00:00""#, #""2025-02-29T00:00:00Z""#,
+            #""2026-11-27T24:00:00Z""#, #""2026-11-27T05:00:00+0100""#, "1764219600", "null", #""""#,
+        ] {
             expectError(
                 #"{\#(base),"timestamp":\#(bad)}"#, .invalidEvent,
                 "timestamp: not an RFC 3339 date-time with a time zone")
@@ -183,9 +185,12 @@ import Testing
     }
 
     @Test func duplicateKnownFields() {
-        for (field, value) in [("event_name", #""e""#), ("event", #""e""#), ("user_id", #""u""#),
-                               ("timestamp", #""2026-11-27T05:00:00Z""#), ("properties", "{}"), ("context", "{}")] {
-            let line = field == "event_name" || field == "user_id"
+        for (field, value) in [
+            ("event_name", #""e""#), ("event", #""e""#), ("user_id", #""u""#),
+            ("timestamp", #""2026-11-27T05:00:00Z""#), ("properties", "{}"), ("context", "{}"),
+        ] {
+            let line =
+                field == "event_name" || field == "user_id"
                 ? #"{\#(base),"\#(field)":\#(value)}"#
                 : #"{\#(base),"\#(field)":\#(value),"\#(field)":\#(value)}"#
             expectError(line, .invalidEvent, "duplicate field \"\(field)\"")
@@ -219,10 +224,11 @@ import Testing
 
     @Test func batchOfEvents() throws {
         let events = try parse(#"[ {\#(base)} , {"event":"b","user_id":"v","timestamp":"2026-11-27T05:00:00Z"} ]"#).get()
-        #expect(events == [
-            #"{\#(base),"timestamp":"\#(stampText)"}"#,
-            #"{"event_name":"b","user_id":"v","timestamp":"2026-11-27T05:00:00Z"}"#,
-        ])
+        #expect(
+            events == [
+                #"{\#(base),"timestamp":"\#(stampText)"}"#,
+                #"{"event_name":"b","user_id":"v","timestamp":"2026-11-27T05:00:00Z"}"#,
+            ])
     }
 
     @Test func emptyBatch() throws {
@@ -235,7 +241,9 @@ import Testing
         expectError(#"[{\#(base)},{\#(base)},{"event_name":"e","user_id":""}]"#, .invalidEvent, "[2].user_id: must be a non-empty string")
         expectError(#"[{\#(base)},2]"#, .invalidEvent, "[1]: must be a JSON object")
         expectError(#"[{\#(base)},[]]"#, .invalidEvent, "[1]: must be a JSON object")
-        expectError(#"[{\#(base),"pad":"\#(String(repeating: "x", count: 100))"}]"#, .tooLarge, "[0]: event exceeds max-event-bytes (100)", maxEventBytes: 100)
+        expectError(
+            #"[{\#(base),"pad":"\#(String(repeating: "x", count: 100))"}]"#, .tooLarge, "[0]: event exceeds max-event-bytes (100)",
+            maxEventBytes: 100)
         expectError(#"[{\#(base),"context":1}]"#, .invalidEvent, "[0].context: must be a JSON object")
         expectError(#"[{\#(base),"user_id":"x"}]"#, .invalidEvent, "[0]: duplicate field \"user_id\"")
     }

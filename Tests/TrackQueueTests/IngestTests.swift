@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TrackQueue
 
 /// The socket protocol end to end: a real daemon, a real Unix socket, a real SQLite file.
@@ -15,9 +16,10 @@ import Testing
         #expect(answer == #"{"ok":true,"accepted":1,"first_id":1,"last_id":1}"#)
         // The ack came after the commit: a separate read-only connection sees the row now.
         let probe = DatabaseProbe(path: daemon.database)
-        #expect(try probe.strings("SELECT body FROM queue") == [
-            #"{"event_name":"signup","user_id":"u1","plan":"pro","timestamp":"2026-11-27T05:00:00Z"}"#,
-        ])
+        #expect(
+            try probe.strings("SELECT body FROM queue") == [
+                #"{"event_name":"signup","user_id":"u1","plan":"pro","timestamp":"2026-11-27T05:00:00Z"}"#
+            ])
         #expect(try probe.scalar("SELECT accepted FROM counters") == 1)
         #expect(try probe.scalar("SELECT pending_bytes FROM counters") == probe.scalar("SELECT sum(bytes) FROM queue"))
         try await daemon.stop()
@@ -50,15 +52,15 @@ import Testing
         let client = try UnixClient(path: daemon.socket)
         let big = #"{"event_name":"e","user_id":"u","properties":{"pad":""# + String(repeating: "x", count: 300) + #""}}"#
         let lines = [
-            Self.event,                                // ok
-            "{not json",                               // invalid_json
-            "",                                        // blank: no answer
-            #"{"event_name":"e"}"#,                    // invalid_event: user_id
-            big,                                       // too_large: max-event-bytes
-            "   \t",                                   // blank
+            Self.event,  // ok
+            "{not json",  // invalid_json
+            "",  // blank: no answer
+            #"{"event_name":"e"}"#,  // invalid_event: user_id
+            big,  // too_large: max-event-bytes
+            "   \t",  // blank
             #"{"event_name":"e","user_id":"u","timestamp":"yesterday"}"#,  // invalid_event: timestamp
-            "\u{FF}garbage",                           // invalid_json
-            Self.event,                                // ok
+            "\u{FF}garbage",  // invalid_json
+            Self.event,  // ok
         ]
         try client.write(lines.joined(separator: "\n") + "\n")
         let answers = try client.readLines(7).map(Answer.init)
@@ -168,7 +170,8 @@ import Testing
         #expect(try probe.scalar("SELECT count(*) FROM queue WHERE id IN (\(acked.map(String.init).joined(separator: ",")))") == 3200)
         // Each writer's events are in the queue in the order it wrote them.
         for writer in [0, 17, 31] {
-            let seqs = try probe.strings("SELECT json_extract(body, '$.seq') FROM queue WHERE json_extract(body, '$.user_id') = 'w\(writer)' ORDER BY id")
+            let seqs = try probe.strings(
+                "SELECT json_extract(body, '$.seq') FROM queue WHERE json_extract(body, '$.user_id') = 'w\(writer)' ORDER BY id")
             #expect(seqs == (0..<100).map(String.init))
         }
         try await daemon.stop()

@@ -2,6 +2,7 @@ import NIOCore
 import NIOEmbedded
 import NIOTestUtils
 import Testing
+
 @testable import TrackQueue
 
 @Suite struct LineFrameDecoderTests {
@@ -42,9 +43,10 @@ import Testing
     @Test(arguments: [1, 2, 3, 7, 64, 1 << 20])
     func sameFramesWhateverTheChunkSize(chunk: Int) throws {
         let input = "first\r\n\n  \nsecond\nthird line with spaces \r\nlast without newline"
-        #expect(try frames(input, chunk: chunk) == [
-            line("first"), line("second"), line("third line with spaces "), line("last without newline"),
-        ])
+        #expect(
+            try frames(input, chunk: chunk) == [
+                line("first"), line("second"), line("third line with spaces "), line("last without newline"),
+            ])
     }
 
     @Test(arguments: [1, 5, 1000])

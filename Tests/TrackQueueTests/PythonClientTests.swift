@@ -18,7 +18,8 @@ import Testing
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.contains("Ran 5 tests"))
         let probe = DatabaseProbe(path: daemon.database)
-        #expect(try probe.scalar("SELECT count(*) FROM queue WHERE json_extract(body, '$.event_name') LIKE 'py_%'") == 1 + 10 + 1 + 1000 + 1)
+        #expect(
+            try probe.scalar("SELECT count(*) FROM queue WHERE json_extract(body, '$.event_name') LIKE 'py_%'") == 1 + 10 + 1 + 1000 + 1)
         try await daemon.stop()
     }
 
@@ -34,7 +35,8 @@ import Testing
         let bad = try runCommand(python, [script, #"{"event_name":"a"}"#], environment: ["TRACKQ_SOCKET": daemon.socket])
         #expect(bad.status == 1)
         #expect(bad.stdout.contains("invalid_event"))
-        let unreachable = try runCommand(python, [script, #"{"event_name":"a","user_id":"u"}"#], environment: ["TRACKQ_SOCKET": dir.file("nobody.sock")])
+        let unreachable = try runCommand(
+            python, [script, #"{"event_name":"a","user_id":"u"}"#], environment: ["TRACKQ_SOCKET": dir.file("nobody.sock")])
         #expect(unreachable.status == 2)
         #expect(unreachable.stderr.contains(dir.file("nobody.sock")))
         try await daemon.stop()

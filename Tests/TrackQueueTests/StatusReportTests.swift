@@ -370,20 +370,22 @@ import Testing
         #expect(value("daemon", in: idleText) == "running, pid 7, up for 45s")
     }
 
-    @Test(arguments: [
-        (0, "0s"), (999, "0s"), (45_000, "45s"), (60_000, "1m"), (192_000, "3m 12s"),
-        (3_600_000, "1h"), (7_500_000, "2h 5m"), (7_559_000, "2h 5m"), (86_400_000, "1d"),
-        (273_600_000, "3d 4h"), (-5_000, "0s"),
-    ] as [(Int64, String)])
+    @Test(
+        arguments: [
+            (0, "0s"), (999, "0s"), (45_000, "45s"), (60_000, "1m"), (192_000, "3m 12s"),
+            (3_600_000, "1h"), (7_500_000, "2h 5m"), (7_559_000, "2h 5m"), (86_400_000, "1d"),
+            (273_600_000, "3d 4h"), (-5_000, "0s"),
+        ] as [(Int64, String)])
     func durations(_ millis: Int64, _ expected: String) {
         #expect(StatusReport.formatDuration(millis: millis) == expected)
     }
 
-    @Test(arguments: [
-        (0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"), (1_258_291, "1.2 MiB"),
-        (1_048_575, "1.0 MiB"), (3_221_225_472, "3.0 GiB"), (10 * 1_099_511_627_776, "10.0 TiB"),
-        (Int64.max, "8.0 EiB"),
-    ] as [(Int64, String)])
+    @Test(
+        arguments: [
+            (0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"), (1_258_291, "1.2 MiB"),
+            (1_048_575, "1.0 MiB"), (3_221_225_472, "3.0 GiB"), (10 * 1_099_511_627_776, "10.0 TiB"),
+            (Int64.max, "8.0 EiB"),
+        ] as [(Int64, String)])
     func bytes(_ value: Int64, _ expected: String) {
         #expect(StatusReport.formatBytes(value) == expected)
     }
@@ -519,10 +521,11 @@ import Testing
         #expect(states.map(\.value) == [0, 0, 0, 0, 1])
     }
 
-    @Test(arguments: [
-        (0, "0"), (12_000, "12"), (192_500, "192.5"), (192_050, "192.05"), (1, "0.001"),
-        (1_795_755_600_123, "1795755600.123"), (-1_500, "-1.5"),
-    ] as [(Int64, String)])
+    @Test(
+        arguments: [
+            (0, "0"), (12_000, "12"), (192_500, "192.5"), (192_050, "192.05"), (1, "0.001"),
+            (1_795_755_600_123, "1795755600.123"), (-1_500, "-1.5"),
+        ] as [(Int64, String)])
     func seconds(_ millis: Int64, _ expected: String) {
         #expect(StatusReport.seconds(millis: millis) == expected)
     }

@@ -1,5 +1,6 @@
 import Logging
 import Testing
+
 @testable import TrackQueue
 
 @Suite struct StoreWriterTests {
@@ -24,9 +25,10 @@ import Testing
         let parser = EventParser(maxEventBytes: 1000)
         let count = try parser.parse(#"{"event_name":"e","user_id":"u"}"#, stampMillis: 0, into: &batch)
         let answers = await withCheckedContinuation { (continuation: CheckedContinuation<[LineAnswer], Never>) in
-            writer.submit(IngestSubmission(
-                batch: batch, lines: [.events(count: count), .refused(IngestError(.invalidJSON, "x"))],
-                readAtMillis: 0, readAtBoottimeMillis: 0, completion: { continuation.resume(returning: $0) }))
+            writer.submit(
+                IngestSubmission(
+                    batch: batch, lines: [.events(count: count), .refused(IngestError(.invalidJSON, "x"))],
+                    readAtMillis: 0, readAtBoottimeMillis: 0, completion: { continuation.resume(returning: $0) }))
         }
         #expect(answers == [.refused(.stopped), .refused(IngestError(.invalidJSON, "x"))])
         #expect(try DatabaseProbe(path: dir.database).queued == 0)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TrackQueue
 
 /// The daemon under systemd's protocols: sd_notify and socket activation.
@@ -60,15 +61,17 @@ import Testing
         #expect(receiver.drain() == ["READY=1"])
     }
 
-        @Test(.enabled(if: which("systemd-socket-activate") != nil, "systemd-socket-activate is not installed"))
+    @Test(.enabled(if: which("systemd-socket-activate") != nil, "systemd-socket-activate is not installed"))
     func adoptsASocketPassedBySocketActivation() async throws {
         let dir = try TestDirectory()
         let activated = dir.file("activated.sock")
         // systemd-socket-activate binds the socket, then execs trackq with LISTEN_FDS=1 on fd 3.
         let launcher = try TrackqProcess.launch(
             executable: try #require(which("systemd-socket-activate")),
-            ["-l", activated, "-E", "TRACKQ_TOKEN=t", TrackqBinary.path, "daemon",
-             "--socket", dir.file("unused.sock"), "--database", dir.database, "--endpoint", DaemonProcessTests.nowhere],
+            [
+                "-l", activated, "-E", "TRACKQ_TOKEN=t", TrackqBinary.path, "daemon",
+                "--socket", dir.file("unused.sock"), "--database", dir.database, "--endpoint", DaemonProcessTests.nowhere,
+            ],
             stderrFile: dir.file("log"))
         try await waitUntil("the activated socket") { FileManager.default.fileExists(atPath: activated) }
         // The first connection starts trackq, which takes over the listening socket.

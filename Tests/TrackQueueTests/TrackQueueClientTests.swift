@@ -16,11 +16,12 @@ import TrackQueueClient
         let answer = try await onOwnThread {
             let client = try TrackQueueClient(socketPath: socket)
             defer { client.close() }
-            return try client.send(TrackEvent(
-                eventName: "swift_one", userID: "u1",
-                timestamp: Date(timeIntervalSince1970: 1_795_150_800.1235),
-                properties: ["plan": "pro", "seats": 3, "price": 9.5, "trial": false, "tags": ["a", "b"], "coupon": nil],
-                context: ["app": ["version": "3.1.0"]]))
+            return try client.send(
+                TrackEvent(
+                    eventName: "swift_one", userID: "u1",
+                    timestamp: Date(timeIntervalSince1970: 1_795_150_800.1235),
+                    properties: ["plan": "pro", "seats": 3, "price": 9.5, "trial": false, "tags": ["a", "b"], "coupon": nil],
+                    context: ["app": ["version": "3.1.0"]]))
         }
         #expect(answer.ok)
         #expect(answer.accepted == 1)
@@ -30,7 +31,8 @@ import TrackQueueClient
 
         let probe = DatabaseProbe(path: daemon.database)
         #expect(try probe.queued == 1)
-        let fields = try probe.strings("""
+        let fields = try probe.strings(
+            """
             SELECT json_extract(body, '$.event_name') || '|' || json_extract(body, '$.user_id') || '|' ||
                    json_extract(body, '$.timestamp') || '|' || json_extract(body, '$.properties.plan') || '|' ||
                    json_extract(body, '$.properties.seats') || '|' || json_extract(body, '$.properties.price') || '|' ||
@@ -57,10 +59,16 @@ import TrackQueueClient
     }
 
     struct SignUp: Encodable {
-        var event_name = "swift_custom"
-        var user_id: String
+        var eventName = "swift_custom"
+        var userID: String
         var at: Date
         var properties: [String: Int]
+
+        enum CodingKeys: String, CodingKey {
+            case eventName = "event_name"
+            case userID = "user_id"
+            case at, properties
+        }
     }
 
     @Test func anyEncodableIsOneEventWithDatesInRFC3339() async throws {
@@ -69,11 +77,12 @@ import TrackQueueClient
         let socket = daemon.socket
         let answer = try await onOwnThread {
             try TrackQueueClient(socketPath: socket).send(
-                SignUp(user_id: "u/7", at: Date(timeIntervalSince1970: 1_795_150_800.5), properties: ["n": 7]))
+                SignUp(userID: "u/7", at: Date(timeIntervalSince1970: 1_795_150_800.5), properties: ["n": 7]))
         }
         #expect(answer.ok)
         #expect(answer.accepted == 1)
-        let rows = try DatabaseProbe(path: daemon.database).strings("""
+        let rows = try DatabaseProbe(path: daemon.database).strings(
+            """
             SELECT json_extract(body, '$.event_name') || '|' || json_extract(body, '$.user_id') || '|' ||
                    json_extract(body, '$.at') || '|' || json_extract(body, '$.properties.n') FROM queue
             """)
@@ -88,7 +97,9 @@ import TrackQueueClient
         let (fromDictionary, fromLine, badLine) = try await onOwnThread {
             let client = try TrackQueueClient(socketPath: socket)
             defer { client.close() }
-            let fromDictionary = try client.send(["event_name": "swift_dict", "user_id": "u1", "properties": ["n": 1, "ok": true] as [String: any Sendable]])
+            let fromDictionary = try client.send([
+                "event_name": "swift_dict", "user_id": "u1", "properties": ["n": 1, "ok": true] as [String: any Sendable],
+            ])
             let fromLine = try client.send(json: #"{"event":"swift_raw","user_id":"u2","extra":[1,2]}"#)
             let badLine = try client.send(json: "{not json")
             return (fromDictionary, fromLine, badLine)
@@ -96,7 +107,8 @@ import TrackQueueClient
         #expect(fromDictionary.ok && fromDictionary.accepted == 1)
         #expect(fromLine.ok && fromLine.accepted == 1)
         #expect(!badLine.ok && badLine.error == "invalid_json" && badLine.accepted == 0)
-        let rows = try DatabaseProbe(path: daemon.database).strings("""
+        let rows = try DatabaseProbe(path: daemon.database).strings(
+            """
             SELECT json_extract(body, '$.event_name') || '|' || json_extract(body, '$.user_id') || '|' ||
                    coalesce(json_extract(body, '$.properties.n'), json(json_extract(body, '$.extra'))) FROM queue ORDER BY id
             """)
@@ -115,7 +127,10 @@ import TrackQueueClient
                 _ = try client.send(json: line)
                 Issue.record("sent \(line.debugDescription)")
             } catch {
-                guard case .encoding = error.kind else { Issue.record("\(error)"); continue }
+                guard case .encoding = error.kind else {
+                    Issue.record("\(error)")
+                    continue
+                }
             }
         }
         _ = listener
@@ -126,16 +141,21 @@ import TrackQueueClient
         let daemon = try await InProcessDaemon(directory: dir)
         let socket = daemon.socket
         let answer = try await onOwnThread {
-            try TrackQueueClient(socketPath: socket).send(batch: (1...3).map {
-                TrackEvent(eventName: "swift_batch", userID: "u\($0)", properties: ["i": .number(Double($0))])
-            })
+            try TrackQueueClient(socketPath: socket).send(
+                batch: (1...3).map {
+                    TrackEvent(eventName: "swift_batch", userID: "u\($0)", properties: ["i": .number(Double($0))])
+                })
         }
         #expect(answer.ok)
         #expect(answer.accepted == 3)
-        let first = try #require(answer.firstID), last = try #require(answer.lastID)
+        let first = try #require(answer.firstID)
+        let last = try #require(answer.lastID)
         #expect(last - first == 2)
-        #expect(try DatabaseProbe(path: daemon.database).strings(
-            "SELECT json_extract(body, '$.user_id') FROM queue WHERE id BETWEEN \(first) AND \(last) ORDER BY id") == ["u1", "u2", "u3"])
+        #expect(
+            try DatabaseProbe(path: daemon.database).strings(
+                "SELECT json_extract(body, '$.user_id') FROM queue WHERE id BETWEEN \(first) AND \(last) ORDER BY id") == [
+                    "u1", "u2", "u3",
+                ])
         try await daemon.stop()
     }
 
@@ -218,8 +238,9 @@ import TrackQueueClient
 
         daemon = try await InProcessDaemon(directory: dir)
         #expect(try await onOwnThread { try client.send(TrackEvent(eventName: "swift_after", userID: "u")) }.ok)
-        #expect(try DatabaseProbe(path: daemon.database).strings(
-            "SELECT json_extract(body, '$.event_name') FROM queue ORDER BY id") == ["swift_before", "swift_after"])
+        #expect(
+            try DatabaseProbe(path: daemon.database).strings(
+                "SELECT json_extract(body, '$.event_name') FROM queue ORDER BY id") == ["swift_before", "swift_after"])
         try await daemon.stop()
 
         client.close()
@@ -236,8 +257,10 @@ import TrackQueueClient
                 group.addTask {
                     try await onOwnThread {
                         try (0..<50).map { i in
-                            try client.send(TrackEvent(eventName: "swift_concurrent", userID: "t\(task)",
-                                                       properties: ["i": .number(Double(i))]))
+                            try client.send(
+                                TrackEvent(
+                                    eventName: "swift_concurrent", userID: "t\(task)",
+                                    properties: ["i": .number(Double(i))]))
                         }
                     }
                 }
@@ -247,10 +270,12 @@ import TrackQueueClient
         #expect(answers.count == 400)
         #expect(answers.allSatisfy { $0.ok && $0.accepted == 1 })
         #expect(Set(answers.compactMap(\.firstID)).count == 400)
-        #expect(try DatabaseProbe(path: daemon.database).scalar(
-            "SELECT count(*) FROM queue WHERE json_extract(body, '$.event_name') = 'swift_concurrent'") == 400)
-        #expect(try DatabaseProbe(path: daemon.database).scalar(
-            "SELECT count(DISTINCT json_extract(body, '$.user_id') || '/' || json_extract(body, '$.properties.i')) FROM queue") == 400)
+        #expect(
+            try DatabaseProbe(path: daemon.database).scalar(
+                "SELECT count(*) FROM queue WHERE json_extract(body, '$.event_name') = 'swift_concurrent'") == 400)
+        #expect(
+            try DatabaseProbe(path: daemon.database).scalar(
+                "SELECT count(DISTINCT json_extract(body, '$.user_id') || '/' || json_extract(body, '$.properties.i')) FROM queue") == 400)
         try await daemon.stop()
     }
 

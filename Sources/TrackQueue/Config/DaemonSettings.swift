@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
 
 /// The HTTP header that carries the token.
 public enum AuthHeader: String, Sendable, CaseIterable {
@@ -273,8 +274,7 @@ public struct DaemonSettings: Sendable, Equatable {
     }
 
     /// The rules that involve two settings.
-    static func checkCombinations(_ settings: DaemonSettings, sources: [Setting: Source]) throws(ConfigurationError)
-    {
+    static func checkCombinations(_ settings: DaemonSettings, sources: [Setting: Source]) throws(ConfigurationError) {
         func blame(_ first: Setting, _ second: Setting) -> String {
             (sources[first] ?? sources[second] ?? .flag).prefix
         }
@@ -532,9 +532,8 @@ extension DaemonSettings {
             }
 
             /// One of an enum's raw values, case-insensitively.
-            func choice<Choice: RawRepresentable & CaseIterable>(_ text: String, _ choices: [Choice]) throws(
-                ConfigurationError
-            ) -> Choice where Choice.RawValue == String {
+            func choice<Choice: RawRepresentable & CaseIterable>(_ text: String, _ choices: [Choice]) throws(ConfigurationError) -> Choice
+            where Choice.RawValue == String {
                 guard let match = choices.first(where: { $0.rawValue == text.lowercased() }) else {
                     throw invalid("expected one of " + choices.map(\.rawValue).joined(separator: ", "))
                 }
@@ -573,7 +572,8 @@ public struct HostAndPort: Sendable, Equatable, CustomStringConvertible {
 
     public init?(_ text: String) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (0...65535).contains(port) else { return nil }
+            (0...65535).contains(port)
+        else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty, !host.contains(" ") else { return nil }

@@ -6,7 +6,8 @@ enum APIAnswer {
     /// (Off the hot path: only 2xx bodies that mention warnings are parsed.)
     static func warningCount(_ body: String) -> Int {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
-              let warnings = object["warnings"] as? [Any] else { return 0 }
+            let warnings = object["warnings"] as? [Any]
+        else { return 0 }
         return warnings.count
     }
 }

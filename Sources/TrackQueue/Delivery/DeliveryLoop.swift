@@ -108,7 +108,10 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
                     let reason = await wait(for: [.newEvents, .reload, .shutdown], until: clock.now.advanced(by: Self.idleRecheck))
                     if reason == .shutdown { break }
                     if reason == nil { continue }
-                    if reason == .reload { await reloadToken(&scheduler); continue }
+                    if reason == .reload {
+                        await reloadToken(&scheduler)
+                        continue
+                    }
                     // New events: give the batch a moment to fill.
                     if await wait(for: [.shutdown], until: clock.now.advanced(by: settings.batchLinger)) == .shutdown { break }
                     continue
@@ -190,8 +193,9 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
 
     /// Moves the expired ones of `events` to the dead letters; true if there were any.
     private func deadLetterExpired(_ events: ArraySlice<OutgoingBatch.Event>) async -> Bool {
-        let age = EventAge(maxAge: parts.settings.maxEventAge, nowWallMillis: SystemClock.wallMillis(),
-                           nowBoottimeMillis: SystemClock.boottimeMillis(), currentBoot: parts.bootRow)
+        let age = EventAge(
+            maxAge: parts.settings.maxEventAge, nowWallMillis: SystemClock.wallMillis(),
+            nowBoottimeMillis: SystemClock.boottimeMillis(), currentBoot: parts.bootRow)
         let expired = events.filter(age.isExpired)
         guard !expired.isEmpty else { return false }
         do {

@@ -83,15 +83,19 @@ struct DeliveryRecordKeeper: Sendable {
             case .deadLetter(let index, let status, let body):
                 let event = batch.events[index]
                 commit.refused.append(RefusedEvent(event: event, status: status, response: body))
-                effects.append(.log(.warning, "the API refused an event; moved to the dead letters",
-                                    metadata: ["event.id": "\(event.id)", "http.status": "\(status)"]))
+                effects.append(
+                    .log(
+                        .warning, "the API refused an event; moved to the dead letters",
+                        metadata: ["event.id": "\(event.id)", "http.status": "\(status)"]))
             case .raiseAlert(let alert):
                 record.alertKind = alert.kind.rawValue
                 record.alertStatus = alert.status
                 record.alertSinceMillis = nowMillis
                 record.alertMessage = alert.message
-                effects.append(.log(.critical, "alert raised: \(alert.message)",
-                                    metadata: ["alert.kind": alert.kind.rawValue, "http.status": "\(alert.status)"]))
+                effects.append(
+                    .log(
+                        .critical, "alert raised: \(alert.message)",
+                        metadata: ["alert.kind": alert.kind.rawValue, "http.status": "\(alert.status)"]))
                 effects.append(.notify("STATUS=alert: \(alert.message)"))
                 effects.append(.alertCommand(raised: true, alert))
             case .clearAlert:

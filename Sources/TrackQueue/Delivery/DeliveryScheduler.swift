@@ -24,12 +24,13 @@ public struct DeliveryAlert: Sendable, Equatable {
 
     /// The alert for a status of the given kind, with the standard message.
     public static func forStatus(_ status: Int, kind: AlertKind) -> DeliveryAlert {
-        let message = switch kind {
-        case .auth:
-            "the API answered \(status): check the token (TRACKQ_TOKEN or --token-file), then send SIGHUP"
-        case .endpoint:
-            "the API answered \(status): check --endpoint"
-        }
+        let message =
+            switch kind {
+            case .auth:
+                "the API answered \(status): check the token (TRACKQ_TOKEN or --token-file), then send SIGHUP"
+            case .endpoint:
+                "the API answered \(status): check --endpoint"
+            }
         return DeliveryAlert(kind: kind, status: status, message: message)
     }
 }
@@ -159,7 +160,7 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         switch outcome {
         case .transportError:
             return retryLater(retryAfter: nil, now: now, using: &rng)
-        case let .response(status, retryAfter, body):
+        case .response(let status, let retryAfter, let body):
             switch ResponseClassifier.classify(status: status) {
             case .success:
                 return delivered(sent.range)

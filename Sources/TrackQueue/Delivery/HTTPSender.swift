@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import NIOCore
-import NIOPosix
 import NIOHTTP1
+import NIOPosix
 
 /// Posts batches to the Track API with one long-lived `HTTPClient` (keep-alive, TLS).
 ///

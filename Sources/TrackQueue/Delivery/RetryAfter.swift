@@ -57,10 +57,10 @@ public enum RetryAfter {
     /// `06 Nov 1994 08:49:37 GMT` (after `Sun,`).
     private static func imfFixdate(_ words: [Substring]) -> Int64? {
         guard words.count == 5, words[4] == "GMT",
-              words[0].utf8.count == 2, let day = number(words[0]),
-              let month = month(words[1]),
-              words[2].utf8.count == 4, let year = number(words[2]),
-              let time = timeOfDay(words[3])
+            words[0].utf8.count == 2, let day = number(words[0]),
+            let month = month(words[1]),
+            words[2].utf8.count == 4, let year = number(words[2]),
+            let time = timeOfDay(words[3])
         else { return nil }
         return epochSeconds(year: year, month: month, day: day, time: time)
     }
@@ -71,10 +71,10 @@ public enum RetryAfter {
         guard words.count == 3, words[2] == "GMT" else { return nil }
         let parts = words[0].split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3,
-              parts[0].utf8.count == 2, let day = number(parts[0]),
-              let month = month(parts[1]),
-              parts[2].utf8.count == 2, let twoDigits = number(parts[2]),
-              let time = timeOfDay(words[1])
+            parts[0].utf8.count == 2, let day = number(parts[0]),
+            let month = month(parts[1]),
+            parts[2].utf8.count == 2, let twoDigits = number(parts[2]),
+            let time = timeOfDay(words[1])
         else { return nil }
         let currentYear = CivilCalendar.date(days: CivilCalendar.days(unixSeconds: nowMillis / 1000)).year
         var year = currentYear - currentYear % 100 + twoDigits
@@ -85,10 +85,10 @@ public enum RetryAfter {
     /// `Sun Nov  6 08:49:37 1994`.
     private static func asctime(_ words: [Substring]) -> Int64? {
         guard words.count == 5, shortDays.contains(words[0].lowercased()),
-              let month = month(words[1]),
-              (1...2).contains(words[2].utf8.count), let day = number(words[2]),
-              let time = timeOfDay(words[3]),
-              words[4].utf8.count == 4, let year = number(words[4])
+            let month = month(words[1]),
+            (1...2).contains(words[2].utf8.count), let day = number(words[2]),
+            let time = timeOfDay(words[3]),
+            words[4].utf8.count == 4, let year = number(words[4])
         else { return nil }
         return epochSeconds(year: year, month: month, day: day, time: time)
     }
@@ -97,8 +97,8 @@ public enum RetryAfter {
     private static func timeOfDay(_ word: Substring) -> Int64? {
         let parts = word.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 3, parts.allSatisfy({ $0.utf8.count == 2 }),
-              let hour = number(parts[0]), let minute = number(parts[1]), let second = number(parts[2]),
-              hour < 24, minute < 60, second <= 60
+            let hour = number(parts[0]), let minute = number(parts[1]), let second = number(parts[2]),
+            hour < 24, minute < 60, second <= 60
         else { return nil }
         return hour * 3600 + minute * 60 + second
     }
@@ -129,7 +129,7 @@ extension Substring {
     fileprivate func trimmingHeaderWhitespace() -> Substring {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
         guard let first = firstIndex(where: { !isSpace($0) }),
-              let last = lastIndex(where: { !isSpace($0) })
+            let last = lastIndex(where: { !isSpace($0) })
         else { return "" }
         return self[first...last]
     }

@@ -283,13 +283,27 @@ struct JSONScanner {
         let length: Int
         let firstOK: Bool
         switch lead {
-        case 0xC2...0xDF: length = 2; firstOK = c1 & 0xC0 == 0x80
-        case 0xE0: length = 3; firstOK = (0xA0...0xBF).contains(c1)
-        case 0xE1...0xEC, 0xEE...0xEF: length = 3; firstOK = c1 & 0xC0 == 0x80
-        case 0xED: length = 3; firstOK = (0x80...0x9F).contains(c1)
-        case 0xF0: length = 4; firstOK = (0x90...0xBF).contains(c1)
-        case 0xF1...0xF3: length = 4; firstOK = c1 & 0xC0 == 0x80
-        case 0xF4: length = 4; firstOK = (0x80...0x8F).contains(c1)
+        case 0xC2...0xDF:
+            length = 2
+            firstOK = c1 & 0xC0 == 0x80
+        case 0xE0:
+            length = 3
+            firstOK = (0xA0...0xBF).contains(c1)
+        case 0xE1...0xEC, 0xEE...0xEF:
+            length = 3
+            firstOK = c1 & 0xC0 == 0x80
+        case 0xED:
+            length = 3
+            firstOK = (0x80...0x9F).contains(c1)
+        case 0xF0:
+            length = 4
+            firstOK = (0x90...0xBF).contains(c1)
+        case 0xF1...0xF3:
+            length = 4
+            firstOK = c1 & 0xC0 == 0x80
+        case 0xF4:
+            length = 4
+            firstOK = (0x80...0x8F).contains(c1)
         default: throw fail("invalid UTF-8")
         }
         guard firstOK else { throw fail("invalid UTF-8") }

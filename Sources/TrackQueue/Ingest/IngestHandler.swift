@@ -158,7 +158,7 @@ final class IngestHandler: ChannelDuplexHandler {
     }
 
     private func closeIfDone(context: ChannelHandlerContext) {
-        guard (inputClosed || draining), outstanding == 0, lines.isEmpty else { return }
+        guard inputClosed || draining, outstanding == 0, lines.isEmpty else { return }
         if context.channel.isActive { context.close(promise: nil) }
     }
 }

@@ -50,11 +50,13 @@ final class IngestServer: Service {
                 guard connections.add(channel) else {
                     // Over the limit: say so and close; the client may retry.
                     var buffer = channel.allocator.buffer(capacity: 128)
-                    AnswerEncoder.write(.refused(IngestError(.unavailable, "too many connections (\(options.maxConnections)); retry later")), to: &buffer)
+                    AnswerEncoder.write(
+                        .refused(IngestError(.unavailable, "too many connections (\(options.maxConnections)); retry later")), to: &buffer)
                     return channel.writeAndFlush(buffer).flatMap { channel.close() }
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: options.maxLineBytes)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(LineFrameDecoder(maxLineBytes: options.maxLineBytes)))
                     try channel.pipeline.syncOperations.addHandler(
                         IngestHandler(writer: writer, parser: parser, maxLineBytes: options.maxLineBytes))
                 }

@@ -41,7 +41,8 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
         }
         // EOF: what is left is a last line without a newline (unless it is being skipped).
         if !skipping, let line = Self.trimmed(buffer.readableBytesView[...]) {
-            let frame: LineFrame = line.count > maxLineBytes
+            let frame: LineFrame =
+                line.count > maxLineBytes
                 ? .tooLong : .line(buffer.getSlice(at: line.lowerBound, length: line.count)!)
             context.fireChannelRead(Self.wrapInboundOut(frame))
         }
@@ -97,7 +98,11 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
     private static func trimmed(_ bytes: ByteBufferView.SubSequence) -> Range<Int>? {
         var end = bytes.endIndex
         if end > bytes.startIndex && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-        guard bytes[bytes.startIndex..<end].contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") }) else {
+        guard
+            bytes[bytes.startIndex..<end].contains(where: {
+                $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r")
+            })
+        else {
             return nil
         }
         return bytes.startIndex..<end

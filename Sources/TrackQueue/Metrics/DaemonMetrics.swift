@@ -16,13 +16,15 @@ final class DaemonMetrics: Sendable {
     /// - Parameter factory: where the metrics go; a no-op factory when metrics are off.
     init(factory: any MetricsFactory) {
         let codes = ["invalid_json", "invalid_event", "too_large", "queue_full", "unavailable"]
-        rejected = Dictionary(uniqueKeysWithValues: codes.map {
-            ($0, Counter(label: "trackq_lines_rejected_total", dimensions: [("code", $0)], factory: factory))
-        })
+        rejected = Dictionary(
+            uniqueKeysWithValues: codes.map {
+                ($0, Counter(label: "trackq_lines_rejected_total", dimensions: [("code", $0)], factory: factory))
+            })
         let classes = ["2xx", "3xx", "4xx", "5xx", "error"]
-        responses = Dictionary(uniqueKeysWithValues: classes.map {
-            ($0, Counter(label: "trackq_http_responses_total", dimensions: [("class", $0)], factory: factory))
-        })
+        responses = Dictionary(
+            uniqueKeysWithValues: classes.map {
+                ($0, Counter(label: "trackq_http_responses_total", dimensions: [("class", $0)], factory: factory))
+            })
         requestDuration = Timer(label: "trackq_http_request_duration_seconds", factory: factory)
         backoff = Gauge(label: "trackq_delivery_backoff_seconds", factory: factory)
         apiWarnings = Counter(label: "trackq_api_warnings_total", factory: factory)

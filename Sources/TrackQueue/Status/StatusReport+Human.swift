@@ -125,9 +125,9 @@ extension StatusReport {
     var lastErrorText: String? {
         let message = delivery.lastError.map { Self.oneLine($0) }.flatMap { $0.isEmpty ? nil : $0 }
         switch (delivery.lastStatus, message) {
-        case let (status?, message?): return "HTTP \(status): \(message)"
-        case let (status?, nil): return (200..<300).contains(status) ? nil : "HTTP \(status)"
-        case let (nil, message?): return message
+        case (let status?, let message?): return "HTTP \(status): \(message)"
+        case (let status?, nil): return (200..<300).contains(status) ? nil : "HTTP \(status)"
+        case (nil, let message?): return message
         case (nil, nil): return nil
         }
     }
@@ -150,7 +150,8 @@ extension StatusReport {
         var result = ""
         var pendingSpace = false
         for scalar in text.unicodeScalars {
-            let isSpace = scalar.properties.generalCategory == .control || scalar == " "
+            let isSpace =
+                scalar.properties.generalCategory == .control || scalar == " "
                 || scalar == "\u{2028}" || scalar == "\u{2029}"
             if isSpace {
                 pendingSpace = !result.isEmpty

@@ -59,8 +59,10 @@ enum Database {
               pending_events = pending_events + ?, pending_bytes = pending_bytes + ?
             WHERE id = 1
             """,
-            [.integer(delta.accepted), .integer(delta.delivered), .integer(delta.deadLettered),
-             .integer(delta.rejected), .integer(delta.pendingEvents), .integer(delta.pendingBytes)])
+            [
+                .integer(delta.accepted), .integer(delta.delivered), .integer(delta.deadLettered),
+                .integer(delta.rejected), .integer(delta.pendingEvents), .integer(delta.pendingBytes),
+            ])
     }
 
     /// Runs `body` in one `BEGIN IMMEDIATE … COMMIT`, rolling back on any error.

@@ -29,10 +29,11 @@ public final class DeadLetterStore {
             defer { stmt.reset() }
             var out: [DeadLetter] = []
             while try stmt.step() {
-                out.append(DeadLetter(
-                    id: stmt.int64(0), eventID: stmt.int64(1), failedAtMillis: stmt.int64(2),
-                    reason: stmt.text(3) ?? "", status: stmt.optionalInt64(4).map(Int.init),
-                    response: stmt.text(5), event: stmt.text(6) ?? ""))
+                out.append(
+                    DeadLetter(
+                        id: stmt.int64(0), eventID: stmt.int64(1), failedAtMillis: stmt.int64(2),
+                        reason: stmt.text(3) ?? "", status: stmt.optionalInt64(4).map(Int.init),
+                        response: stmt.text(5), event: stmt.text(6) ?? ""))
             }
             return out
         } catch {
@@ -65,9 +66,10 @@ public final class DeadLetterStore {
                 filter = "WHERE id IN (SELECT value FROM json_each(?))"
                 bindings = [.text("[" + ids.map(String.init).joined(separator: ",") + "]")]
             }
-            let (moved, bytes) = try db.queryRow("SELECT count(*), coalesce(sum(bytes), 0) FROM dead_letters \(filter)", bindings) {
-                ($0.int64(0), $0.int64(1))
-            } ?? (0, 0)
+            let (moved, bytes) =
+                try db.queryRow("SELECT count(*), coalesce(sum(bytes), 0) FROM dead_letters \(filter)", bindings) {
+                    ($0.int64(0), $0.int64(1))
+                } ?? (0, 0)
             try db.run(
                 """
                 INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot)
@@ -91,8 +93,9 @@ public final class DeadLetterStore {
             case .all:
                 try db.run("DELETE FROM dead_letters")
             case .ids(let ids):
-                try db.run("DELETE FROM dead_letters WHERE id IN (SELECT value FROM json_each(?))",
-                           [.text("[" + ids.map(String.init).joined(separator: ",") + "]")])
+                try db.run(
+                    "DELETE FROM dead_letters WHERE id IN (SELECT value FROM json_each(?))",
+                    [.text("[" + ids.map(String.init).joined(separator: ",") + "]")])
             }
             return db.changes
         }

@@ -45,8 +45,10 @@ extension QueueStore {
             INSERT INTO dead_letters (event_id, body, bytes, accepted_at_ms, failed_at_ms, reason, status, response)
             SELECT id, body, bytes, accepted_at_ms, ?, ?, ?, ? FROM queue WHERE id = ?
             """,
-            [.integer(failedAtMillis), .text(reason.rawValue), status.map { .integer(Int64($0)) } ?? .null,
-             response.map { .text($0) } ?? .null, .integer(event.id)])
+            [
+                .integer(failedAtMillis), .text(reason.rawValue), status.map { .integer(Int64($0)) } ?? .null,
+                response.map { .text($0) } ?? .null, .integer(event.id),
+            ])
         guard db.changes == 1 else { return }
         try db.run("DELETE FROM queue WHERE id = ?", [.integer(event.id)])
         delta.deadLettered += 1
@@ -65,10 +67,12 @@ extension QueueStore {
               alert_kind = ?, alert_status = ?, alert_since_ms = ?, alert_message = ?
             WHERE id = 1
             """,
-            [.text(record.state), int(record.lastAttemptAtMillis), int(record.lastSuccessAtMillis),
-             int(record.lastStatus.map(Int64.init)), text(record.lastError), int(record.nextAttemptAtMillis),
-             .integer(Int64(record.consecutiveFailures)), text(record.alertKind),
-             int(record.alertStatus.map(Int64.init)), int(record.alertSinceMillis), text(record.alertMessage)])
+            [
+                .text(record.state), int(record.lastAttemptAtMillis), int(record.lastSuccessAtMillis),
+                int(record.lastStatus.map(Int64.init)), text(record.lastError), int(record.nextAttemptAtMillis),
+                .integer(Int64(record.consecutiveFailures)), text(record.alertKind),
+                int(record.alertStatus.map(Int64.init)), int(record.alertSinceMillis), text(record.alertMessage),
+            ])
     }
 
     /// The delivery columns as last saved (a restarted daemon keeps its alert and counts).

@@ -59,7 +59,7 @@ enum Schema {
             alert_message        TEXT
         );
         INSERT INTO daemon_state (id) VALUES (1);
-        """,
+        """
     ]
 
     /// Applies the migrations the database has not seen, each in its own transaction.

@@ -43,16 +43,18 @@ public enum StatusReader {
                 lastError: record.lastError, nextAttemptAtMillis: record.nextAttemptAtMillis,
                 consecutiveFailures: record.consecutiveFailures)
             let alert = record.alertKind.map { kind in
-                StatusReport.AlertInfo(kind: kind, status: record.alertStatus ?? 0,
-                                       sinceMillis: record.alertSinceMillis ?? 0, message: record.alertMessage ?? "")
+                StatusReport.AlertInfo(
+                    kind: kind, status: record.alertStatus ?? 0,
+                    sinceMillis: record.alertSinceMillis ?? 0, message: record.alertMessage ?? "")
             }
             return StatusReport(
                 version: TrackQueue.version,
                 daemon: daemon,
                 queue: .init(pending: counters.pendingEvents, pendingBytes: counters.pendingBytes, oldestPendingAtMillis: oldest),
                 delivery: delivery,
-                totals: .init(accepted: counters.accepted, delivered: counters.delivered,
-                              deadLettered: counters.deadLettered, rejected: counters.rejected),
+                totals: .init(
+                    accepted: counters.accepted, delivered: counters.delivered,
+                    deadLettered: counters.deadLettered, rejected: counters.rejected),
                 deadLetters: deadLetters,
                 alert: alert,
                 database: .init(path: path, sizeBytes: fileSize(path) + fileSize(path + "-wal")),

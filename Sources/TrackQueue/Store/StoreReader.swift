@@ -55,9 +55,10 @@ final class QueueReader {
                 if !batch.events.isEmpty { batch.body.append(UInt8(ascii: ",")) }
                 let start = batch.body.count
                 batch.body.append(contentsOf: text)
-                batch.events.append(.init(
-                    id: stmt.int64(0), range: start..<batch.body.count,
-                    acceptedAtMillis: stmt.int64(2), acceptedBoottimeMillis: stmt.int64(3), boot: stmt.int64(4)))
+                batch.events.append(
+                    .init(
+                        id: stmt.int64(0), range: start..<batch.body.count,
+                        acceptedAtMillis: stmt.int64(2), acceptedBoottimeMillis: stmt.int64(3), boot: stmt.int64(4)))
                 return true
             }
             if !fits { break }

@@ -101,10 +101,12 @@ final class StoreWriter: @unchecked Sendable {
     /// Records a clean stop, checkpoints the WAL, finishes every job already queued, and
     /// ends the thread. Later work fails fast instead of waiting.
     func stop() async {
-        enqueue(.work(run: { store in
-            try? store.recordStop(atMillis: SystemClock.wallMillis())
-            store.checkpoint()
-        }, cancel: {}))
+        enqueue(
+            .work(
+                run: { store in
+                    try? store.recordStop(atMillis: SystemClock.wallMillis())
+                    store.checkpoint()
+                }, cancel: {}))
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             condition.lock()
             if state == .finished {
@@ -166,9 +168,10 @@ final class StoreWriter: @unchecked Sendable {
     /// Runs `body` on the writer thread, with the store, between two group commits.
     private func perform<T: Sendable>(_ body: @escaping @Sendable (QueueStore) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            enqueue(.work(
-                run: { store in continuation.resume(with: Result { try body(store) }) },
-                cancel: { continuation.resume(throwing: StoreError.io("the store is closed")) }))
+            enqueue(
+                .work(
+                    run: { store in continuation.resume(with: Result { try body(store) }) },
+                    cancel: { continuation.resume(throwing: StoreError.io("the store is closed")) }))
         }
     }
 
@@ -200,8 +203,8 @@ final class StoreWriter: @unchecked Sendable {
         let waiters = stopWaiters
         stopWaiters.removeAll()
         condition.unlock()
-        left.forEach(Self.cancel)
-        waiters.forEach { $0.resume() }
+        for job in left { Self.cancel(job) }
+        for waiter in waiters { waiter.resume() }
     }
 
     private func loop() {

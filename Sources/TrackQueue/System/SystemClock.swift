@@ -50,7 +50,10 @@ func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
     var chunk = [UInt8](repeating: 0, count: 4096)
     while bytes.count < limit {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; return nil }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return nil
+        }
         if n == 0 { break }
         bytes.append(contentsOf: chunk[0..<n])
     }

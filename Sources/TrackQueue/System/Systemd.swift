@@ -39,7 +39,7 @@ public enum SocketActivation {
     /// The first inherited listening fd when `LISTEN_PID` names this process, else nil.
     public static func listeningSocket(environment: [String: String], pid: Int32 = getpid()) -> Int32? {
         guard let pidText = environment["LISTEN_PID"], Int32(pidText) == pid,
-              let countText = environment["LISTEN_FDS"], let count = Int(countText), count >= 1
+            let countText = environment["LISTEN_FDS"], let count = Int(countText), count >= 1
         else { return nil }
         return 3  // SD_LISTEN_FDS_START
     }

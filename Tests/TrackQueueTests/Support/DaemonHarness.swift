@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+
 @testable import TrackQueue
 
 /// A daemon run in-process on a test directory's socket and database, in its own
@@ -29,8 +30,9 @@ final class InProcessDaemon: Sendable {
         let daemon = Daemon(
             settings: settings, environment: environment, logger: logger,
             onReady: { readyContinuation.yield() }, randomSource: { random })
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger))
         self.group = group
         self.socket = settings.paths.socket
         self.database = settings.paths.database

@@ -27,7 +27,9 @@ final class TrackqProcess {
     }
 
     /// Starts another program that runs trackq (systemd-socket-activate, say).
-    static func launch(executable: String, _ arguments: [String], environment: [String: String] = [:], stderrFile: String) throws -> TrackqProcess {
+    static func launch(executable: String, _ arguments: [String], environment: [String: String] = [:], stderrFile: String) throws
+        -> TrackqProcess
+    {
         try TrackqProcess(executable: executable, arguments, environment: environment, stderrFile: stderrFile)
     }
 
@@ -83,12 +85,16 @@ final class TrackqProcess {
 }
 
 /// Runs a command to completion and returns (status, stdout, stderr).
-func runCommand(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+func runCommand(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> (
+    status: Int32, stdout: String, stderr: String
+) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let out = Pipe(), err = Pipe(), input = Pipe()
+    let out = Pipe()
+    let err = Pipe()
+    let input = Pipe()
     process.standardOutput = out
     process.standardError = err
     process.standardInput = input

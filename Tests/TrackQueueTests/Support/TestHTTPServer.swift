@@ -100,7 +100,8 @@ final class TestHTTPServer: Sendable {
     /// `respond` is called once per request, in arrival order, with the request and its
     /// 0-based index; it runs on the event loop, so keep it quick and non-blocking (it may
     /// read and update state in a lock, and may read this server's `requests`).
-    static func start(port: Int = 0, respond: @escaping @Sendable (ReceivedRequest, Int) -> ScriptedResponse) async throws -> TestHTTPServer {
+    static func start(port: Int = 0, respond: @escaping @Sendable (ReceivedRequest, Int) -> ScriptedResponse) async throws -> TestHTTPServer
+    {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let state = NIOLockedValueBox(State(respond: respond))
         let bootstrap = ServerBootstrap(group: group)

@@ -1,7 +1,6 @@
 import Foundation
 import TrackQueue
 
-
 /// The tests talk to the daemon through the real socket only, with the same client
 /// `trackq send` uses; these helpers add the tests' timeouts and errors.
 typealias UnixClient = UnixLineConnection
