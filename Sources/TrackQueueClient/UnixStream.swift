@@ -9,6 +9,11 @@ import Darwin
 /// One blocking `SOCK_STREAM` connection to a Unix-domain socket.
 ///
 /// Not thread-safe on its own: `TrackQueueClient` only touches it while holding its lock.
+///
+/// The daemon's `UnixLineConnection` (used by `trackq send` and the tests) does the same job,
+/// but this library stays apart on purpose: apps link it without the daemon's dependencies
+/// (SwiftNIO, SQLite, async-http-client), and it adds what an app needs and the CLI does not:
+/// a timeout on connect, on every write and on every answer.
 /// Every call handles `EINTR`, partial writes and partial reads; writes never raise `SIGPIPE`.
 final class UnixStream {
     private var fd: Int32
