@@ -83,6 +83,7 @@ private let configPrecedenceCases: [ConfigPrecedenceCase] = [
         String($0.maxQueueBytes)
     },
     .init("max-event-age", ("1d", "12h", "90d")) { DurationParser.format($0.maxEventAge) },
+    .init("max-dead-letters", ("1", "500", "10000000")) { String($0.maxDeadLetters) },
     .init("durability", ("normal", "NORMAL", "normal"), expected: ("normal", "normal", "normal")) {
         $0.durability.rawValue
     },
@@ -137,7 +138,7 @@ struct DaemonSettingsTests {
         for info in DaemonSettings.catalog where !info.defaultText.hasPrefix("$") && !info.defaultText.hasPrefix("none") {
             lines.append("\(info.flag) = \(info.defaultText)")
         }
-        #expect(lines.count == 14)
+        #expect(lines.count == 15)
         #expect(try resolve(file: lines.joined(separator: "\n")) == plainDefaults)
     }
 
@@ -158,6 +159,7 @@ struct DaemonSettingsTests {
                 "--max-event-bytes SIZE | TRACKQ_MAX_EVENT_BYTES | 64KiB",
                 "--max-queue-bytes SIZE | TRACKQ_MAX_QUEUE_BYTES | 1GiB",
                 "--max-event-age DURATION | TRACKQ_MAX_EVENT_AGE | 30d",
+                "--max-dead-letters N | TRACKQ_MAX_DEAD_LETTERS | 10000",
                 "--durability full|normal | TRACKQ_DURABILITY | full",
                 "--socket-mode OCTAL | TRACKQ_SOCKET_MODE | 0660",
                 "--socket-group NAME | TRACKQ_SOCKET_GROUP | none (the daemon's group)",

@@ -57,40 +57,44 @@ public struct SettingInfo: Sendable, Equatable {
 /// The token itself is not a setting here: it is only ever read from
 /// `TRACKQ_TOKEN` or the token file, never from a flag or the config file.
 public struct DaemonSettings: Sendable, Equatable {
+    // Each setting's real default is its row's in ``Setting/table``; these placeholders only
+    // let `builtIn` start from `DaemonSettings(paths:)` and apply the rows.
     /// Where batches are posted: an http or https URL with a host.
-    public var endpoint: String
+    public var endpoint: String = ""
     /// The file holding the token, if any.
     public var tokenFile: String?
     /// The header that carries the token.
-    public var authHeader: AuthHeader
+    public var authHeader: AuthHeader = .bearer
     /// Most events in one batch (1...1000).
-    public var batchMaxEvents: Int
+    public var batchMaxEvents: Int = 0
     /// Most bytes in one batch body (at most 2000000, at least `maxEventBytes + 2`).
-    public var batchMaxBytes: Int
+    public var batchMaxBytes: Int = 0
     /// How long to wait for more events before sending a partial batch.
-    public var batchLinger: Duration
+    public var batchLinger: Duration = .zero
     /// The first retry delay (> 0).
-    public var retryInitial: Duration
+    public var retryInitial: Duration = .zero
     /// The longest retry delay (≥ `retryInitial`).
-    public var retryMax: Duration
+    public var retryMax: Duration = .zero
     /// How long one HTTP request may take (> 0).
-    public var requestTimeout: Duration
+    public var requestTimeout: Duration = .zero
     /// The largest accepted event (1...2000000 bytes).
-    public var maxEventBytes: Int
+    public var maxEventBytes: Int = 0
     /// The most the queue may hold (> 0 bytes).
-    public var maxQueueBytes: Int
+    public var maxQueueBytes: Int = 0
     /// Events older than this are dropped (> 0).
-    public var maxEventAge: Duration
+    public var maxEventAge: Duration = .zero
+    /// The most dead letters kept (the oldest beyond it are dropped and counted).
+    public var maxDeadLetters: Int = 0
     /// How hard the queue works to survive crashes.
-    public var durability: Durability
+    public var durability: Durability = .full
     /// Permission bits of the socket, e.g. `0o660` (≤ `0o777`).
-    public var socketMode: UInt32
+    public var socketMode: UInt32 = 0
     /// The group that owns the socket; nil keeps the daemon's group.
     public var socketGroup: String?
     /// A shell command run on alerts; nil for none.
     public var alertCommand: String?
     /// One of ``logLevels``.
-    public var logLevel: String
+    public var logLevel: String = ""
     /// Where to serve Prometheus metrics (`GET /metrics`), or nil for no listener.
     public var metricsAddress: HostAndPort?
     /// The database and socket paths.
@@ -145,11 +149,7 @@ public struct DaemonSettings: Sendable, Equatable {
 
     /// The table's defaults with the given paths and token file.
     static func builtIn(paths: RuntimePaths, tokenFile: String?) -> DaemonSettings {
-        var settings = DaemonSettings(
-            endpoint: "", tokenFile: nil, authHeader: .bearer, batchMaxEvents: 0, batchMaxBytes: 0, batchLinger: .zero,
-            retryInitial: .zero, retryMax: .zero, requestTimeout: .zero, maxEventBytes: 0, maxQueueBytes: 0,
-            maxEventAge: .zero, durability: .full, socketMode: 0, socketGroup: nil, alertCommand: nil, logLevel: "",
-            metricsAddress: nil, paths: paths)
+        var settings = DaemonSettings(paths: paths)
         for setting in Setting.table {
             let context = Setting.Context(setting: setting, source: .flag, text: setting.defaultValue)
             // The table's own defaults; a test parses every one of them.
@@ -428,6 +428,12 @@ extension DaemonSettings {
                 help: "Events still queued after this long are dropped."
             ) { text, settings, context throws(ConfigurationError) in
                 settings.maxEventAge = try context.positive(context.duration(text))
+            },
+            Setting(
+                rawValue: "max-dead-letters", valueName: "N", defaultValue: "10000",
+                help: "Most dead letters kept; the oldest beyond it are dropped and counted (1 to 10000000)."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.maxDeadLetters = try context.within(context.integer(text), 1...10_000_000)
             },
             Setting(
                 rawValue: "durability", valueName: "full|normal", defaultValue: "full",
