@@ -67,7 +67,9 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            // C source built by the tests themselves (a fault library for LD_PRELOAD).
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -71,7 +71,7 @@ public struct Daemon: Service {
         let (writer, opened) = try await StoreWriter.start(
             .init(
                 path: paths.database, durability: settings.durability, bootID: SystemClock.bootID,
-                maxQueueBytes: settings.maxQueueBytes),
+                maxQueueBytes: settings.maxQueueBytes, maxDeadLetters: settings.maxDeadLetters),
             logger: logger, metrics: metrics
         ) {
             wake.signal(.newEvents)
@@ -89,7 +89,8 @@ public struct Daemon: Service {
         let services: [any Service]
         do {
             services = try await makeServices(
-                writer: writer, bootRow: opened.bootRow, pool: pool, wake: wake, registry: registry,
+                // No boot row yet (a full disk at start): ages are measured by the wall clock.
+                writer: writer, bootRow: opened.bootRow ?? -1, pool: pool, wake: wake, registry: registry,
                 metrics: metrics, notifier: notifier)
         } catch {
             await writer.stop()
@@ -148,12 +149,12 @@ public struct Daemon: Service {
         }
 
         let tokens = TokenSource(environment: environment, file: settings.tokenFile)
-        if try await pool.run({ tokens.read().token }) == nil {
+        if try await pool.run({ tokens.read().token }) == nil {  // a refused token stopped the start already
             logger.warning("no API token: set TRACKQ_TOKEN or --token-file; the API will refuse events until then")
         }
         let sender = HTTPSender(
             options: .init(endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout),
-            eventLoopGroup: eventLoopGroup)
+            eventLoopGroup: eventLoopGroup, logger: logger)
         let delivery = DeliveryLoop(
             .init(
                 settings: settings, writer: writer, reader: reader, sender: sender, tokens: tokens, wake: wake,
@@ -167,7 +168,7 @@ public struct Daemon: Service {
         services.append(
             SystemdService(
                 notifier: notifier, watchdogInterval: SocketActivation.watchdogInterval(environment: environment),
-                logger: logger))
+                writer: writer, logger: logger))
         services.append(ReloadService(wake: wake))
         return services
     }
@@ -184,19 +185,31 @@ struct StoreService: Service {
     }
 }
 
-/// Pings systemd's watchdog while the daemon runs; tells systemd and the log when the
-/// shutdown begins (it is the last service, so the first one stopped).
+/// Pings systemd's watchdog while the daemon runs and its store's writer answers; tells
+/// systemd and the log when the shutdown begins (it is the last service, so the first one
+/// stopped).
 struct SystemdService: Service {
     let notifier: SystemdNotifier
     let watchdogInterval: Duration?
+    let writer: StoreWriter
     let logger: Logger
 
     func run() async throws {
         if let interval = watchdogInterval {
-            try? await cancelWhenGracefulShutdown { [notifier] in
+            try? await cancelWhenGracefulShutdown { [notifier, writer, logger] in
+                notifier.notify("WATCHDOG=1")
+                var ping = writer.ping()
+                var silent = false
                 while true {
-                    notifier.notify("WATCHDOG=1")
                     try await Task.sleep(for: interval / 2)
+                    if ping.answered {
+                        notifier.notify("WATCHDOG=1")
+                        ping = writer.ping()
+                        silent = false
+                    } else if !silent {
+                        silent = true
+                        logger.critical("the database writer does not answer; no longer pinging systemd's watchdog")
+                    }
                 }
             }
         } else {

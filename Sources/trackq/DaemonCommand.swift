@@ -26,6 +26,12 @@ struct DaemonCommand: AsyncParsableCommand {
     var settingArguments: [String] = []
 
     func run() async throws {
+        // Before anything else: a SIGHUP that comes before the reload handler is installed
+        // must not kill the daemon with a clean status (systemd would not restart it).
+        signal(SIGHUP, SIG_IGN)
+        // Files the daemon creates (database, WAL, lock) are readable by its user only; the
+        // socket's mode is set explicitly, directories are made 0750.
+        umask(0o077)
         let environment = ProcessInfo.processInfo.environment
         let settings: DaemonSettings
         do {
@@ -33,6 +39,10 @@ struct DaemonCommand: AsyncParsableCommand {
                 flags: DaemonSettings.parseFlags(settingArguments), environment: environment)
         } catch {
             FileHandle.standardError.write(Data("trackq: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        }
+        if let problem = settings.tokenProblem(environment: environment) {
+            FileHandle.standardError.write(Data("trackq: \(problem)\n".utf8))
             throw ExitCode(2)
         }
 

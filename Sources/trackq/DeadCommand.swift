@@ -43,9 +43,14 @@ struct DeadCommand: ParsableCommand {
             }
             for letter in letters {
                 let status = letter.status.map(String.init) ?? "-"
-                print("\(letter.id)\t\(RFC3339.format(millis: letter.failedAtMillis))\t\(letter.reason)\t\(status)\t\(letter.event)")
+                // Stored text came from apps and the API: one printable line each, no escapes
+                // reach the terminal.
+                let event = Printable.oneLine(letter.event, limit: 2_000_000)
+                print(
+                    "\(letter.id)\t\(RFC3339.format(millis: letter.failedAtMillis))\t\(Printable.oneLine(letter.reason, limit: 40))\t\(status)\t\(event)"
+                )
                 if let response = letter.response, !response.isEmpty {
-                    print("\tresponse: \(response.prefix(300))")
+                    print("\tresponse: \(Printable.oneLine(response, limit: 300))")
                 }
             }
         }

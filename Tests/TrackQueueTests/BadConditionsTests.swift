@@ -114,6 +114,12 @@ enum Tmpfs {
         guard result.status == 0 else { throw POSIXError(.EPERM) }
     }
 
+    /// Remounts read-only (as the kernel does with a failing SD card) or read-write again.
+    static func remount(_ path: String, readOnly: Bool) throws {
+        let result = try runCommand("/bin/mount", ["-o", readOnly ? "remount,ro" : "remount,rw", path])
+        guard result.status == 0 else { throw POSIXError(.EPERM) }
+    }
+
     static func unmount(_ path: String) {
         _ = try? runCommand("/bin/umount", [path])
     }

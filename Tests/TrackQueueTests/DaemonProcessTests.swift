@@ -58,9 +58,10 @@ import Testing
         #expect(rest.allSatisfy { $0.ok })
         #expect(try await daemon.waitForExit() == 0)
         #expect(try DatabaseProbe(path: dir.database).queued >= Int64(rest.count + 1))
-        // A clean stop checkpoints: the WAL is gone or empty.
+        // A clean stop checkpoints; the WAL file stays, at most its reserve, for the next start.
         let walSize = (try? FileManager.default.attributesOfItem(atPath: dir.database + "-wal")[.size] as? Int) ?? 0
-        #expect(walSize == 0)
+        #expect(walSize <= QueueStore.walReserveBytes)
+        #expect(try DatabaseProbe(path: dir.database).scalar("SELECT stopped_at_ms IS NOT NULL FROM daemon_state") == 1)
         #expect(!daemon.stderr.contains("secret-token-value"))
     }
 

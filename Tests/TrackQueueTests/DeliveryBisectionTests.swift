@@ -10,6 +10,8 @@ private struct BisectionRun {
     var delivered: [Range<Int>] = []
     var deadLettered: [Int] = []
     var otherActions: [DeliveryAction<ManualInstant>] = []
+    /// The run ended in the alert for an API that refuses everything.
+    var alerted = false
 
     var requestsAfterFirstRejection: Int { firstRejection.map { requests - $0 } ?? 0 }
 
@@ -36,10 +38,14 @@ private struct BisectionRun {
                 default: otherActions.append(action)
                 }
             }
+            if scheduler.state == .alert {
+                alerted = true
+                break
+            }
             #expect(scheduler.consecutiveFailures == 0)
         }
         #expect(scheduler.nextRange() == nil)
-        #expect(scheduler.state == .idle)
+        #expect(scheduler.state == (alerted ? .alert : .idle))
     }
 
     /// Checks every promise of the splitting for this poison set.
@@ -50,13 +56,28 @@ private struct BisectionRun {
             requestsAfterFirstRejection <= bound,
             "n=\(count) poison=\(poison.sorted()): \(requestsAfterFirstRejection) > \(bound)",
             sourceLocation: sourceLocation)
-        #expect(otherActions.isEmpty, sourceLocation: sourceLocation)
-        #expect(deadLettered.sorted() == poison.sorted(), "each poison once", sourceLocation: sourceLocation)
+        let threshold = DeliveryScheduler<ManualInstant>.systemicThreshold
         let deliveredIndexes = delivered.flatMap { Array($0) }
         let clean = (0..<count).filter { !poison.contains($0) }
-        #expect(deliveredIndexes == clean, "each clean event once, ascending", sourceLocation: sourceLocation)
-        for (earlier, later) in zip(delivered, delivered.dropFirst()) {
-            #expect(earlier.upperBound <= later.lowerBound, sourceLocation: sourceLocation)
+        if alerted {
+            // Only when the probe (the batch's last event) was refused too, after `threshold`
+            // poisons were dead-lettered in a row: all of them poison, nothing clean held back
+            // for good (it stays queued).
+            #expect(poison.count >= threshold + 2, sourceLocation: sourceLocation)
+            #expect(deadLettered.count == threshold, sourceLocation: sourceLocation)
+            #expect(Set(deadLettered).isSubset(of: poison), sourceLocation: sourceLocation)
+            #expect(Set(deliveredIndexes).isSubset(of: Set(clean)), sourceLocation: sourceLocation)
+            return
+        }
+        #expect(otherActions.isEmpty, sourceLocation: sourceLocation)
+        #expect(deadLettered.sorted() == poison.sorted(), "each poison once", sourceLocation: sourceLocation)
+        #expect(deliveredIndexes.sorted() == clean, "each clean event once", sourceLocation: sourceLocation)
+        if k <= threshold {
+            // No probe can have been sent: deliveries are in ascending order.
+            #expect(deliveredIndexes == clean, "ascending", sourceLocation: sourceLocation)
+            for (earlier, later) in zip(delivered, delivered.dropFirst()) {
+                #expect(earlier.upperBound <= later.lowerBound, sourceLocation: sourceLocation)
+            }
         }
         if k == 0 { #expect(requests == 1, sourceLocation: sourceLocation) }
     }
@@ -139,5 +160,93 @@ private func ceilLog2(_ n: Int) -> Int {
                 BisectionRun(count: count, poison: [position]).verify(count: count, poison: [position])
             }
         }
+    }
+
+    // MARK: An API that refuses everything
+
+    /// Every event refused: at most `threshold` dead letters, then the probe, then the alert,
+    /// and the rest of the batch stays queued.
+    @Test func anAPIThatRefusesEveryEventRaisesAnEndpointAlertAfterTheThreshold() {
+        let run = BisectionRun(count: 1000, poison: Set(0..<1000))
+        #expect(run.alerted)
+        #expect(run.deadLettered == Array(0..<DeliveryScheduler<ManualInstant>.systemicThreshold))
+        #expect(run.delivered.isEmpty)
+        let alert = run.otherActions.compactMap { action -> DeliveryAlert? in
+            if case .raiseAlert(let alert) = action { return alert }
+            return nil
+        }
+        #expect(alert.count == 1)
+        #expect(alert.first?.kind == .endpoint)
+        #expect(alert.first?.status == 400)
+        #expect(alert.first?.message.contains("refuses every event") == true)
+        // About two requests per dead letter, not two per event of the queue.
+        #expect(run.requests < 40, "\(run.requests)")
+    }
+
+    /// Many poisons in a row at the head are still the events' fault: the probe (the last
+    /// event) is taken, so splitting goes on and dead-letters exactly the poisons.
+    @Test func manyAdjacentPoisonsAreNotMistakenForTheAPI() {
+        for poison in [Set(0..<12), Set(0..<40), Set(100..<150)] {
+            let run = BisectionRun(count: 1000, poison: poison)
+            #expect(!run.alerted, "\(poison.count)")
+            run.verify(count: 1000, poison: poison)
+        }
+    }
+
+    /// After the alert's wait the batch is tried again; the first refusal alone probes at
+    /// once, and a 2xx then clears the alert and resets the count.
+    @Test func theAlertClearsOnTheNext2xx() {
+        var scheduler = DeliveryScheduler<ManualInstant>(backoff: Backoff(initial: .seconds(1), maximum: .seconds(300)))
+        var rng = SplitMix64(seed: 3)
+        var clock = ManualClock()
+        scheduler.begin(batchCount: 50)
+        var requests = 0
+        while scheduler.state != .alert, scheduler.nextRange() != nil, requests < 1000 {
+            requests += 1
+            _ = scheduler.handle(.response(status: 422, retryAfter: nil, body: ""), now: clock.now, using: &rng)
+        }
+        #expect(scheduler.state == .alert)
+        #expect(scheduler.notBefore == clock.now.advanced(by: .seconds(300)))
+        clock.advance(by: .seconds(300))
+        scheduler.begin(batchCount: 42)
+        #expect(
+            scheduler.handle(.response(status: 200, retryAfter: nil, body: ""), now: clock.now, using: &rng)
+                == [.deliver(0..<42), .clearAlert])
+        #expect(scheduler.refusedAloneSince2xx == 0)
+    }
+
+    /// The loop decides on a copy; when the 2xx cannot be recorded it goes back to the copy
+    /// and calls `recordFailed`: the failures go on counting, so the backoff grows.
+    @Test func aFailedRecordBacksOffOneFailureMoreAndStartsTheBatchAgain() {
+        var scheduler = DeliveryScheduler<ManualInstant>(backoff: Backoff(initial: .seconds(1), maximum: .seconds(300)))
+        var rng = SplitMix64(seed: 4)
+        scheduler.begin(batchCount: 10)
+        _ = scheduler.handle(.response(status: 503, retryAfter: nil, body: ""), now: ManualInstant(), using: &rng)
+        _ = scheduler.handle(.response(status: 503, retryAfter: nil, body: ""), now: ManualInstant(), using: &rng)
+        let before = scheduler
+        #expect(
+            scheduler.handle(.response(status: 200, retryAfter: nil, body: ""), now: ManualInstant(), using: &rng) == [.deliver(0..<10)])
+        #expect(scheduler.consecutiveFailures == 0)
+        scheduler = before
+        var twin = rng
+        let expected = scheduler.backoff.delay(failures: 3, retryAfter: nil, using: &twin)
+        #expect(scheduler.recordFailed(now: ManualInstant(), using: &rng) == [.waitUntil(ManualInstant(offset: expected))])
+        #expect(scheduler.consecutiveFailures == 3)
+        #expect(scheduler.state == .backoff)
+        #expect(scheduler.nextRange() == nil, "the batch is read again after the wait")
+    }
+
+    @Test func anAlertRaisedWithoutAnAnswerStaysUntilClearedByItsCause() {
+        var scheduler = DeliveryScheduler<ManualInstant>(backoff: Backoff(initial: .seconds(1), maximum: .seconds(300)))
+        var rng = SplitMix64(seed: 5)
+        let alert = DeliveryAlert(kind: .auth, status: 0, message: "the token was refused")
+        #expect(scheduler.raise(alert) == [.raiseAlert(alert)])
+        #expect(scheduler.raise(alert).isEmpty, "once")
+        scheduler.begin(batchCount: 3)
+        #expect(scheduler.handle(.response(status: 200, retryAfter: nil, body: ""), now: ManualInstant(), using: &rng) == [.deliver(0..<3)])
+        #expect(scheduler.alert == alert, "a 2xx does not clear it")
+        #expect(scheduler.clearRaised() == [.clearAlert])
+        #expect(scheduler.alert == nil)
+        #expect(scheduler.clearRaised().isEmpty)
     }
 }

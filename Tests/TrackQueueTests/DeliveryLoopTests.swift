@@ -50,7 +50,7 @@ private final class ScriptedSender: DeliverySender {
         settings.retryInitial = .seconds(1)
         settings.retryMax = .seconds(60)
         var logger = Logger(label: "trackq-test")
-        logger.logLevel = .critical
+        logger.logLevel = .warning
         let (writer, opened) = try await StoreWriter.start(
             .init(path: dir.database, durability: .full, bootID: SystemClock.bootID, maxQueueBytes: 1 << 30), logger: logger)
         let pool = BlockingPool()
@@ -63,7 +63,7 @@ private final class ScriptedSender: DeliverySender {
             .init(
                 settings: settings, writer: writer, reader: StoreReader(path: dir.database, pool: pool), sender: sender,
                 tokens: TokenSource(environment: ["TRACKQ_TOKEN": "t"], file: nil), wake: WakeSignal(),
-                bootRow: opened.bootRow, alertCommand: nil, notifier: SystemdNotifier(environment: [:]),
+                bootRow: opened.bootRow ?? -1, alertCommand: nil, notifier: SystemdNotifier(environment: [:]),
                 metrics: DaemonMetrics(factory: NOOPMetricsHandler.instance), pool: pool, logger: logger),
             clock: clock, randomSource: { SplitMix64(seed: 42) })
         let group = ServiceGroup(configuration: .init(services: [loop], logger: logger))

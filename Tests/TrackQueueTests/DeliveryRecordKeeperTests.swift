@@ -89,7 +89,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
             first.effects == [
                 .backoffSeconds(Double(wait.milliseconds) / 1000),
                 .log(.warning, "delivery failed; backing off", metadata: ["error": "HTTP 503: busy"]),
-                .notify("STATUS=backoff: HTTP 503: busy"),
+                .status("backoff: HTTP 503: busy"),
             ])
 
         rig.waitOut()
@@ -98,7 +98,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(second.commit.record.lastStatus == nil)
         #expect(second.commit.record.lastError == "connection refused")
         // Only the first failure is announced.
-        #expect(!second.effects.contains { if case .notify = $0 { true } else { false } })
+        #expect(!second.effects.contains { if case .status = $0 { true } else { false } })
 
         rig.waitOut()
         let recovered = rig.answer(http(200))
@@ -111,7 +111,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
             recovered.effects == [
                 .backoffSeconds(0),
                 .log(.notice, "delivery recovered", metadata: ["failures": "2"]),
-                .notify("STATUS=sending"),
+                .status("sending"),
             ])
     }
 
@@ -126,7 +126,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(raised.commit.record.alertMessage == alert.message)
         #expect(raised.commit.record.nextAttemptAtMillis == Int64(1_300_000))
         #expect(raised.effects.contains(.alertCommand(raised: true, alert)))
-        #expect(raised.effects.contains(.notify("STATUS=alert: \(alert.message)")))
+        #expect(raised.effects.contains(.status("alert: \(alert.message)")))
 
         rig.waitOut()
         let again = rig.answer(http(401))
@@ -169,7 +169,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         let idle = keeper.queueEmpty()
         #expect(idle?.record.state == "idle")
         #expect(idle?.record.nextAttemptAtMillis == nil)
-        #expect(idle?.effects == [.notify("STATUS=idle: queue empty")])
+        #expect(idle?.effects == [.status("idle: queue empty")])
         #expect(keeper.queueEmpty() == nil)
     }
 }

@@ -220,41 +220,35 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
                 == [.waitUntil(ManualInstant(offset: expected))])
     }
 
-    @Test func tokenChangeDropsAnAuthWait() {
+    @Test func retryNowDropsAnAuthWaitButKeepsTheAlert() {
         var scheduler = makeScheduler()
         var rng = SplitMix64(seed: 11)
-        #expect(scheduler.tokenChanged() == false, "nothing to drop")
+        #expect(scheduler.retryNow() == false, "nothing to drop")
         _ = scheduler.handle(apiAnswer(401), now: ManualInstant(), using: &rng)
         #expect(scheduler.notBefore != nil)
-        #expect(scheduler.tokenChanged() == true)
+        #expect(scheduler.retryNow() == true)
         #expect(scheduler.notBefore == nil)
         #expect(scheduler.alert?.kind == .auth, "the alert stays until a 2xx")
         #expect(scheduler.state == .sending)
-        #expect(scheduler.tokenChanged() == false, "already dropped")
+        #expect(scheduler.retryNow() == false, "already dropped")
     }
 
-    @Test func tokenChangeKeepsABackoffWait() {
+    /// SIGHUP retries at once whatever the wait: a backoff, however long a Retry-After
+    /// asked for, and an endpoint alert's.
+    @Test func retryNowDropsABackoffAndAnEndpointWait() {
         var scheduler = makeScheduler()
         var rng = SplitMix64(seed: 12)
-        _ = scheduler.handle(apiAnswer(503), now: ManualInstant(), using: &rng)
-        let wait = scheduler.notBefore
-        #expect(scheduler.tokenChanged() == false)
-        #expect(scheduler.notBefore == wait)
+        _ = scheduler.handle(.response(status: 503, retryAfter: .seconds(3600), body: ""), now: ManualInstant(), using: &rng)
+        #expect(scheduler.state == .backoff)
+        #expect(scheduler.retryNow() == true)
+        #expect(scheduler.notBefore == nil)
+        #expect(scheduler.consecutiveFailures == 1, "failures count on")
 
-        // Not even while an auth alert is active: the pending wait is a backoff.
-        _ = scheduler.handle(apiAnswer(401), now: ManualInstant(), using: &rng)
-        _ = scheduler.handle(apiAnswer(500), now: ManualInstant(), using: &rng)
-        let backoffWait = scheduler.notBefore
-        #expect(scheduler.tokenChanged() == false)
-        #expect(scheduler.notBefore == backoffWait)
-    }
-
-    @Test func tokenChangeKeepsAnEndpointWait() {
-        var scheduler = makeScheduler()
-        var rng = SplitMix64(seed: 13)
         _ = scheduler.handle(apiAnswer(404), now: ManualInstant(), using: &rng)
-        #expect(scheduler.tokenChanged() == false)
-        #expect(scheduler.notBefore != nil)
+        #expect(scheduler.state == .alert)
+        #expect(scheduler.retryNow() == true)
+        #expect(scheduler.state == .sending)
+        #expect(scheduler.alert?.kind == .endpoint)
     }
 
     @Test func rejectionsAreNotFailures() {
@@ -342,7 +336,7 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         clock.advance(by: .seconds(1))
         _ = scheduler.handle(apiAnswer(401), now: clock.now, using: &rng)
         #expect(scheduler.state == .alert)
-        #expect(scheduler.tokenChanged() == true)
+        #expect(scheduler.retryNow() == true)
         #expect(scheduler.state == .sending)
         _ = scheduler.handle(apiAnswer(401), now: clock.now, using: &rng)
         #expect(scheduler.state == .alert)

@@ -68,4 +68,33 @@ import Testing
     func garbageGivesNil(value: String) {
         #expect(RetryAfter.parse(value, nowMillis: 0) == nil)
     }
+
+    /// The API cannot stop delivery for longer than an hour, nor make the daemon trap:
+    /// longer, absurd and unparseable values count as one hour.
+    @Test(arguments: [
+        ("99999999999999999999", RetryAfter.maximum, true),
+        ("86400", RetryAfter.maximum, true),
+        ("3601", RetryAfter.maximum, true),
+        ("3600", Duration.seconds(3600), false),
+        ("120", Duration.seconds(120), false),
+        ("0", Duration.zero, false),
+        ("soon", RetryAfter.maximum, true),
+        ("-5", RetryAfter.maximum, true),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", RetryAfter.maximum, true),
+        ("Thu, 01 Jan 1970 00:01:00 GMT", Duration.seconds(60), false),
+    ])
+    func honouredUpToAnHour(value: String, wait: Duration, clamped: Bool) {
+        let honoured = RetryAfter.honoured(value, nowMillis: 0)
+        #expect(honoured.wait == wait)
+        #expect(honoured.clamped == clamped)
+    }
+
+    @Test func millisecondsOfAnyDurationSaturateInsteadOfTrapping() {
+        #expect(Duration.seconds(Int64.max).milliseconds == .max)
+        #expect(Duration.seconds(Int64.min).milliseconds == .min)
+        #expect(Duration.milliseconds(1500).milliseconds == 1500)
+        #expect(Int64.max.saturatingAdd(1) == .max)
+        #expect(Int64.min.saturatingAdd(-1) == .min)
+        #expect(Int64(5).saturatingAdd(-7) == -2)
+    }
 }

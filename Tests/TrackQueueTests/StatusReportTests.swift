@@ -112,7 +112,7 @@ import Testing
         #expect(delivery["consecutive_failures"] as? Int == 12)
 
         let totals = try #require(top["totals"] as? [String: Any])
-        #expect(Set(totals.keys) == ["accepted", "delivered", "dead_lettered", "rejected"])
+        #expect(Set(totals.keys) == ["accepted", "delivered", "dead_lettered", "rejected", "dead_letters_dropped"])
         #expect(totals["accepted"] as? Int == 10_000)
         #expect(totals["delivered"] as? Int == 8_000)
         #expect(totals["dead_lettered"] as? Int == 3)
@@ -155,7 +155,7 @@ import Testing
         #expect(delivery["consecutive_failures"] as? Int == 0)
 
         let totals = try #require(top["totals"] as? [String: Any])
-        for key in ["accepted", "delivered", "dead_lettered", "rejected"] {
+        for key in ["accepted", "delivered", "dead_lettered", "rejected", "dead_letters_dropped"] {
             #expect(totals[key] as? Int == 0, "\(key)")
         }
         let database = try #require(top["database"] as? [String: Any])
@@ -170,7 +170,7 @@ import Testing
                 + #""queue":{"pending":0,"pending_bytes":0,"oldest_pending_at":null},"#
                 + #""delivery":{"state":"idle","last_attempt_at":null,"last_success_at":null,"last_status":null,"#
                 + #""last_error":null,"next_attempt_at":null,"consecutive_failures":0},"#
-                + #""totals":{"accepted":0,"delivered":0,"dead_lettered":0,"rejected":0},"#
+                + #""totals":{"accepted":0,"delivered":0,"dead_lettered":0,"rejected":0,"dead_letters_dropped":0},"#
                 + #""dead_letters":0,"alert":null,"database":{"path":"/tmp/q.db","size_bytes":0}}"#)
     }
 
@@ -192,7 +192,7 @@ import Testing
             #""queue":{"pending":1234,"pending_bytes":1258291,"oldest_pending_at":"#,
             #""delivery":{"state":"alert","last_attempt_at":"#,
             #","last_status":401,"last_error":"invalid token","next_attempt_at":"#,
-            #""totals":{"accepted":10000,"delivered":8000,"dead_lettered":3,"rejected":7}"#,
+            #""totals":{"accepted":10000,"delivered":8000,"dead_lettered":3,"rejected":7,"dead_letters_dropped":0}"#,
             #""alert":{"kind":"auth","status":401,"since":"2026-11-27T04:54:59.877Z","message":"invalid token"}"#,
             #""database":{"path":"/var/lib/trackq/queue.db","size_bytes":12582912}"#,
         ] {

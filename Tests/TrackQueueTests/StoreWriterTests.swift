@@ -11,7 +11,7 @@ import Testing
         _ = try await writer.loadDeliveryRecord()
         await writer.stop()
         await #expect(throws: StoreError.self) { try await writer.loadDeliveryRecord() }
-        // The stop was recorded and the WAL checkpointed away.
+        // The stop was recorded.
         #expect(try DatabaseProbe(path: dir.database).scalar("SELECT stopped_at_ms IS NOT NULL FROM daemon_state") == 1)
         await writer.stop()  // twice is harmless
     }

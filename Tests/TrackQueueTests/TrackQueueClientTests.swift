@@ -288,18 +288,6 @@ import TrackQueueClient
     }
 }
 
-/// Runs blocking client work on a thread of its own and waits for it without holding a
-/// concurrency-pool thread.
-private func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await onOwnThreadResult(body).get()
-}
-
-private func onOwnThreadResult<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async -> Result<T, any Error> {
-    await withCheckedContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(returning: Result { try body() }) }
-    }
-}
-
 /// A Unix socket that accepts connections into its backlog and never reads.
 private struct ListeningSocket: ~Copyable {
     let fd: Int32

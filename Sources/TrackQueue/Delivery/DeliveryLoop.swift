@@ -81,12 +81,12 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMax))
         var keeper = DeliveryRecordKeeper(loaded: (try? await parts.writer.loadDeliveryRecord()) ?? DeliveryRecord())
         await save(keeper.record)
-        _ = await readToken()
+        _ = await readToken(&scheduler, &keeper)
 
         var batch: OutgoingBatch?
         while !Task.isCancelled {
             if wake.take([.shutdown]) != nil { break }
-            if wake.take([.reload]) != nil { await reloadToken(&scheduler) }
+            if wake.take([.reload]) != nil { await reload(&scheduler, &keeper) }
 
             // 1. A batch to work on.
             if batch == nil {
@@ -109,7 +109,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
                     if reason == .shutdown { break }
                     if reason == nil { continue }
                     if reason == .reload {
-                        await reloadToken(&scheduler)
+                        await reload(&scheduler, &keeper)
                         continue
                     }
                     // New events: give the batch a moment to fill.
@@ -125,7 +125,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             if let notBefore = scheduler.notBefore, notBefore > clock.now {
                 let reason = await wait(for: [.shutdown, .reload], until: notBefore)
                 if reason == .shutdown { break }
-                if reason == .reload { await reloadToken(&scheduler) }
+                if reason == .reload { await reload(&scheduler, &keeper) }
                 continue
             }
             guard let range = scheduler.nextRange() else {
@@ -134,13 +134,20 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             }
             // Expired events are dead-lettered instead of sent: checked before every send, since
             // they can also expire while a batch waits out an outage. Then re-read without them.
-            if await deadLetterExpired(current.events[range]) {
+            switch await deadLetterExpired(current.events[range]) {
+            case .none:
+                break
+            case .moved:
+                batch = nil
+                continue
+            case .failed(let error):
+                await recordFailed(error, &scheduler, &keeper, batch: current, random: &random)
                 batch = nil
                 continue
             }
 
             // 3. Send, judge, record.
-            let token = await readToken().token
+            let token = await readToken(&scheduler, &keeper).token
             let body = range == 0..<current.count ? current.body : Self.body(of: current, range)
             let attemptAt = SystemClock.wallMillis()
             let started = clock.now
@@ -153,18 +160,22 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             } else {
                 parts.metrics.response(status: nil)
             }
+            // Decided on copies: if the answer cannot be recorded, it never happened.
+            let (schedulerBefore, keeperBefore) = (scheduler, keeper)
             let actions = scheduler.handle(outcome, now: clock.now, using: &random)
             let (commit, effects) = keeper.answered(
                 outcome, actions: actions, scheduler: scheduler, batch: current, attemptAtMillis: attemptAt,
                 nowMillis: SystemClock.wallMillis(), now: clock.now)
-            await perform(effects)
             do {
                 try await parts.writer.recordAnswer(
                     delivered: commit.delivered, refused: commit.refused, record: commit.record,
                     atMillis: SystemClock.wallMillis())
+                await perform(effects)
             } catch {
-                // The API has them; they stay queued and will be sent again (at least once).
-                parts.logger.error("cannot record a delivery; its events will be sent again", metadata: ["error": "\(error)"])
+                // The API may have them; they stay queued and will be sent again (at least
+                // once), after a backoff that grows with every failure: never at once, in a loop.
+                (scheduler, keeper) = (schedulerBefore, keeperBefore)
+                await recordFailed(error, &scheduler, &keeper, batch: current, random: &random)
             }
             if scheduler.nextRange() == nil { batch = nil }
         }
@@ -176,8 +187,8 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             switch effect {
             case .log(let level, let message, let metadata):
                 parts.logger.log(level: level, "\(message)", metadata: metadata.mapValues { .string($0) })
-            case .notify(let message):
-                parts.notifier.notify(message)
+            case .status(let text):
+                parts.notifier.status(text)
             case .alertCommand(let raised, let alert):
                 guard let command = parts.alertCommand else { continue }
                 _ = try? await parts.pool.run { command.run(raised: raised, alert: alert) }
@@ -191,34 +202,74 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         await parts.wake.wait(for: accepted, until: deadline, clock: clock)
     }
 
-    /// Moves the expired ones of `events` to the dead letters; true if there were any.
-    private func deadLetterExpired(_ events: ArraySlice<OutgoingBatch.Event>) async -> Bool {
+    private enum Expiry {
+        case none
+        case moved
+        case failed(any Error)
+    }
+
+    /// Moves the expired ones of `events` to the dead letters.
+    private func deadLetterExpired(_ events: ArraySlice<OutgoingBatch.Event>) async -> Expiry {
         let age = EventAge(
             maxAge: parts.settings.maxEventAge, nowWallMillis: SystemClock.wallMillis(),
             nowBoottimeMillis: SystemClock.boottimeMillis(), currentBoot: parts.bootRow)
         let expired = events.filter(age.isExpired)
-        guard !expired.isEmpty else { return false }
+        guard !expired.isEmpty else { return .none }
         do {
             try await parts.writer.deadLetterExpired(expired, atMillis: SystemClock.wallMillis())
             parts.logger.warning("events older than max-event-age moved to the dead letters", metadata: ["count": "\(expired.count)"])
+            return .moved
         } catch {
-            parts.logger.error("cannot move expired events", metadata: ["error": "\(error)"])
+            return .failed(error)
         }
-        return true
     }
 
-    /// The token, read again (a file read, so on the blocking pool).
-    private func readToken() async -> (token: String?, changed: Bool) {
+    /// A write of delivery's failed (a full disk, an I/O error, a read-only remount): that is
+    /// a failure like a 5xx. Back off, say so in the log, systemd and (if it can be written)
+    /// the state record, and read the batch again after the wait; every event stays queued.
+    private func recordFailed(
+        _ error: any Error, _ scheduler: inout DeliveryScheduler<C.Instant>, _ keeper: inout DeliveryRecordKeeper,
+        batch: OutgoingBatch, random: inout some RandomNumberGenerator
+    ) async {
+        parts.logger.error(
+            "cannot write delivery's result to the database; backing off, every event stays queued",
+            metadata: ["error": "\(Printable.oneLine("\(error)", limit: 300))"])
+        let actions = scheduler.recordFailed(now: clock.now, using: &random)
+        let (commit, effects) = keeper.answered(
+            .transportError("cannot write to the database: \(error)"), actions: actions, scheduler: scheduler, batch: batch,
+            attemptAtMillis: SystemClock.wallMillis(), nowMillis: SystemClock.wallMillis(), now: clock.now)
+        await perform(effects)
+        await save(commit.record)
+    }
+
+    /// The token, read again (a file read, so on the blocking pool). A token refused when
+    /// read raises an `auth` alert, and the last good one is used.
+    private func readToken(
+        _ scheduler: inout DeliveryScheduler<C.Instant>, _ keeper: inout DeliveryRecordKeeper
+    ) async -> TokenSource.Reading {
         let tokens = parts.tokens
-        return (try? await parts.pool.run { tokens.read() }) ?? (nil, false)
+        guard let reading = try? await parts.pool.run({ tokens.read() }) else {
+            return TokenSource.Reading(token: nil, changed: false, problem: nil)
+        }
+        let actions: [DeliveryAction<C.Instant>]
+        if let problem = reading.problem {
+            actions = scheduler.raise(DeliveryAlert(kind: .auth, status: 0, message: problem + "; fix it, then send SIGHUP"))
+        } else {
+            actions = scheduler.clearRaised()
+        }
+        if !actions.isEmpty {
+            let (record, effects) = keeper.alertsChanged(actions, nowMillis: SystemClock.wallMillis())
+            await perform(effects)
+            await save(record)
+        }
+        return reading
     }
 
-    private func reloadToken(_ scheduler: inout DeliveryScheduler<C.Instant>) async {
-        let changed = await readToken().changed
-        parts.logger.notice("token read again", metadata: ["token.changed": "\(changed)"])
-        if changed && scheduler.tokenChanged() {
-            parts.logger.notice("token changed: retrying now")
-        }
+    /// SIGHUP: read the token again and retry at once.
+    private func reload(_ scheduler: inout DeliveryScheduler<C.Instant>, _ keeper: inout DeliveryRecordKeeper) async {
+        let changed = await readToken(&scheduler, &keeper).changed
+        let retrying = scheduler.retryNow()
+        parts.logger.notice("reloaded: token read again", metadata: ["token.changed": "\(changed)", "retrying.now": "\(retrying)"])
     }
 
     /// Counts the `warnings` a 2xx answer carries, and logs them at debug.
@@ -227,7 +278,8 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         let count = APIAnswer.warningCount(body)
         guard count > 0 else { return }
         parts.metrics.apiWarnings.increment(by: count)
-        parts.logger.debug("the API answered with warnings", metadata: ["warnings": "\(count)", "http.body": "\(body.prefix(500))"])
+        parts.logger.debug(
+            "the API answered with warnings", metadata: ["warnings": "\(count)", "http.body": "\(Printable.oneLine(body, limit: 500))"])
     }
 
     private func save(_ record: DeliveryRecord) async {

@@ -4,8 +4,8 @@ import Logging
 /// status, the alert command, a metric.
 enum DeliveryEffect: Sendable, Equatable {
     case log(Logger.Level, String, metadata: [String: String] = [:])
-    /// An `sd_notify` message, e.g. `STATUS=backoff: HTTP 503`.
-    case notify(String)
+    /// systemd's one-line status (`sd_notify` `STATUS=`), e.g. `backoff: HTTP 503`.
+    case status(String)
     /// Run `--alert-command` for a raised (true) or cleared (false) alert.
     case alertCommand(raised: Bool, DeliveryAlert)
     /// The current backoff, in seconds, for the metrics gauge.
@@ -24,7 +24,9 @@ struct DeliveryCommit: Sendable {
 /// as the scheduler's actions come in: success, failure, recovery, alert raise and clear.
 ///
 /// A plain value, like ``DeliveryScheduler``: times come in as arguments, and it returns
-/// what to write and what to say; the delivery loop performs both.
+/// what to write and what to say; the delivery loop performs both. Text from the API (an
+/// answer's body) is made one printable line before it reaches the record, and so status,
+/// the log and systemd.
 struct DeliveryRecordKeeper: Sendable {
     private(set) var record: DeliveryRecord
 
@@ -43,7 +45,7 @@ struct DeliveryRecordKeeper: Sendable {
         guard record.state != DeliveryState.idle.rawValue else { return nil }
         record.state = DeliveryState.idle.rawValue
         record.nextAttemptAtMillis = nil
-        return (record, [.notify("STATUS=idle: queue empty")])
+        return (record, [.status("idle: queue empty")])
     }
 
     /// Takes in one answer and the scheduler's actions for it.
@@ -70,11 +72,11 @@ struct DeliveryRecordKeeper: Sendable {
                 record.lastError = nil
                 record.lastSuccessAtMillis = nowMillis
             } else {
-                record.lastError = "HTTP \(status)" + (body.isEmpty ? "" : ": " + String(body.prefix(200)))
+                record.lastError = Printable.oneLine("HTTP \(status)" + (body.isEmpty ? "" : ": " + body), limit: 200)
             }
         case .transportError(let message):
             record.lastStatus = nil
-            record.lastError = message
+            record.lastError = Printable.oneLine(message, limit: 200)
         }
         for action in actions {
             switch action {
@@ -96,19 +98,13 @@ struct DeliveryRecordKeeper: Sendable {
                     .log(
                         .critical, "alert raised: \(alert.message)",
                         metadata: ["alert.kind": alert.kind.rawValue, "http.status": "\(alert.status)"]))
-                effects.append(.notify("STATUS=alert: \(alert.message)"))
+                effects.append(.status("alert: \(alert.message)"))
                 effects.append(.alertCommand(raised: true, alert))
             case .clearAlert:
-                let cleared = DeliveryAlert(
-                    kind: AlertKind(rawValue: record.alertKind ?? "") ?? .auth, status: record.alertStatus ?? 0,
-                    message: "delivery works again")
-                clearAlert()
-                effects.append(.log(.notice, "alert cleared: the API accepts events again"))
-                effects.append(.notify("STATUS=sending"))
-                effects.append(.alertCommand(raised: false, cleared))
+                effects += clear()
             case .waitUntil(let instant):
                 let wait = now.duration(to: instant)
-                record.nextAttemptAtMillis = nowMillis + wait.milliseconds
+                record.nextAttemptAtMillis = nowMillis.saturatingAdd(wait.milliseconds)
                 effects.append(.backoffSeconds(Double(wait.milliseconds) / 1000))
             }
         }
@@ -121,13 +117,55 @@ struct DeliveryRecordKeeper: Sendable {
         record.state = scheduler.state.rawValue
         if record.consecutiveFailures == 1 && failuresBefore == 0 {
             effects.append(.log(.warning, "delivery failed; backing off", metadata: ["error": record.lastError ?? ""]))
-            effects.append(.notify("STATUS=backoff: \(record.lastError ?? "")"))
+            effects.append(.status("backoff: \(record.lastError ?? "")"))
         } else if record.consecutiveFailures == 0 && failuresBefore > 0 {
             effects.append(.log(.notice, "delivery recovered", metadata: ["failures": "\(failuresBefore)"]))
-            effects.append(.notify("STATUS=sending"))
+            effects.append(.status("sending"))
         }
         commit.record = record
         return (commit, effects)
+    }
+
+    /// An alert raised or cleared without an answer (``DeliveryScheduler/raise(_:)``,
+    /// ``DeliveryScheduler/clearRaised()``).
+    mutating func alertsChanged<Instant: InstantProtocol>(
+        _ actions: [DeliveryAction<Instant>], nowMillis: Int64
+    ) -> (record: DeliveryRecord, effects: [DeliveryEffect]) {
+        var effects: [DeliveryEffect] = []
+        for action in actions {
+            switch action {
+            case .raiseAlert(let alert): effects += raise(alert, nowMillis: nowMillis)
+            case .clearAlert: effects += clear()
+            case .deliver, .deadLetter, .waitUntil: break
+            }
+        }
+        return (record, effects)
+    }
+
+    private mutating func raise(_ alert: DeliveryAlert, nowMillis: Int64) -> [DeliveryEffect] {
+        record.alertKind = alert.kind.rawValue
+        record.alertStatus = alert.status
+        record.alertSinceMillis = nowMillis
+        record.alertMessage = alert.message
+        return [
+            .log(
+                .critical, "alert raised: \(alert.message)",
+                metadata: ["alert.kind": alert.kind.rawValue, "http.status": "\(alert.status)"]),
+            .status("alert: \(alert.message)"),
+            .alertCommand(raised: true, alert),
+        ]
+    }
+
+    private mutating func clear() -> [DeliveryEffect] {
+        let cleared = DeliveryAlert(
+            kind: AlertKind(rawValue: record.alertKind ?? "") ?? .auth, status: record.alertStatus ?? 0,
+            message: "delivery works again")
+        clearAlert()
+        return [
+            .log(.notice, "alert cleared: the API accepts events again"),
+            .status("sending"),
+            .alertCommand(raised: false, cleared),
+        ]
     }
 
     private mutating func clearAlert() {
@@ -139,8 +177,22 @@ struct DeliveryRecordKeeper: Sendable {
 }
 
 extension Duration {
-    /// Whole milliseconds, rounded down.
+    /// Whole milliseconds, rounded down, saturating at `Int64.min` and `Int64.max`: a
+    /// duration that came from outside never traps.
     var milliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (total, overflow2) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000_000_000)
+        if overflow2 { return seconds < 0 ? .min : .max }
+        return total
+    }
+}
+
+extension Int64 {
+    /// `self + other`, saturating instead of trapping.
+    func saturatingAdd(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other < 0 ? .min : .max) : sum
     }
 }

@@ -85,19 +85,33 @@ public enum DeliveryAction<Instant: InstantProtocol>: Sendable, Equatable where 
 /// When the first half is delivered, the second half must hold a bad event, so it is split
 /// again without being sent; a marked single event is still sent alone, so the dead letter
 /// carries the API's own answer. When the first half is rejected, the mark is dropped.
+///
+/// ## An API that refuses everything
+/// A schema change or a gateway rule can make the API answer 400 to every event; splitting
+/// would then move the whole queue to the dead letters. So once ``systemicThreshold`` events
+/// in a row were refused alone with no 2xx since, the next one refused alone is kept and a
+/// *probe* is sent: the last event of the batch, alone. If the API takes it, the events
+/// were at fault and splitting goes on. If it refuses that one too, it is the API: an
+/// `endpoint` alert is raised, nothing more is dead-lettered, and the batch is tried again
+/// after the retry maximum. The next 2xx clears the alert.
 public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
     /// A range of the current batch still to be sent.
     struct Pending: Sendable, Equatable {
         var range: Range<Int>
         /// Its sibling (sent first) was delivered, so this range holds a refused event.
         var badIfSiblingOK: Bool
+        /// The probe of a suspected API-wide refusal.
+        var isProbe = false
     }
 
-    /// Why the pending wait was set.
-    enum WaitReason: Sendable, Equatable {
-        case backoff
-        case alert
-    }
+    /// How many events refused alone in a row, with no 2xx since, make the API a suspect.
+    public static var systemicThreshold: Int { 8 }
+
+    /// Whether the active alert came from ``raise(_:)`` (a 2xx does not clear it).
+    private var alertIsSticky = false
+
+    /// Events refused alone since the last 2xx.
+    public private(set) var refusedAloneSince2xx = 0
 
     /// The backoff policy; its maximum is also the retry interval while an alert is active.
     public var backoff: Backoff
@@ -109,7 +123,6 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     /// The pending wait, if any: nothing is to be sent before it.
     public private(set) var notBefore: Instant?
 
-    private var waitReason: WaitReason?
     /// Ranges of the current batch still to send; the last is sent next.
     private(set) var pending: [Pending] = []
 
@@ -156,7 +169,6 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     ) -> [DeliveryAction<Instant>] {
         guard let sent = pending.last else { return [] }
         notBefore = nil
-        waitReason = nil
         switch outcome {
         case .transportError:
             return retryLater(retryAfter: nil, now: now, using: &rng)
@@ -164,6 +176,8 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
             switch ResponseClassifier.classify(status: status) {
             case .success:
                 return delivered(sent.range)
+            case .rejected where sent.isProbe:
+                return refusesEverything(status: status, now: now)
             case .rejected:
                 return rejected(sent.range, status: status, body: body)
             case .credentials:
@@ -176,15 +190,42 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         }
     }
 
-    /// The token changed (SIGHUP or the token file): drops the wait of an active auth alert so
-    /// the next try is immediate.
-    ///
-    /// A backoff wait, or the wait of an endpoint alert, is kept.
-    /// - Returns: Whether a wait was dropped.
-    public mutating func tokenChanged() -> Bool {
-        guard alert?.kind == .auth, waitReason == .alert, notBefore != nil else { return false }
+    /// The answer could not be recorded (the database refused the write): none of it counts.
+    /// Call it on the scheduler as it was before ``handle(_:now:using:)`` took that answer:
+    /// it backs off as for a 5xx, one failure more than before, and drops the batch so it is
+    /// read again, whole, after the wait.
+    public mutating func recordFailed(now: Instant, using rng: inout some RandomNumberGenerator) -> [DeliveryAction<Instant>] {
+        pending = []
         notBefore = nil
-        waitReason = nil
+        return retryLater(retryAfter: nil, now: now, using: &rng)
+    }
+
+    /// Raises `raised` without an answer from the API (a token refused when read). Unlike an
+    /// alert an answer raised, a 2xx does not clear it: ``clearRaised()`` does, once the
+    /// cause is gone.
+    /// - Returns: `[.raiseAlert(raised)]`, or nothing when that alert is already active.
+    public mutating func raise(_ raised: DeliveryAlert) -> [DeliveryAction<Instant>] {
+        guard alert != raised else { return [] }
+        alert = raised
+        alertIsSticky = true
+        return [.raiseAlert(raised)]
+    }
+
+    /// Clears an alert raised by ``raise(_:)``; nothing otherwise.
+    public mutating func clearRaised() -> [DeliveryAction<Instant>] {
+        guard alert != nil, alertIsSticky else { return [] }
+        alert = nil
+        alertIsSticky = false
+        return [.clearAlert]
+    }
+
+    /// SIGHUP: drops any pending wait (backoff, or an alert's) so the next try is now.
+    ///
+    /// Failures and the alert are kept: the alert stays until a 2xx clears it.
+    /// - Returns: Whether a wait was dropped.
+    public mutating func retryNow() -> Bool {
+        guard notBefore != nil else { return false }
+        notBefore = nil
         return true
     }
 
@@ -194,7 +235,8 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         pending.removeLast()
         var actions: [DeliveryAction<Instant>] = [.deliver(range)]
         consecutiveFailures = 0
-        if alert != nil {
+        refusedAloneSince2xx = 0
+        if alert != nil && !alertIsSticky {
             alert = nil
             actions.append(.clearAlert)
         }
@@ -214,10 +256,42 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
             pending[pending.count - 1].badIfSiblingOK = false
         }
         guard range.count > 1 else {
-            return [.deadLetter(index: range.lowerBound, status: status, body: body)]
+            guard refusedAloneSince2xx >= Self.systemicThreshold, let probe = probeIndex(besides: range.lowerBound) else {
+                refusedAloneSince2xx = Self.incremented(refusedAloneSince2xx)
+                return [.deadLetter(index: range.lowerBound, status: status, body: body)]
+            }
+            // Keep this one, and ask the last event of the batch first.
+            pending.append(Pending(range: range, badIfSiblingOK: false))
+            pending.append(Pending(range: probe..<(probe + 1), badIfSiblingOK: false, isProbe: true))
+            return []
         }
         pushHalves(of: range)
         return []
+    }
+
+    /// The last index of the batch still pending, taken out of its range; nil when `refused`
+    /// is all that is left.
+    private mutating func probeIndex(besides refused: Int) -> Int? {
+        guard let bottom = pending.first, bottom.range.upperBound - 1 != refused else { return nil }
+        let index = bottom.range.upperBound - 1
+        if bottom.range.count == 1 {
+            pending.removeFirst()
+        } else {
+            pending[0].range = bottom.range.lowerBound..<index
+        }
+        return index
+    }
+
+    /// The probe was refused too: the API refuses every event. Alert, keep everything, and
+    /// read the batch again after the retry maximum.
+    private mutating func refusesEverything(status: Int, now: Instant) -> [DeliveryAction<Instant>] {
+        pending = []
+        return alertAndWait(
+            DeliveryAlert(
+                kind: .endpoint, status: status,
+                message: "the API refuses every event (HTTP \(status), even one alone): check the API and --endpoint; "
+                    + "events stay queued"),
+            now: now)
     }
 
     private mutating func alertAndWait(_ raised: DeliveryAlert, now: Instant) -> [DeliveryAction<Instant>] {
@@ -225,11 +299,11 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         var actions: [DeliveryAction<Instant>] = []
         if alert?.kind != raised.kind || alert?.status != raised.status {
             alert = raised
+            alertIsSticky = false
             actions.append(.raiseAlert(raised))
         }
         let until = now.advanced(by: Swift.max(backoff.maximum, .zero))
         notBefore = until
-        waitReason = .alert
         actions.append(.waitUntil(until))
         return actions
     }
@@ -243,7 +317,6 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         let delay = backoff.delay(failures: consecutiveFailures, retryAfter: retryAfter, using: &rng)
         let until = now.advanced(by: delay)
         notBefore = until
-        waitReason = .backoff
         return [.waitUntil(until)]
     }
 

@@ -1,4 +1,6 @@
 import AsyncHTTPClient
+import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -19,8 +21,11 @@ final class HTTPSender: DeliverySender {
 
     private let client: HTTPClient
     let options: Options
+    private let logger: Logger
+    /// Whether the last `Retry-After` was clamped, so a run of them is logged once.
+    private let clamping = NIOLockedValueBox(false)
 
-    init(options: Options, eventLoopGroup: any EventLoopGroup) {
+    init(options: Options, eventLoopGroup: any EventLoopGroup, logger: Logger) {
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,  // a redirect is a misconfigured endpoint, not a place to POST
             timeout: .init(connect: .seconds(10)))
@@ -30,9 +35,13 @@ final class HTTPSender: DeliverySender {
         configuration.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
         self.options = options
+        self.logger = logger
     }
 
     /// Sends `body` (a JSON array) and reports how the API answered.
+    ///
+    /// `requestTimeout` bounds the whole exchange, the response body included: a server that
+    /// sends a head and then stalls, or trickles its body, is a timeout like any other.
     func send(_ body: [UInt8], token: String?) async -> DeliveryOutcome {
         var request = HTTPClientRequest(url: options.endpoint)
         request.method = .POST
@@ -45,20 +54,48 @@ final class HTTPSender: DeliverySender {
             }
         }
         request.body = .bytes(ByteBuffer(bytes: body))
+        let timeout = options.requestTimeout
+        let built = request
         do {
-            let response = try await client.execute(request, timeout: TimeAmount(options.requestTimeout))
-            var kept = ByteBuffer()
-            for try await chunk in response.body {
-                let room = options.maxKeptBodyBytes - kept.readableBytes
-                if room > 0 { kept.writeImmutableBuffer(chunk.getSlice(at: chunk.readerIndex, length: min(room, chunk.readableBytes))!) }
+            return try await withThrowingTaskGroup(of: DeliveryOutcome?.self) { group in
+                group.addTask { try await self.exchange(built) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                return first ?? .transportError("request timeout")
             }
-            let retryAfter = response.headers.first(name: "Retry-After").flatMap {
-                RetryAfter.parse($0, nowMillis: SystemClock.wallMillis())
-            }
-            return .response(status: Int(response.status.code), retryAfter: retryAfter, body: String(buffer: kept))
         } catch {
             return .transportError(Self.describe(error))
         }
+    }
+
+    /// The request and its whole answer; cancelled by ``send(_:token:)`` at the timeout.
+    private func exchange(_ request: HTTPClientRequest) async throws -> DeliveryOutcome {
+        // AHC's own deadline is a backstop; ours in send() covers the body too.
+        let response = try await client.execute(request, timeout: TimeAmount(options.requestTimeout) + .seconds(1))
+        var kept = ByteBuffer()
+        for try await chunk in response.body {
+            let room = options.maxKeptBodyBytes - kept.readableBytes
+            if room > 0 { kept.writeImmutableBuffer(chunk.getSlice(at: chunk.readerIndex, length: min(room, chunk.readableBytes))!) }
+        }
+        var retryAfter: Duration?
+        if let value = response.headers.first(name: "Retry-After") {
+            let honoured = RetryAfter.honoured(value, nowMillis: SystemClock.wallMillis())
+            retryAfter = honoured.wait
+            let logNow = clamping.withLockedValue { wasClamping in
+                defer { wasClamping = honoured.clamped }
+                return honoured.clamped && !wasClamping
+            }
+            if logNow {
+                logger.warning(
+                    "the API asked to wait longer than an hour, or in a form that cannot be read; waiting an hour",
+                    metadata: ["http.retry_after": "\(Printable.oneLine(value, limit: 64))"])
+            }
+        }
+        return .response(status: Int(response.status.code), retryAfter: retryAfter, body: String(buffer: kept))
     }
 
     func shutdown() async {
@@ -74,7 +111,8 @@ final class HTTPSender: DeliverySender {
             case .readTimeout: return "read timeout"
             case .remoteConnectionClosed: return "connection closed by the server"
             case .cancelled: return "cancelled"
-            default: return "\(error)"
+            // shortDescription never holds associated values (a header value, the token).
+            default: return error.shortDescription.lowercased()
             }
         }
         if let error = error as? IOError {
@@ -83,6 +121,8 @@ final class HTTPSender: DeliverySender {
         if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
             return describe(first.error)
         }
-        return "\(error)"
+        // Another library's error: its description may hold anything it was given, so only
+        // its type is named.
+        return "transport error (\(type(of: error)))"
     }
 }

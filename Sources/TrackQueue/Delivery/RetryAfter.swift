@@ -10,6 +10,18 @@
 /// RetryAfter.parse("soon", nowMillis: 0)                             // nil
 /// ```
 public enum RetryAfter {
+    /// The longest `Retry-After` honoured: one hour. A longer wait would let one answer stop
+    /// delivery for as long as the API likes.
+    public static let maximum = Duration.seconds(3600)
+
+    /// The wait a `Retry-After` header is honoured with: at most ``maximum``. A value that
+    /// is longer, absurd (20 digits, a date in year 9999) or unparseable counts as
+    /// ``maximum``; `clamped` says it was not taken as sent.
+    public static func honoured(_ value: String, nowMillis: Int64) -> (wait: Duration, clamped: Bool) {
+        guard let wait = parse(value, nowMillis: nowMillis), wait <= maximum else { return (maximum, true) }
+        return (wait, false)
+    }
+
     /// Parses a `Retry-After` value into a wait from now.
     ///
     /// - Parameters:

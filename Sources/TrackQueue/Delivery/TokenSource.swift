@@ -1,8 +1,22 @@
 /// Where the API token comes from: `TRACKQ_TOKEN`, or a file read again before each try.
 ///
-/// The token is never logged, never put in a message, never stored.
+/// A token is checked when read: surrounding white space is trimmed, and what is left must
+/// be visible ASCII (`!` to `~`), since it goes into an HTTP header. A token that is not is
+/// refused with a message naming where it came from, never its text, and the last good one
+/// is kept. The token is never logged, never put in a message, never stored.
 final class TokenSource: @unchecked Sendable {
     // @unchecked: `last` is only touched by the delivery loop, one call at a time.
+
+    /// One read of the token.
+    struct Reading: Sendable, Equatable {
+        /// The token to send: the one just read, or the last good one if it was refused.
+        var token: String?
+        /// Whether `token` differs from the previous read's.
+        var changed: Bool
+        /// Why the token just read was refused, for a person; nil when it was not.
+        var problem: String?
+    }
+
     private let fixed: String?
     let file: String?
     private var last: String?
@@ -13,20 +27,45 @@ final class TokenSource: @unchecked Sendable {
         self.file = fromEnvironment == nil ? file : nil
     }
 
-    /// The current token, re-reading the file; `changed` is true when it differs from the
-    /// previous read.
-    func read() -> (token: String?, changed: Bool) {
-        let token: String?
+    /// Reads the token again (the file, if that is where it lives).
+    func read() -> Reading {
+        let raw: String?
+        let origin: String
         if let fixed {
-            token = fixed
-        } else if let file, let text = readSmallFile(file, limit: 64 << 10) {
-            let trimmed = text.trimmingWhitespace()
-            token = trimmed.isEmpty ? nil : trimmed
+            raw = fixed
+            origin = "TRACKQ_TOKEN"
+        } else if let file {
+            raw = readSmallFile(file, limit: 64 << 10)
+            origin = "the token file \(Printable.oneLine(file, limit: 200))"
         } else {
-            token = nil
+            raw = nil
+            origin = ""
+        }
+        let token: String?
+        switch raw.map(Self.check) {
+        case .none, .some(.empty): token = nil
+        case .some(.valid(let value)): token = value
+        case .some(.invalid):
+            return Reading(
+                token: last, changed: false,
+                problem: "the token in \(origin) holds characters other than visible ASCII (a second line, a space or a "
+                    + "control character inside it); it was refused")
         }
         defer { last = token }
-        return (token, token != last)
+        return Reading(token: token, changed: token != last, problem: nil)
+    }
+
+    enum Check: Equatable {
+        case empty
+        case valid(String)
+        case invalid
+    }
+
+    /// `raw` trimmed of surrounding white space, and whether what is left can be a token.
+    static func check(_ raw: String) -> Check {
+        let trimmed = raw.trimmingWhitespace()
+        if trimmed.isEmpty { return .empty }
+        return trimmed.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) ? .valid(trimmed) : .invalid
     }
 }
 
@@ -36,5 +75,13 @@ extension String {
         while let c = s.first, c.isWhitespace { s.removeFirst() }
         while let c = s.last, c.isWhitespace { s.removeLast() }
         return String(s)
+    }
+}
+
+extension DaemonSettings {
+    /// Why the configured token cannot be used, naming where it came from; nil when it can
+    /// (or when there is none yet). `trackq daemon` refuses to start on it, with exit status 2.
+    public func tokenProblem(environment: [String: String]) -> String? {
+        TokenSource(environment: environment, file: tokenFile).read().problem
     }
 }

@@ -90,8 +90,12 @@ public struct EventParser: Sendable {
         }
         var index = 0
         while true {
-            if s.peek() == UInt8(ascii: "{") {
+            if s.peek() == UInt8(ascii: "{") && fault == nil {
                 try parseEvent(&s, level: 2, index: index, stampMillis: stampMillis, batch: &batch, fault: &fault)
+            } else if s.peek() == UInt8(ascii: "{") {
+                // The line is refused already: only its syntax still matters, so the rest is
+                // scanned, not normalized (an array of a million events costs no copy).
+                try s.scanValue(level: 2)
             } else {
                 try s.scanValue(level: 2)
                 if fault == nil {

@@ -1,17 +1,19 @@
 import NIOCore
 
-/// Turns a connection's lines into submissions for the writer and writes the answers back,
-/// one per non-blank line, in order.
+/// Frames a connection's bytes into lines, hands them to the writer as submissions, and
+/// writes the answers back, one per non-blank line, in order.
 ///
-/// Lines read in one go (one `channelRead…channelReadComplete` burst) become one submission;
-/// the writer completes submissions in order, so answers need no reordering.
+/// The writer completes submissions in order, so answers need no reordering.
 ///
-/// Back-pressure: while `maxOutstanding` submissions of this connection await their commit,
-/// or while the peer is not reading its answers (the channel is not writable), `read()` is
-/// held back, so the kernel's socket buffer fills and the client blocks. Nothing is
-/// buffered without bound.
+/// What a connection may cost is bounded, however its client behaves: it frames and parses
+/// only while fewer than `maxOutstanding` of its submissions await their commit and while
+/// its peer reads its answers (the channel is writable); a submission holds at most
+/// `maxSubmissionLines` lines or about `maxSubmissionBytes` of events; bytes read but not
+/// yet framed wait in one buffer, and no more is read until they are used. So a client
+/// that writes without reading stalls on its own socket buffer, and the daemon's memory
+/// does not grow with it.
 final class IngestHandler: ChannelDuplexHandler {
-    typealias InboundIn = LineFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = Never
     typealias OutboundOut = ByteBuffer
 
@@ -19,49 +21,51 @@ final class IngestHandler: ChannelDuplexHandler {
     /// has been answered.
     struct Drain: Sendable {}
 
+    struct Limits: Sendable {
+        var maxLineBytes = 2_000_000
+        var maxOutstanding = 4
+        var maxSubmissionLines = 1024
+        var maxSubmissionBytes = 1 << 20
+    }
+
     private let writer: StoreWriter
     private let parser: EventParser
-    private let maxLineBytes: Int
-    private let maxOutstanding: Int
-    /// A burst is cut into submissions of about this many bytes, to bound memory.
-    private let maxSubmissionBytes = 1 << 20
+    private let limits: Limits
 
+    private var framer: LineFrameDecoder
+    /// Bytes read and not framed yet.
+    private var received: ByteBuffer?
+    /// The framer needs more bytes than `received` holds (a line is incomplete).
+    private var needsMoreData = true
     private var batch = EventBatch()
     private var lines: [LineEntry] = []
     private var readAt: (wall: Int64, boot: Int64)?
     private var outstanding = 0
+    /// The last answer written: the connection closes only once it has gone out.
+    private var lastWrite: EventLoopFuture<Void>?
     private var readPending = false
+    /// The client sent EOF (or went away): a last line without a newline still counts.
     private var inputClosed = false
     private var draining = false
 
-    init(writer: StoreWriter, parser: EventParser, maxLineBytes: Int, maxOutstanding: Int = 4) {
+    init(writer: StoreWriter, parser: EventParser, limits: Limits = Limits()) {
         self.writer = writer
         self.parser = parser
-        self.maxLineBytes = maxLineBytes
-        self.maxOutstanding = maxOutstanding
+        self.limits = limits
+        self.framer = LineFrameDecoder(maxLineBytes: limits.maxLineBytes)
     }
 
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if readAt == nil { readAt = (SystemClock.wallMillis(), SystemClock.boottimeMillis()) }
-        switch Self.unwrapInboundIn(data) {
-        case .tooLong:
-            lines.append(.refused(IngestError(.tooLarge, "line exceeds \(maxLineBytes) bytes; it was skipped")))
-        case .line(let line):
-            let stamp = readAt!.wall
-            let entry: LineEntry = line.withUnsafeReadableBytes { bytes in
-                do throws(IngestError) {
-                    return .events(count: try parser.parse(bytes, stampMillis: stamp, into: &batch))
-                } catch {
-                    return .refused(error)
-                }
-            }
-            lines.append(entry)
+        var incoming = Self.unwrapInboundIn(data)
+        if received == nil {
+            received = incoming
+        } else {
+            received!.writeBuffer(&incoming)
         }
-        if batch.bytes.count >= maxSubmissionBytes {
-            submit(context: context)
-        }
+        needsMoreData = false
+        consume(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -74,10 +78,13 @@ final class IngestHandler: ChannelDuplexHandler {
             // The client closed its side (e.g. `socat` at the end of stdin): answer what it
             // sent, then close ours.
             inputClosed = true
+            needsMoreData = false  // the last line needs no newline now
+            consume(context: context)
             submit(context: context)
             closeIfDone(context: context)
         } else if event is Drain {
             draining = true
+            consume(context: context)
             submit(context: context)
             closeIfDone(context: context)
         } else {
@@ -88,12 +95,15 @@ final class IngestHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         // The client went away. Whatever it sent is committed all the same: nobody will
         // read the answers, but the app may rely on "written is queued".
+        inputClosed = true
+        needsMoreData = false
+        consume(context: context)
         submit(context: context)
         context.fireChannelInactive()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        resumeReadingIfPossible(context: context)
+        resume(context: context)
         context.fireChannelWritabilityChanged()
     }
 
@@ -113,13 +123,61 @@ final class IngestHandler: ChannelDuplexHandler {
         }
     }
 
-    // MARK: Submitting and answering
+    // MARK: Framing, submitting and answering
 
-    private func canRead(context: ChannelHandlerContext) -> Bool {
-        !draining && !inputClosed && outstanding < maxOutstanding && context.channel.isWritable
+    /// Whether this connection may have more work in flight now. A connection nobody reads
+    /// from any more (inactive) still gets its lines committed, at the same pace.
+    private func hasRoom(context: ChannelHandlerContext) -> Bool {
+        outstanding < limits.maxOutstanding && (context.channel.isWritable || !context.channel.isActive)
     }
 
-    private func resumeReadingIfPossible(context: ChannelHandlerContext) {
+    private func canRead(context: ChannelHandlerContext) -> Bool {
+        !draining && !inputClosed && needsMoreData && hasRoom(context: context)
+    }
+
+    /// Frames and parses the bytes received while there is room, cutting submissions as they fill.
+    private func consume(context: ChannelHandlerContext) {
+        guard received != nil else { return }
+        while !needsMoreData && hasRoom(context: context) {
+            guard let frame = framer.nextFrame(&received!) ?? (inputClosed ? framer.lastFrame(&received!) : nil) else {
+                needsMoreData = true
+                break
+            }
+            take(frame)
+            if lines.count >= limits.maxSubmissionLines || batch.bytes.count >= limits.maxSubmissionBytes {
+                submit(context: context)
+            }
+        }
+        if received!.readableBytes == 0 {
+            received = nil
+            needsMoreData = true
+        } else if received!.readerIndex >= 1 << 16 {
+            received!.discardReadBytes()
+        }
+    }
+
+    private func take(_ frame: LineFrame) {
+        if readAt == nil { readAt = (SystemClock.wallMillis(), SystemClock.boottimeMillis()) }
+        switch frame {
+        case .tooLong:
+            lines.append(.refused(IngestError(.tooLarge, "line exceeds \(limits.maxLineBytes) bytes; it was skipped")))
+        case .line(let line):
+            let stamp = readAt!.wall
+            let entry: LineEntry = line.withUnsafeReadableBytes { bytes in
+                do throws(IngestError) {
+                    return .events(count: try parser.parse(bytes, stampMillis: stamp, into: &batch))
+                } catch {
+                    return .refused(error)
+                }
+            }
+            lines.append(entry)
+        }
+    }
+
+    /// More room: frame what was waiting, then read again if everything was used.
+    private func resume(context: ChannelHandlerContext) {
+        consume(context: context)
+        submit(context: context)
         if readPending && canRead(context: context) {
             readPending = false
             context.read()
@@ -139,8 +197,17 @@ final class IngestHandler: ChannelDuplexHandler {
                     handler.answer(answers, context: context)
                 }
             })
-        batch.removeAll(keepingCapacity: true)
-        lines.removeAll(keepingCapacity: true)
+        // Keep the buffers for the next burst, unless one huge line made them huge.
+        if batch.bytes.capacity > limits.maxSubmissionBytes {
+            batch = EventBatch()
+        } else {
+            batch.removeAll(keepingCapacity: true)
+        }
+        if lines.capacity > limits.maxSubmissionLines {
+            lines = []
+        } else {
+            lines.removeAll(keepingCapacity: true)
+        }
         self.readAt = nil
         outstanding += 1
         writer.submit(submission)
@@ -151,15 +218,24 @@ final class IngestHandler: ChannelDuplexHandler {
         if context.channel.isActive {
             var buffer = context.channel.allocator.buffer(capacity: answers.count * 48)
             for answer in answers { AnswerEncoder.write(answer, to: &buffer) }
-            context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
+            lastWrite = context.writeAndFlush(Self.wrapOutboundOut(buffer))
         }
-        resumeReadingIfPossible(context: context)
+        resume(context: context)
         closeIfDone(context: context)
     }
 
     private func closeIfDone(context: ChannelHandlerContext) {
-        guard inputClosed || draining, outstanding == 0, lines.isEmpty else { return }
-        if context.channel.isActive { context.close(promise: nil) }
+        guard inputClosed || draining, outstanding == 0, lines.isEmpty, needsMoreData || received == nil,
+            context.channel.isActive
+        else { return }
+        // NIO's close fails writes still pending: a client that half-closed and reads slowly
+        // would lose the tail of its answers. Close once the last answer has been written.
+        let channel = context.channel
+        if let lastWrite {
+            lastWrite.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            channel.close(promise: nil)
+        }
     }
 }
 

@@ -56,9 +56,7 @@ final class IngestServer: Service {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(LineFrameDecoder(maxLineBytes: options.maxLineBytes)))
-                    try channel.pipeline.syncOperations.addHandler(
-                        IngestHandler(writer: writer, parser: parser, maxLineBytes: options.maxLineBytes))
+                        IngestHandler(writer: writer, parser: parser, limits: .init(maxLineBytes: options.maxLineBytes)))
                 }
             }
 
@@ -133,22 +131,42 @@ enum SocketFile {
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {
             throw .io("\(path) exists and is not a socket; remove it or choose another --socket")
         }
-        if isLive(path) {
+        switch probe(path) {
+        case .live:
             throw .io("another process is listening on \(path); is a trackq daemon already running?")
+        case .unknown(let reason):
+            throw .io("cannot tell whether \(path) is in use (\(reason)); not removing it")
+        case .stale:
+            break
         }
         if unlink(path) != 0 && errno != ENOENT {
             throw .io("cannot remove the stale socket \(path): \(errnoDescription())")
         }
     }
 
-    /// Whether something accepts connections on the socket at `path`.
-    static func isLive(_ path: String) -> Bool {
+    enum Probe: Equatable {
+        /// Something accepts connections on it.
+        case live
+        /// Nobody listens: connect was refused.
+        case stale
+        /// Connect failed otherwise (permission, ...): it may be someone's live socket.
+        case unknown(String)
+    }
+
+    /// Whether something accepts connections on the socket at `path`. Only a refused
+    /// connection proves a socket stale.
+    static func probe(_ path: String) -> Probe {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return .unknown(errnoDescription()) }
         defer { close(fd) }
-        guard let rc = UnixSocketAddress.with(path, { connect(fd, $0, $1) }) else { return false }
+        guard let rc = UnixSocketAddress.with(path, { connect(fd, $0, $1) }) else { return .unknown("path too long") }
+        if rc == 0 { return .live }
+        switch errno {
         // EAGAIN: a listener whose backlog is full is alive all the same.
-        return rc == 0 || errno == EAGAIN || errno == EINPROGRESS
+        case EAGAIN, EINPROGRESS: return .live
+        case ECONNREFUSED: return .stale
+        case let code: return .unknown(errnoDescription(code))
+        }
     }
 
     static func setPermissions(_ path: String, mode: UInt32, group: String?) throws(StoreError) {

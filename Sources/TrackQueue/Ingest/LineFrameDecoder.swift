@@ -35,21 +35,23 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        if let frame = nextFrame(&buffer) {
+        if let frame = nextFrame(&buffer) ?? lastFrame(&buffer) {
             context.fireChannelRead(Self.wrapInboundOut(frame))
             return .continue
         }
-        // EOF: what is left is a last line without a newline (unless it is being skipped).
-        if !skipping, let line = Self.trimmed(buffer.readableBytesView[...]) {
-            let frame: LineFrame =
-                line.count > maxLineBytes
-                ? .tooLong : .line(buffer.getSlice(at: line.lowerBound, length: line.count)!)
-            context.fireChannelRead(Self.wrapInboundOut(frame))
-        }
-        buffer.moveReaderIndex(to: buffer.writerIndex)
-        scanned = 0
-        skipping = false
         return .needMoreData
+    }
+
+    /// At EOF, once ``nextFrame(_:)`` found nothing more: what is left is a last line without
+    /// a newline (unless it is being skipped). Consumes everything.
+    mutating func lastFrame(_ buffer: inout ByteBuffer) -> LineFrame? {
+        defer {
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            scanned = 0
+            skipping = false
+        }
+        guard !skipping, let line = Self.trimmed(buffer.readableBytesView[...]) else { return nil }
+        return line.count > maxLineBytes ? .tooLong : .line(buffer.getSlice(at: line.lowerBound, length: line.count)!)
     }
 
     /// The next frame in `buffer`, consuming its bytes; nil when more data is needed.

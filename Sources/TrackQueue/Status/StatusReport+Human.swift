@@ -70,7 +70,11 @@ extension StatusReport {
 
         // Dead letters, totals, database.
         if deadLetters > 0 {
-            add("dead letters:", "\(Self.formatCount(deadLetters)) — inspect: trackq dead list")
+            add(
+                "dead letters:",
+                "\(Self.formatCount(deadLetters)) — inspect: trackq dead list"
+                    + (totals.deadLettersDropped > 0
+                        ? " (\(Self.formatCount(totals.deadLettersDropped)) older ones dropped, past --max-dead-letters)" : ""))
         } else {
             add("dead letters:", "none")
         }

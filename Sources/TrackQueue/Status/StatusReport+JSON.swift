@@ -56,6 +56,8 @@ extension StatusReport {
         out.integer(totals.deadLettered)
         out.key("rejected")
         out.integer(totals.rejected)
+        out.key("dead_letters_dropped")
+        out.integer(totals.deadLettersDropped)
         out.endObject()
 
         out.key("dead_letters")

@@ -35,6 +35,9 @@ extension StatusReport {
         single(
             "events_rejected_total", "counter", "Events refused at the socket (invalid, too large, queue full), lifetime.",
             String(totals.rejected))
+        single(
+            "dead_letters_dropped_total", "counter", "Dead letters dropped, oldest first, past --max-dead-letters, lifetime.",
+            String(totals.deadLettersDropped))
 
         single("queue_pending_events", "gauge", "Events waiting to be delivered.", String(queue.pending))
         single("queue_pending_bytes", "gauge", "Bytes of events waiting to be delivered.", String(queue.pendingBytes))

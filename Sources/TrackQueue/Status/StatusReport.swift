@@ -59,12 +59,18 @@ public struct StatusReport: Sendable, Equatable {
         public var delivered: Int64
         public var deadLettered: Int64
         public var rejected: Int64
+        /// Dead letters dropped, oldest first, to keep within `--max-dead-letters`.
+        public var deadLettersDropped: Int64
 
-        public init(accepted: Int64 = 0, delivered: Int64 = 0, deadLettered: Int64 = 0, rejected: Int64 = 0) {
+        public init(
+            accepted: Int64 = 0, delivered: Int64 = 0, deadLettered: Int64 = 0, rejected: Int64 = 0,
+            deadLettersDropped: Int64 = 0
+        ) {
             self.accepted = accepted
             self.delivered = delivered
             self.deadLettered = deadLettered
             self.rejected = rejected
+            self.deadLettersDropped = deadLettersDropped
         }
     }
 

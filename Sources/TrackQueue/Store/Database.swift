@@ -56,12 +56,13 @@ enum Database {
             """
             UPDATE counters SET accepted = accepted + ?, delivered = delivered + ?,
               dead_lettered = dead_lettered + ?, rejected = rejected + ?,
-              pending_events = pending_events + ?, pending_bytes = pending_bytes + ?
+              pending_events = pending_events + ?, pending_bytes = pending_bytes + ?, dead_dropped = dead_dropped + ?
             WHERE id = 1
             """,
             [
                 .integer(delta.accepted), .integer(delta.delivered), .integer(delta.deadLettered),
                 .integer(delta.rejected), .integer(delta.pendingEvents), .integer(delta.pendingBytes),
+                .integer(delta.deadDropped),
             ])
     }
 
@@ -73,7 +74,11 @@ enum Database {
             try db.execute("COMMIT")
             return result
         } catch {
-            db.rollbackIfNeeded()
+            do {
+                try db.rollbackIfNeeded()
+            } catch let rollback {
+                throw StoreError.io("\(error); the rollback failed too (\(rollback))")
+            }
             throw error
         }
     }

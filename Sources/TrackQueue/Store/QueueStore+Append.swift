@@ -43,6 +43,7 @@ extension QueueStore {
         var answers: [[LineAnswer]] = []
         answers.reserveCapacity(group.count)
         try transaction { delta in
+            _ = try ensureBootRow()
             let pendingBefore = counters.pendingBytes
             for submission in group {
                 var lineAnswers: [LineAnswer] = []

@@ -47,13 +47,25 @@ extension QueueStore {
             """,
             [
                 .integer(failedAtMillis), .text(reason.rawValue), status.map { .integer(Int64($0)) } ?? .null,
-                response.map { .text($0) } ?? .null, .integer(event.id),
+                response.map { .text(String($0.prefix(Self.maxStoredAnswer))) } ?? .null, .integer(event.id),
             ])
         guard db.changes == 1 else { return }
         try db.run("DELETE FROM queue WHERE id = ?", [.integer(event.id)])
         delta.deadLettered += 1
         delta.pendingEvents -= 1
         delta.pendingBytes -= Int64(event.range.count)
+    }
+
+    /// The most of an API's answer a dead letter keeps, in characters.
+    static let maxStoredAnswer = 4096
+
+    /// Drops the oldest dead letters beyond the newest `limit`, counting them; call inside
+    /// ``transaction(_:)`` after adding some.
+    func trimDeadLetters(keeping limit: Int, delta: inout QueueCounters) throws(SQLiteError) {
+        try db.run(
+            "DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            [.integer(Int64(limit))])
+        delta.deadDropped += Int64(db.changes)
     }
 
     /// Writes the delivery columns of the state record.

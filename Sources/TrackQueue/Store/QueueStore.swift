@@ -8,13 +8,15 @@ public struct QueueCounters: Sendable, Equatable {
     public var rejected: Int64 = 0
     public var pendingEvents: Int64 = 0
     public var pendingBytes: Int64 = 0
+    /// Dead letters dropped, oldest first, to keep within `--max-dead-letters`.
+    public var deadDropped: Int64 = 0
 
     public init() {}
 
     /// The `counters` row, from any connection (the writer's, or `trackq status`'s).
     static func read(_ db: SQLiteConnection) throws(SQLiteError) -> QueueCounters {
         try db.queryRow(
-            "SELECT accepted, delivered, dead_lettered, rejected, pending_events, pending_bytes FROM counters WHERE id = 1"
+            "SELECT accepted, delivered, dead_lettered, rejected, pending_events, pending_bytes, dead_dropped FROM counters WHERE id = 1"
         ) { row in
             var c = QueueCounters()
             c.accepted = row.int64(0)
@@ -23,6 +25,7 @@ public struct QueueCounters: Sendable, Equatable {
             c.rejected = row.int64(3)
             c.pendingEvents = row.int64(4)
             c.pendingBytes = row.int64(5)
+            c.deadDropped = row.int64(6)
             return c
         } ?? QueueCounters()
     }
@@ -35,34 +38,67 @@ public struct QueueCounters: Sendable, Equatable {
 /// beside this one without blocking it.
 final class QueueStore {
     let db: SQLiteConnection
-    /// Our row in `boots`, for this boot of the machine.
-    let bootRow: Int64
+    /// Our row in `boots`, for this boot of the machine; nil until it could be written (the
+    /// daemon starts on a full disk too). ``append(_:maxQueueBytes:)`` tries again.
+    private(set) var bootRow: Int64?
+    private let bootID: String
     /// The counters as of the last commit; refreshed from the database after a rollback.
     private(set) var counters = QueueCounters()
 
     static let insertEventSQL =
         "INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot) VALUES (?, ?, ?, ?, ?)"
 
+    /// The most the WAL keeps between checkpoints and across restarts: a reserve of space
+    /// the next start and the first deliveries write into, however full the disk is.
+    static let walReserveBytes = 8 << 20
+
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// A database that exists opens on a full disk too: only writing this boot's row may
+    /// fail then, and is tried again at the first append.
     init(path: String, durability: Durability, bootID: String) throws(StoreError) {
+        self.bootID = bootID
         do {
             db = try SQLiteConnection(path: path)
+            try db.execute("PRAGMA busy_timeout = \(Database.busyTimeoutMillis)")
+            if try Database.schemaVersion(db) == 0 {
+                // A new database gives space back as its queue drains (see `reclaimSpace`);
+                // this must be set before the first table exists, and before WAL mode.
+                try db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            }
             // WAL: readers never block the writer; FULL fsyncs the WAL at each commit so an
             // ack survives power loss, NORMAL only at checkpoints.
-            try db.execute("PRAGMA journal_mode = WAL")
+            let mode = try db.queryRow("PRAGMA journal_mode = WAL") { $0.text(0) } ?? nil
+            guard mode?.lowercased() == "wal" else {
+                throw StoreError.io(
+                    "cannot put \(path) in WAL mode (journal_mode is \(mode ?? "unknown")); trackq needs it so that "
+                        + "readers never block the writer")
+            }
+            db.persistWAL()
+            try db.execute("PRAGMA journal_size_limit = \(Self.walReserveBytes)")
+            // A WAL kept from the last run holds frames already in the main file; mark them
+            // so, and the first write starts over at the WAL's beginning, in space it owns.
+            try? db.execute("PRAGMA wal_checkpoint(RESTART)")
             try db.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
-            try db.execute("PRAGMA busy_timeout = \(Database.busyTimeoutMillis)")
             try db.execute("PRAGMA foreign_keys = ON")
         } catch {
-            throw .sqlite(error)
+            throw StoreError(error)
         }
         try Schema.migrate(db)
         do {
-            bootRow = try Database.bootRow(bootID, in: db)
+            bootRow = try? Database.bootRow(bootID, in: db)
             try refreshCounters()
         } catch {
             throw .sqlite(error)
         }
+    }
+
+    /// This boot's row, written now if the start could not.
+    func ensureBootRow() throws(SQLiteError) -> Int64 {
+        if let bootRow { return bootRow }
+        let row = try Database.bootRow(bootID, in: db)
+        bootRow = row
+        return row
     }
 
     /// Re-reads the counters row: after a rollback the in-memory copy may be ahead of the disk.
@@ -92,6 +128,7 @@ final class QueueStore {
             counters.rejected += delta.rejected
             counters.pendingEvents += delta.pendingEvents
             counters.pendingBytes += delta.pendingBytes
+            counters.deadDropped += delta.deadDropped
             return result
         } catch {
             try? refreshCounters()
@@ -109,7 +146,7 @@ final class QueueStore {
         try stmt.bind(body.count, at: 2)
         try stmt.bind(acceptedAtMillis, at: 3)
         try stmt.bind(boottimeMillis, at: 4)
-        try stmt.bind(bootRow, at: 5)
+        try stmt.bind(bootRow ?? 0, at: 5)
         _ = try stmt.step()
         stmt.reset()
         return db.lastInsertRowID
@@ -129,9 +166,24 @@ final class QueueStore {
         try db.run("UPDATE daemon_state SET stopped_at_ms = ? WHERE id = 1", [.integer(atMillis)])
     }
 
-    /// Checkpoints the WAL into the main file, so a stopped daemon leaves a compact database.
+    /// Gives free pages back to the file system once a quarter of the file is free (a long
+    /// backlog drained), at most 8 MiB a call so a commit never waits long behind it, and
+    /// checkpoints so the file really shrinks. Only a database created with incremental
+    /// auto-vacuum can (every one this version creates).
+    /// - Returns: whether there is more to give back.
+    func reclaimSpace() -> Bool {
+        guard let free = (try? db.queryRow("PRAGMA freelist_count", [], { $0.int64(0) })) ?? nil, free >= 256,
+            let pages = (try? db.queryRow("PRAGMA page_count", [], { $0.int64(0) })) ?? nil, free * 4 >= pages
+        else { return false }
+        guard (try? db.execute("PRAGMA incremental_vacuum(2048)")) != nil else { return false }
+        try? db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return free > 2048
+    }
+
+    /// Checkpoints the WAL into the main file at a clean stop. The WAL is not truncated: up to
+    /// ``walReserveBytes`` of it stay as the space the next start writes into.
     func checkpoint() {
-        try? db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try? db.execute("PRAGMA wal_checkpoint(RESTART)")
     }
 }
 

@@ -89,6 +89,13 @@ final class SQLiteConnection {
     }
 
     var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
+    /// Keeps the WAL file when the connection closes (`SQLITE_FCNTL_PERSIST_WAL`): its space
+    /// is the reserve the next start writes into, even on a full disk.
+    func persistWAL() {
+        var on: Int32 = 1
+        _ = sqlite3_file_control(handle, "main", SQLITE_FCNTL_PERSIST_WAL, &on)
+    }
     var changes: Int { Int(sqlite3_changes(handle)) }
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
     fileprivate var lastMessage: String { String(cString: sqlite3_errmsg(handle)) }
@@ -97,10 +104,14 @@ final class SQLiteConnection {
         SQLiteError(code: sqlite3_extended_errcode(handle) == 0 ? rc : sqlite3_extended_errcode(handle), message: lastMessage)
     }
 
-    /// Rolls back an open transaction, if any; errors are ignored because there is nothing
-    /// more to undo.
-    func rollbackIfNeeded() {
-        if isInTransaction { _ = sqlite3_exec(handle, "ROLLBACK", nil, nil, nil) }
+    /// Rolls back an open transaction, if any.
+    ///
+    /// Throws when the transaction is still open afterwards: the connection cannot be used
+    /// for writes until it is closed (the caller must not carry on as if nothing happened).
+    func rollbackIfNeeded() throws(SQLiteError) {
+        guard isInTransaction else { return }
+        let rc = sqlite3_exec(handle, "ROLLBACK", nil, nil, nil)
+        if rc != SQLITE_OK && isInTransaction { throw error(rc) }
     }
 
     private func assertOnBlockingThread() {

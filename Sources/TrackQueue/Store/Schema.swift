@@ -59,7 +59,11 @@ enum Schema {
             alert_message        TEXT
         );
         INSERT INTO daemon_state (id) VALUES (1);
+        """,
+        // 2: dead letters are bounded (--max-dead-letters); the oldest dropped are counted.
         """
+        ALTER TABLE counters ADD COLUMN dead_dropped INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     /// Applies the migrations the database has not seen, each in its own transaction.

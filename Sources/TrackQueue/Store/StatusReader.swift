@@ -54,7 +54,8 @@ public enum StatusReader {
                 delivery: delivery,
                 totals: .init(
                     accepted: counters.accepted, delivered: counters.delivered,
-                    deadLettered: counters.deadLettered, rejected: counters.rejected),
+                    deadLettered: counters.deadLettered, rejected: counters.rejected,
+                    deadLettersDropped: counters.deadDropped),
                 deadLetters: deadLetters,
                 alert: alert,
                 database: .init(path: path, sizeBytes: fileSize(path) + fileSize(path + "-wal")),

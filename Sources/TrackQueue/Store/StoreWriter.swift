@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// The one writer of the database, on a thread of its own: **group commit**.
 ///
@@ -21,12 +22,14 @@ final class StoreWriter: @unchecked Sendable {
         var durability: Durability
         var bootID: String
         var maxQueueBytes: Int
+        /// The most dead letters kept; the oldest beyond it are dropped and counted.
+        var maxDeadLetters = 10_000
     }
 
     /// What the database held when it was opened.
     struct Opened: Sendable {
-        /// This boot's row in `boots`.
-        var bootRow: Int64
+        /// This boot's row in `boots`, if it could be written at the start.
+        var bootRow: Int64?
         var pendingEvents: Int64
     }
 
@@ -49,14 +52,19 @@ final class StoreWriter: @unchecked Sendable {
 
     private var store: QueueStore!
     private let maxQueueBytes: Int64
+    private let maxDeadLetters: Int
     private let logger: Logger
     private let metrics: DaemonMetrics?
     /// Called on the writer thread after a commit that queued new events.
     private let onAccepted: @Sendable () -> Void
     private var failing = false
 
-    private init(maxQueueBytes: Int, logger: Logger, metrics: DaemonMetrics?, onAccepted: @escaping @Sendable () -> Void) {
+    private init(
+        maxQueueBytes: Int, maxDeadLetters: Int, logger: Logger, metrics: DaemonMetrics?,
+        onAccepted: @escaping @Sendable () -> Void
+    ) {
         self.maxQueueBytes = Int64(maxQueueBytes)
+        self.maxDeadLetters = maxDeadLetters
         self.logger = logger
         self.metrics = metrics
         self.onAccepted = onAccepted
@@ -69,14 +77,22 @@ final class StoreWriter: @unchecked Sendable {
         onAccepted: @escaping @Sendable () -> Void = {}
     ) async throws -> (StoreWriter, Opened) {
         let writer = StoreWriter(
-            maxQueueBytes: options.maxQueueBytes, logger: logger, metrics: metrics, onAccepted: onAccepted)
+            maxQueueBytes: options.maxQueueBytes, maxDeadLetters: options.maxDeadLetters, logger: logger, metrics: metrics,
+            onAccepted: onAccepted)
         let opened = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Opened, any Error>) in
             let thread = Thread {
                 BlockingThreads.markCurrentThread()
                 do {
                     let store = try QueueStore(path: options.path, durability: options.durability, bootID: options.bootID)
                     store.db.confinedToBlockingThreads = true
-                    try store.recordStart(pid: getpid(), version: TrackQueue.version, atMillis: SystemClock.wallMillis())
+                    do {
+                        try store.recordStart(pid: getpid(), version: TrackQueue.version, atMillis: SystemClock.wallMillis())
+                    } catch {
+                        // A full disk: start all the same; lines are answered `unavailable`
+                        // until delivery or the operator makes room.
+                        logger.warning(
+                            "cannot record the start in the database; starting anyway", metadata: ["error": "\(error)"])
+                    }
                     writer.store = store
                     continuation.resume(returning: Opened(bootRow: store.bootRow, pendingEvents: store.counters.pendingEvents))
                 } catch {
@@ -121,6 +137,22 @@ final class StoreWriter: @unchecked Sendable {
         }
     }
 
+    /// Queues a no-op between two group commits; its `answered` turns true once the writer
+    /// thread got to it. The watchdog pings systemd only while the writer answers, so a
+    /// writer hung in a write that never returns gets the daemon restarted.
+    func ping() -> Ping {
+        let ping = Ping()
+        enqueue(.work(run: { _ in ping.markAnswered() }, cancel: {}))
+        return ping
+    }
+
+    /// See ``ping()``.
+    final class Ping: Sendable {
+        private let state = NIOLockedValueBox(false)
+        var answered: Bool { state.withLockedValue { $0 } }
+        fileprivate func markAnswered() { state.withLockedValue { $0 = true } }
+    }
+
     // MARK: Delivery's writes
 
     /// The delivery columns of the state record, as last saved.
@@ -138,6 +170,7 @@ final class StoreWriter: @unchecked Sendable {
     func recordAnswer(
         delivered: [OutgoingBatch.Event], refused: [RefusedEvent], record: DeliveryRecord, atMillis: Int64
     ) async throws {
+        let limit = maxDeadLetters
         try await perform { store in
             try store.transaction { delta in
                 try store.removeDelivered(delivered, delta: &delta)
@@ -146,24 +179,37 @@ final class StoreWriter: @unchecked Sendable {
                         refusal.event, reason: .rejected, status: refusal.status, response: refusal.response,
                         failedAtMillis: atMillis, delta: &delta)
                 }
+                if !refused.isEmpty { try store.trimDeadLetters(keeping: limit, delta: &delta) }
                 try store.saveDeliveryRecord(record)
             }
+            // A long backlog drained: give the free pages back, a bounded step at a time.
+            if !delivered.isEmpty { self.reclaimSpace(store) }
         }
     }
 
     /// Moves events older than `--max-event-age` to the dead letters, in one transaction.
     func deadLetterExpired(_ events: [OutgoingBatch.Event], atMillis: Int64) async throws {
+        let limit = maxDeadLetters
         try await perform { store in
             try store.transaction { delta in
                 for event in events {
                     try store.moveToDeadLetters(
                         event, reason: .expired, status: nil, response: nil, failedAtMillis: atMillis, delta: &delta)
                 }
+                try store.trimDeadLetters(keeping: limit, delta: &delta)
             }
         }
     }
 
     // MARK: The thread
+
+    /// One step of giving space back; the next is queued behind whatever came meanwhile, so
+    /// group commits never wait for more than one step.
+    private func reclaimSpace(_ store: QueueStore) {
+        if store.reclaimSpace() {
+            enqueue(.work(run: { [self] store in reclaimSpace(store) }, cancel: {}))
+        }
+    }
 
     /// Runs `body` on the writer thread, with the store, between two group commits.
     private func perform<T: Sendable>(_ body: @escaping @Sendable (QueueStore) throws -> T) async throws -> T {

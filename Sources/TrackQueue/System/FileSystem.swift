@@ -10,9 +10,37 @@ import Darwin
 enum FileSystem {
     /// Creates the directory holding `path`, and its missing parents, with `mode` (0750 by
     /// the contract). Existing directories are left as they are.
+    ///
+    /// A directory inside a world-writable one (`/tmp/trackq-$UID`) could have been made by
+    /// someone else to catch our socket or database: it must be a real directory (not a
+    /// link), owned by us, and writable by nobody else, or it is refused.
     static func createParentDirectories(of path: String, mode: mode_t = 0o750) throws(StoreError) {
         guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
-        try createDirectories(String(path[..<slash]), mode: mode)
+        let directory = String(path[..<slash])
+        try createDirectories(directory, mode: mode)
+        if let up = directory.lastIndex(of: "/") {
+            let parent = up == directory.startIndex ? "/" : String(directory[..<up])
+            var info = stat()
+            if stat(parent, &info) == 0, info.st_mode & 0o002 != 0 {
+                try checkOwnDirectory(directory)
+            }
+        }
+    }
+
+    /// Refuses `directory` unless it is a directory (not a symbolic link), owned by this
+    /// user, and neither group- nor world-writable.
+    static func checkOwnDirectory(_ directory: String) throws(StoreError) {
+        var info = stat()
+        guard lstat(directory, &info) == 0 else { throw .io("cannot inspect \(directory): \(errnoDescription())") }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw .io("\(directory) is not a directory (a link?); remove it or choose another --socket/--database")
+        }
+        guard info.st_uid == getuid() else {
+            throw .io("\(directory) belongs to another user (uid \(info.st_uid)); remove it or choose another --socket/--database")
+        }
+        guard info.st_mode & 0o022 == 0 else {
+            throw .io("\(directory) is writable by others (mode 0\(String(info.st_mode & 0o777, radix: 8))); chmod it 0750")
+        }
     }
 
     static func createDirectories(_ directory: String, mode: mode_t) throws(StoreError) {

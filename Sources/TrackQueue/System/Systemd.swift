@@ -20,8 +20,14 @@ public struct SystemdNotifier: Sendable {
         }
     }
 
-    /// Sends `message` (e.g. `"READY=1\nSTATUS=accepting events"`); failures are ignored, as
-    /// systemd's own client does.
+    /// systemd's one-line status, `STATUS=`: `text` is made one printable line first, so
+    /// nothing in it can become an assignment of its own (`\nSTOPPING=1`).
+    public func status(_ text: String) {
+        notify("STATUS=" + Printable.oneLine(text, limit: 200))
+    }
+
+    /// Sends `message` (e.g. `"READY=1\nSTATUS=accepting events"`), trackq's own text only;
+    /// failures are ignored, as systemd's own client does.
     public func notify(_ message: String) {
         guard let path = socketPath else { return }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

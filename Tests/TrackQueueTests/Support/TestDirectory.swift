@@ -40,3 +40,17 @@ struct TimedOut: Error, CustomStringConvertible {
     var what: String
     var description: String { "timed out waiting for \(what)" }
 }
+
+/// Runs blocking work (a slow socket reader, a busy poll) on a thread of its own: Swift's
+/// cooperative pool has one thread per core, and a test blocking it starves every other test
+/// running beside it, in-process daemons included.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await onOwnThreadResult(body).get()
+}
+
+/// ``onOwnThread(_:)``, with the outcome as a value.
+func onOwnThreadResult<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async -> Result<T, any Error> {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: Result { try body() }) }.start()
+    }
+}

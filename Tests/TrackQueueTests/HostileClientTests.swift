@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+
+@testable import TrackQueue
+
+/// Apps as they really are: half-closing, slow to read, or leaving things behind.
+@Suite struct HostileClientTests {
+    static let event = #"{"event_name":"e","user_id":"u"}"#
+
+    /// `trackq send -` and `socat` half-close when their input ends, then read: every line
+    /// committed is answered, however slowly they read.
+    @Test func aHalfClosedSlowReaderGetsEveryAnswer() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await InProcessDaemon(directory: dir)
+        let client = try UnixClient(path: daemon.socket)
+        var small: Int32 = 4096
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        let count = 20_000
+        let writer = Thread {
+            try? client.write(String(repeating: Self.event + "\n", count: count))
+            client.finishWriting()
+        }
+        writer.start()
+        let answers = try await onOwnThread {
+            var answers = 0
+            var chunk = [UInt8](repeating: 0, count: 512)
+            while true {
+                // A slow reader: a small read, then a pause, so answers pile up in the daemon.
+                var poller = pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&poller, 1, 30_000) > 0 else { break }
+                let n = chunk.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                answers += chunk[..<n].filter { $0 == UInt8(ascii: "\n") }.count
+                usleep(200)
+            }
+            return answers
+        }
+        #expect(answers == count)
+        #expect(try DatabaseProbe(path: daemon.database).queued == Int64(count))
+        try await daemon.stop()
+    }
+
+    /// Clients that write and never read, short garbage lines or arrays over the limit,
+    /// cost the daemon a bounded amount each: its memory stays flat, and an app beside them
+    /// is answered.
+    @Test func clientsThatNeverReadDoNotGrowMemory() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", DaemonProcessTests.nowhere], environment: ["TRACKQ_TOKEN": "t"])
+        try DeliveryTests.enqueue(10, socket: dir.socket)
+        let before = try Self.residentKiB(daemon.pid)
+
+        let garbage = Array(String(repeating: "x\n", count: 32_768).utf8)
+        let element = #"{"event_name":"e","user_id":"u","p":"\#(String(repeating: "q", count: 100))"}"#
+        let oversized = Array(("[" + Array(repeating: element, count: 1001).joined(separator: ",") + "]\n").utf8)
+        let clients = try (0..<12).map { _ in try UnixClient(path: dir.socket) }
+        let writers = clients.enumerated().map { index, client in
+            let chunk = index % 2 == 0 ? garbage : oversized
+            let thread = Thread {
+                var limit = timeval(tv_sec: 1, tv_usec: 0)
+                setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+                // Until the daemon stops reading (a send times out), or 16 MiB (refusing a long
+                // line costs one short answer, so those are read on as fast as they come).
+                var sent = 0
+                while sent < 16 << 20, (try? client.write(chunk)) != nil { sent += chunk.count }
+            }
+            thread.start()
+            return thread
+        }
+        try await waitUntil(timeout: .seconds(60), "the hostile writers to stall") { writers.allSatisfy(\.isFinished) }
+
+        // Beside them, an app is answered.
+        let app = try UnixClient(path: dir.socket)
+        try app.write(Self.event + "\n")
+        #expect(try Answer(app.readLine()).ok)
+        let after = try Self.residentKiB(daemon.pid)
+        #expect(after - before < 48 * 1024, "RSS grew from \(before) KiB to \(after) KiB")
+        withExtendedLifetime(clients) {}
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+
+    static func residentKiB(_ pid: Int32) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+}
