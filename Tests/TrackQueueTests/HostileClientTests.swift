@@ -74,15 +74,40 @@ import Testing
         try app.write(Self.event + "\n")
         #expect(try Answer(app.readLine()).ok)
         let after = try Self.residentKiB(daemon.pid)
+        let peak = try Self.residentKiB(daemon.pid, field: "VmHWM:")
+        print("hostile-clients: rss_before_kib=\(before) rss_after_kib=\(after) peak_rss_kib=\(peak) clients=12")
         #expect(after - before < 48 * 1024, "RSS grew from \(before) KiB to \(after) KiB")
         withExtendedLifetime(clients) {}
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit() == 0)
     }
 
-    static func residentKiB(_ pid: Int32) throws -> Int {
+    static func residentKiB(_ pid: Int32, field: String = "VmRSS:") throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix(field) } ?? ""
         return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
+    /// 1024 connections that never write cannot lock apps out: once they have been quiet
+    /// for 10 s, a new app takes the place of the longest-quiet one.
+    @Test func idleConnectionsMakeRoomForAnAppAtTheLimit() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", DaemonProcessTests.nowhere], environment: ["TRACKQ_TOKEN": "t"])
+        let idle = try (0..<1024).map { _ in try UnixClient(path: dir.socket) }
+        let start = ContinuousClock.now
+        // At the limit, a newcomer is told so while the others are fresh.
+        try await waitUntil("the limit reached") {
+            let extra = try UnixClient(path: dir.socket)
+            guard let line = try? extra.nextLine(timeout: .seconds(2)) else { return false }
+            return line.contains("too many connections")
+        }
+        try await waitUntil(timeout: .seconds(30), "ten quiet seconds") { ContinuousClock.now - start >= .milliseconds(10_500) }
+        let app = try UnixClient(path: dir.socket)
+        try app.write(Self.event + "\n")
+        #expect(try Answer(app.readLine()).ok)
+        withExtendedLifetime(idle) {}
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
     }
 }

@@ -31,6 +31,7 @@ final class IngestHandler: ChannelDuplexHandler {
     private let writer: StoreWriter
     private let parser: EventParser
     private let limits: Limits
+    private let connections: ConnectionTracker?
 
     private var framer: LineFrameDecoder
     /// Bytes read and not framed yet.
@@ -48,10 +49,11 @@ final class IngestHandler: ChannelDuplexHandler {
     private var inputClosed = false
     private var draining = false
 
-    init(writer: StoreWriter, parser: EventParser, limits: Limits = Limits()) {
+    init(writer: StoreWriter, parser: EventParser, limits: Limits = Limits(), connections: ConnectionTracker? = nil) {
         self.writer = writer
         self.parser = parser
         self.limits = limits
+        self.connections = connections
         self.framer = LineFrameDecoder(maxLineBytes: limits.maxLineBytes)
     }
 
@@ -59,6 +61,7 @@ final class IngestHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = Self.unwrapInboundIn(data)
+        connections?.touch(context.channel)
         if received == nil {
             received = incoming
         } else {

@@ -48,15 +48,19 @@ final class IngestServer: Service {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 guard connections.add(channel) else {
-                    // Over the limit: say so and close; the client may retry.
-                    var buffer = channel.allocator.buffer(capacity: 128)
-                    AnswerEncoder.write(
-                        .refused(IngestError(.unavailable, "too many connections (\(options.maxConnections)); retry later")), to: &buffer)
-                    return channel.writeAndFlush(buffer).flatMap { channel.close() }
+                    // Over the limit: say so once the channel is active, and close; the client
+                    // may retry.
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            RefusingHandler(
+                                IngestError(.unavailable, "too many connections (\(options.maxConnections)); retry later")))
+                    }
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        IngestHandler(writer: writer, parser: parser, limits: .init(maxLineBytes: options.maxLineBytes)))
+                        IngestHandler(
+                            writer: writer, parser: parser, limits: .init(maxLineBytes: options.maxLineBytes),
+                            connections: connections))
                 }
             }
 
@@ -96,27 +100,77 @@ final class IngestServer: Service {
 }
 
 /// The open connections, so a drain can reach them, and the connection limit.
+///
+/// At the limit, a new connection takes the place of the one that has sent nothing for
+/// longest, if that is at least ``idleEvictionAfter`` (apps may keep a connection open and
+/// quiet for as long as they like, until the room is needed); otherwise it is told
+/// `unavailable`. So idle or half-written connections cannot lock apps out.
 final class ConnectionTracker: Sendable {
-    private let open = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    private struct Entry {
+        var channel: any Channel
+        var lastRead: NIODeadline
+    }
+
+    private let open = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
     let limit: Int
+    let idleEvictionAfter: TimeAmount
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, idleEvictionAfter: TimeAmount = .seconds(10)) {
+        self.limit = limit
+        self.idleEvictionAfter = idleEvictionAfter
+    }
 
-    /// Adds `channel` unless the limit is reached; it is removed when it closes.
+    /// Adds `channel`, making room by closing the longest-idle connection if need be; false
+    /// when there is no room. A channel is removed when it closes.
     func add(_ channel: any Channel) -> Bool {
         let id = ObjectIdentifier(channel)
-        let added = open.withLockedValue { open -> Bool in
-            guard open.count < limit else { return false }
-            open[id] = channel
-            return true
+        let now = NIODeadline.now()
+        let (added, evicted) = open.withLockedValue { open -> (Bool, (any Channel)?) in
+            var evicted: (any Channel)?
+            if open.count >= limit {
+                guard let (oldest, entry) = open.min(by: { $0.value.lastRead < $1.value.lastRead }),
+                    now - entry.lastRead >= idleEvictionAfter
+                else { return (false, nil) }
+                open.removeValue(forKey: oldest)
+                evicted = entry.channel
+            }
+            open[id] = Entry(channel: channel, lastRead: now)
+            return (true, evicted)
         }
+        evicted?.close(promise: nil)
         if added {
             channel.closeFuture.whenComplete { [open] _ in _ = open.withLockedValue { $0.removeValue(forKey: id) } }
         }
         return added
     }
 
-    func all() -> [any Channel] { open.withLockedValue { Array($0.values) } }
+    /// Bytes came in on `channel` (once per read, not per line).
+    func touch(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        let now = NIODeadline.now()
+        open.withLockedValue { $0[id]?.lastRead = now }
+    }
+
+    func all() -> [any Channel] { open.withLockedValue { $0.values.map(\.channel) } }
+}
+
+/// Answers a connection over the limit with one refusal line, then closes it.
+private final class RefusingHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let error: IngestError
+
+    init(_ error: IngestError) { self.error = error }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 128)
+        AnswerEncoder.write(.refused(error), to: &buffer)
+        let channel = context.channel
+        context.writeAndFlush(Self.wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}  // what it sends is not read
 }
 
 /// Preparing the socket's path and setting its permissions.
