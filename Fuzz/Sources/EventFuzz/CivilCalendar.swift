@@ -1,0 +1,1 @@
+../../../Sources/TrackQueue/Support/CivilCalendar.swift

@@ -1,0 +1,1 @@
+../../../Sources/TrackQueue/Ingest/LineFrameDecoder.swift
