@@ -107,4 +107,48 @@ import Testing
         fine.signal(SIGTERM)
         #expect(try await fine.waitForExit() == 0)
     }
+
+    /// The watchdog is fed only while the database writer answers: a write that never
+    /// returns (storage that stopped answering) lets systemd restart the daemon.
+    @Test(.enabled(if: FailingWrites.library != nil, "needs a C compiler (cc) to build the fault library"))
+    func theWatchdogStarvesWhileTheWriterHangs() async throws {
+        let dir = try TestDirectory()
+        let hang = dir.file("hang")
+        let receiver = try SystemdTests.NotifyReceiver(path: dir.file("notify"))
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", Self.nowhere],
+            environment: [
+                "TRACKQ_TOKEN": "t", "NOTIFY_SOCKET": receiver.path, "WATCHDOG_USEC": "400000",
+                "LD_PRELOAD": FailingWrites.library!, "TRACKQ_FAULT_FILE": hang, "TRACKQ_FAULT_MODE": "hang",
+            ])
+        func pings() -> Int { receiver.drain().filter { $0.split(separator: "\n").contains("WATCHDOG=1") }.count }
+        var fed = 0
+        try await waitUntil("the watchdog fed") {
+            fed += pings()
+            return fed >= 2
+        }
+
+        #expect(FileManager.default.createFile(atPath: hang, contents: nil))
+        let client = try UnixClient(path: dir.socket)
+        try client.write(#"{"event_name":"e","user_id":"u"}"# + "\n")  // the writer hangs in its commit
+        // One ping may already be on its way; then silence, for five watchdog periods.
+        let start = ContinuousClock.now
+        var during = 0
+        try await waitUntil("two seconds of a hung writer") {
+            during += pings()
+            return ContinuousClock.now - start >= .seconds(2)
+        }
+        #expect(during <= 1, "\(during) pings while the writer hung")
+        #expect(daemon.stderr.contains("does not answer"))
+
+        try FileManager.default.removeItem(atPath: hang)
+        #expect(try Answer(client.readLine()).ok)
+        fed = 0
+        try await waitUntil("the watchdog fed again") {
+            fed += pings()
+            return fed >= 1
+        }
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
 }
