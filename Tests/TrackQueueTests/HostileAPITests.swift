@@ -62,6 +62,38 @@ import Testing
         #expect(try await daemon.waitForExit() == 0)
     }
 
+    /// Every retryable answer, with and without `Retry-After` in each of its forms: each is
+    /// one failure with its wait; a garbage value counts as the hour (SIGHUP skips it).
+    @Test func everyRetryableAnswerAndRetryAfterFormIsOneFailure() async throws {
+        let server = try HostileHTTPServer { _, index in
+            switch index {
+            case 0: .status(500)
+            case 1: .status(502, headers: [("Retry-After", "0")])
+            case 2: .status(503, headers: [("Retry-After", "Thu, 01 Jan 1970 00:00:00 GMT")])
+            case 3: .status(504)
+            case 4: .status(429, headers: [("Retry-After", "1")])
+            case 5: .status(429, headers: [("Retry-After", "soon, maybe")])
+            default: .status(200, body: "{}")
+            }
+        }
+        defer { server.stop() }
+        let dir = try TestDirectory()
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", server.url] + Self.fast, environment: ["TRACKQ_TOKEN": "t"])
+        try DeliveryTests.enqueue(4, socket: dir.socket)
+        let probe = DatabaseProbe(path: dir.database)
+        try await waitUntil("six failures") { try probe.scalar("SELECT consecutive_failures FROM daemon_state") == 6 }
+        #expect(try probe.strings("SELECT last_error FROM daemon_state") == ["HTTP 429"])
+        let wait = try probe.scalar("SELECT next_attempt_at_ms - last_attempt_at_ms FROM daemon_state")
+        #expect((3_500_000...3_700_000).contains(wait), "garbage counts as the hour: \(wait)")
+        #expect(try probe.queued == 4)
+        daemon.signal(SIGHUP)
+        try await waitUntil("delivered after SIGHUP") { try probe.queued == 0 }
+        #expect(server.requestCount == 7)
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+
     /// A body crafted to command systemd (`\nSTOPPING=1`) reaches `STATUS=`, the log and
     /// status as one line of text, and commands nothing.
     @Test func anAnswerBodyCannotCommandSystemdOrTheTerminal() async throws {

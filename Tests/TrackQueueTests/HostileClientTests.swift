@@ -11,8 +11,9 @@ import Testing
     /// committed is answered, however slowly they read.
     @Test func aHalfClosedSlowReaderGetsEveryAnswer() async throws {
         let dir = try TestDirectory()
-        let daemon = try await InProcessDaemon(directory: dir)
-        let client = try UnixClient(path: daemon.socket)
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", DaemonProcessTests.nowhere], environment: ["TRACKQ_TOKEN": "t"])
+        let client = try UnixClient(path: dir.socket)
         var small: Int32 = 4096
         setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
         let count = 20_000
@@ -36,8 +37,9 @@ import Testing
             return answers
         }
         #expect(answers == count)
-        #expect(try DatabaseProbe(path: daemon.database).queued == Int64(count))
-        try await daemon.stop()
+        #expect(try DatabaseProbe(path: dir.database).queued == Int64(count))
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
     }
 
     /// Clients that write and never read, short garbage lines or arrays over the limit,

@@ -182,8 +182,9 @@ final class StoreWriter: @unchecked Sendable {
                 if !refused.isEmpty { try store.trimDeadLetters(keeping: limit, delta: &delta) }
                 try store.saveDeliveryRecord(record)
             }
-            // A long backlog drained: give the free pages back, a bounded step at a time.
-            if !delivered.isEmpty { self.reclaimSpace(store) }
+            // A long backlog drained: give the free pages back, a bounded step at a time. Not
+            // while a backlog is still draining: its free pages are reused by new events.
+            if !delivered.isEmpty && store.counters.pendingEvents < 1000 { self.reclaimSpace(store) }
         }
     }
 
