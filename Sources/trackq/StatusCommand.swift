@@ -17,7 +17,7 @@ struct StatusCommand: ParsableCommand {
 
     @OptionGroup var location: LocationOptions
 
-    @Flag(help: "One JSON object (the keys of the interface contract), for scripts.")
+    @Flag(help: "One JSON object (the keys the README documents), for scripts.")
     var json = false
 
     @Flag(help: "Prometheus text format, for node_exporter's textfile collector.")

@@ -142,7 +142,7 @@ struct DaemonSettingsTests {
         #expect(try resolve(file: lines.joined(separator: "\n")) == plainDefaults)
     }
 
-    @Test("the catalog matches the interface table")
+    @Test("the catalog matches the README's settings table")
     func catalog() {
         let rows = DaemonSettings.catalog.map { "\($0.option) \($0.valueName) | \($0.environment) | \($0.defaultText)" }
         #expect(

@@ -119,7 +119,7 @@ public struct DaemonSettings: Sendable, Equatable {
         "database", "socket",
     ])
 
-    /// The settings table as data, in the order of the interface spec.
+    /// The settings table as data, in the order of the README's settings table.
     public static let catalog: [SettingInfo] = Setting.allCases.map(\.info)
 
     /// The options every subcommand shares: `config` (daemon only),
@@ -362,7 +362,7 @@ extension DaemonSettings {
             try store(text, &settings, context)
         }
 
-        /// Every setting, in the order of the interface table.
+        /// Every setting, in the order of the README's settings table.
         static let table: [Setting] = [
             Setting(
                 rawValue: "endpoint", valueName: "URL", defaultValue: DaemonSettings.defaultEndpoint,
