@@ -57,6 +57,7 @@ let package = Package(
             name: "TrackQueueTests",
             dependencies: [
                 "TrackQueue",
+                "CSQLite",
                 "TrackQueueClient",
                 "trackq",
                 .product(name: "NIOCore", package: "swift-nio"),

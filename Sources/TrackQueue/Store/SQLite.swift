@@ -106,12 +106,12 @@ final class SQLiteConnection {
 
     /// Rolls back an open transaction, if any.
     ///
-    /// Throws when the transaction is still open afterwards: the connection cannot be used
-    /// for writes until it is closed (the caller must not carry on as if nothing happened).
+    /// Throws when the ROLLBACK fails (an I/O error; the transaction may still be open): the
+    /// caller must not carry on as if nothing happened.
     func rollbackIfNeeded() throws(SQLiteError) {
         guard isInTransaction else { return }
         let rc = sqlite3_exec(handle, "ROLLBACK", nil, nil, nil)
-        if rc != SQLITE_OK && isInTransaction { throw error(rc) }
+        if rc != SQLITE_OK { throw error(rc) }
     }
 
     private func assertOnBlockingThread() {
