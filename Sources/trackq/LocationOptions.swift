@@ -3,7 +3,8 @@ import Foundation
 import TrackQueue
 
 /// `--database` and `--socket`, resolved the same way in every subcommand, so `status` and
-/// `send` find the daemon's files with no flags.
+/// `send` find the daemon's files with no flags: the user's own daemon's, else the system
+/// service's.
 struct LocationOptions: ParsableArguments {
     @Option(help: "Database path (env TRACKQ_DATABASE; default: see README, 'Where things live').")
     var database: String?
@@ -15,7 +16,9 @@ struct LocationOptions: ParsableArguments {
         var flags: [String: String] = [:]
         flags["database"] = database
         flags["socket"] = socket
-        return RuntimePaths.resolve(flags: flags, environment: ProcessInfo.processInfo.environment, userID: getuid())
+        return RuntimePaths.resolveForClient(
+            flags: flags, environment: ProcessInfo.processInfo.environment, userID: getuid(),
+            exists: { access($0, F_OK) == 0 })
     }
 }
 

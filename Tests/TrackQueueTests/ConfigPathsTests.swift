@@ -82,4 +82,37 @@ struct RuntimePathsTests {
         #expect(RuntimePaths.join("/a//", "b") == "/a/b")
         #expect(RuntimePaths.join("/", "b") == "/b")
     }
+
+    @Test("the CLI of a user with no daemon of their own reaches the system service's socket and database")
+    func clientFallsBackToTheSystemService() {
+        let user = ["HOME": "/home/u", "XDG_RUNTIME_DIR": "/run/user/1000"]
+        let own = RuntimePaths(database: "/home/u/.local/state/trackq/queue.db", socket: "/run/user/1000/trackq/trackq.sock")
+        // The service is installed, the user runs no daemon: the system's paths.
+        let installed: Set = ["/run/trackq/trackq.sock", "/var/lib/trackq"]
+        #expect(RuntimePaths.resolveForClient(environment: user, userID: 1000, exists: installed.contains) == .system)
+        // The user's own daemon wins where its files exist.
+        let both = installed.union([own.socket, own.database])
+        #expect(RuntimePaths.resolveForClient(environment: user, userID: 1000, exists: both.contains) == own)
+        // Nothing installed: the user's own paths, so errors name them.
+        #expect(RuntimePaths.resolveForClient(environment: user, userID: 1000, exists: { _ in false }) == own)
+        // A flag or a variable is never second-guessed, nor is systemd's environment.
+        #expect(
+            RuntimePaths.resolveForClient(
+                flags: ["socket": "/f.sock", "database": "/f.db"], environment: user, userID: 1000, exists: installed.contains)
+                == .init(database: "/f.db", socket: "/f.sock"))
+        var named = user
+        named["TRACKQ_SOCKET"] = "/e.sock"
+        named["STATE_DIRECTORY"] = "/s"
+        #expect(
+            RuntimePaths.resolveForClient(environment: named, userID: 1000, exists: installed.contains)
+                == .init(database: "/s/queue.db", socket: "/e.sock"))
+    }
+
+    @Test("the daemon never falls back to the system service's socket")
+    func daemonKeepsItsOwnPaths() {
+        // resolve (the daemon's) has no file check: a user's daemon binds its own socket even
+        // when the service's exists.
+        let paths = RuntimePaths.resolve(environment: ["XDG_RUNTIME_DIR": "/run/user/1000", "HOME": "/h"], userID: 1000)
+        #expect(paths.socket == "/run/user/1000/trackq/trackq.sock")
+    }
 }

@@ -11,6 +11,11 @@
 /// | database | `$STATE_DIRECTORY/queue.db`    | `/var/lib/trackq/queue.db` | `$XDG_STATE_HOME/trackq/queue.db`, else `$HOME/.local/state/trackq/queue.db` (no HOME: `/tmp/trackq-$UID/queue.db`) |
 /// | socket   | `$RUNTIME_DIRECTORY/trackq.sock` | `/run/trackq/trackq.sock` | `$XDG_RUNTIME_DIR/trackq/trackq.sock`, else `/tmp/trackq-$UID/trackq.sock` |
 ///
+/// The CLI (`trackq send`, `status`, `dead`) resolves with ``resolveForClient(flags:environment:userID:exists:)``:
+/// a user who runs no daemon of their own (their socket or database does not exist) reaches
+/// the system service's, `/run/trackq/trackq.sock` and `/var/lib/trackq/queue.db`, when
+/// those exist. The daemon itself never falls back: it would take over the service's socket.
+///
 /// `STATE_DIRECTORY` and `RUNTIME_DIRECTORY` may list several paths separated
 /// by colons; the first is used. Empty environment values count as unset, and
 /// relative `XDG_*` values are ignored, as the XDG base directory spec asks.
@@ -35,6 +40,38 @@ public struct RuntimePaths: Sendable, Equatable {
         userID: UInt32
     ) -> RuntimePaths {
         resolve(flags: flags, environment: environment, userID: userID, file: nil)
+    }
+
+    /// The system service's socket and database (a package's `trackq.socket` and
+    /// `StateDirectory=trackq`).
+    public static let system = RuntimePaths(database: "/var/lib/trackq/queue.db", socket: "/run/trackq/trackq.sock")
+
+    /// The paths the CLI uses: ``resolve(flags:environment:userID:)``, except that a path
+    /// coming from the table's last column (a user's own, not named by a flag or variable)
+    /// that does not exist gives way to the system service's when that exists (for the
+    /// database: when its directory does, so a caller who cannot read it is told so).
+    ///
+    /// - Parameter exists: whether a path exists (injected for tests).
+    public static func resolveForClient(
+        flags: [String: String] = [:],
+        environment: [String: String],
+        userID: UInt32,
+        exists: (String) -> Bool
+    ) -> RuntimePaths {
+        var paths = resolve(flags: flags, environment: environment, userID: userID, file: nil)
+        let env = Environment(environment)
+        guard userID != 0 else { return paths }
+        if nonEmpty(flags["socket"]) == nil, env["TRACKQ_SOCKET"] == nil, env.firstOfList("RUNTIME_DIRECTORY") == nil,
+            !exists(paths.socket), exists(system.socket)
+        {
+            paths.socket = system.socket
+        }
+        if nonEmpty(flags["database"]) == nil, env["TRACKQ_DATABASE"] == nil, env.firstOfList("STATE_DIRECTORY") == nil,
+            !exists(paths.database), exists("/var/lib/trackq")
+        {
+            paths.database = system.database
+        }
+        return paths
     }
 
     /// The same, with the config file's `database` / `socket` values between

@@ -15,10 +15,18 @@ public enum StatusReader {
     public static func read(database path: String, endpoint: String? = nil) throws(StoreError) -> StatusReport {
         var info = stat()
         guard stat(path, &info) == 0 else {
+            if errno == EACCES { throw .io(notReadable(path)) }
             throw .io("no database at \(path) (has the daemon ever run here? --database or TRACKQ_DATABASE name another)")
         }
+        guard access(path, R_OK) == 0 else { throw .io(notReadable(path)) }
         let db = try Database.open(path, .readOnly)
         return try read(db, path: path, endpoint: endpoint)
+    }
+
+    /// What to do when the caller may not read the database: it belongs to the daemon's user.
+    static func notReadable(_ path: String) -> String {
+        "cannot read \(path): permission denied. The database belongs to the user the daemon runs as "
+            + "(trackq for the system service); run `sudo trackq status`, or run it as that user"
     }
 
     /// The report from an open connection (the daemon's metrics scrape confines it to the
