@@ -47,7 +47,11 @@ struct DaemonCommand: AsyncParsableCommand {
         }
 
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+        // Under systemd, stderr is the journal: each line carries its priority instead of a
+        // time stamp, so `journalctl -p warning` works.
+        let journal = JournalLogHandler.isJournal(environment: environment)
         LoggingSystem.bootstrap { label in
+            if journal { return JournalLogHandler(logLevel: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
