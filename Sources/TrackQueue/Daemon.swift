@@ -150,7 +150,11 @@ public struct Daemon: Service {
 
         let tokens = TokenSource(environment: environment, file: settings.tokenFile)
         if try await pool.run({ tokens.read().token }) == nil {  // a refused token stopped the start already
-            logger.warning("no API token: set TRACKQ_TOKEN or --token-file; the API will refuse events until then")
+            logger.warning(
+                """
+                no API token: set TRACKQ_TOKEN or --token-file (the system service: write /etc/trackq/token, then \
+                systemctl restart trackq); events are kept until the API takes them
+                """)
         }
         let sender = HTTPSender(
             options: .init(endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout),
@@ -169,7 +173,7 @@ public struct Daemon: Service {
             SystemdService(
                 notifier: notifier, watchdogInterval: SocketActivation.watchdogInterval(environment: environment),
                 writer: writer, logger: logger))
-        services.append(ReloadService(wake: wake))
+        services.append(ReloadService(wake: wake, notifier: notifier, logger: logger))
         return services
     }
 }
@@ -220,13 +224,19 @@ struct SystemdService: Service {
     }
 }
 
-/// SIGHUP: read the token again and retry delivery at once.
+/// SIGHUP: read the token again and retry delivery at once. systemd is told `RELOADING=1`
+/// and then `READY=1` once delivery has been woken (it reads the token before its next try).
 struct ReloadService: Service {
     let wake: WakeSignal
+    let notifier: SystemdNotifier
+    let logger: Logger
 
     func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            notifier.reloading()
+            logger.notice("reload: reading the token again and retrying delivery now")
             wake.signal(.reload)
+            notifier.notify("READY=1")
         }
     }
 }

@@ -82,5 +82,56 @@ import Testing
         #expect(try DatabaseProbe(path: dir.database).queued == 1)
         launcher.signal(SIGTERM)
         #expect(try await launcher.waitForExit() == 0)
+        // The socket's file belongs to whoever bound it (systemd): the daemon leaves it.
+        var info = stat()
+        #expect(lstat(activated, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK)
+    }
+
+    /// Under systemd, stderr is the journal (`JOURNAL_STREAM` names its device and inode):
+    /// every line starts with its syslog priority, so `journalctl -p warning` works.
+    @Test func linesCarryTheirSyslogPriorityWhenStderrIsTheJournal() async throws {
+        let dir = try TestDirectory()
+        // The shell sets JOURNAL_STREAM to its own stderr's device:inode, as systemd does.
+        let script = #"JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$0" "$@""#
+        let daemon = try TrackqProcess.launch(
+            executable: "/bin/sh",
+            [
+                "-c", script, TrackqBinary.path, "daemon", "--socket", dir.socket, "--database", dir.database,
+                "--endpoint", DaemonProcessTests.nowhere,
+            ],
+            stderrFile: dir.file("log"))
+        try await waitUntil("the daemon's socket") { UnixClient.canConnect(dir.socket) }
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+        let lines = daemon.stderr.split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let prefix = #"^<[2-7]>(trace|debug|info|notice|warning|error|critical): "#
+            #expect(line.range(of: prefix, options: .regularExpression) != nil, "\(line)")
+        }
+        #expect(lines.contains { $0.hasPrefix("<5>notice: ready") })
+        // No token configured: a warning, at priority 4.
+        #expect(lines.contains { $0.hasPrefix("<4>warning: ") })
+    }
+
+    @Test func aJournalStreamThatIsNotStderrLeavesLinesPlain() async throws {
+        let dir = try TestDirectory()
+        let daemon = try TrackqProcess(
+            ["daemon", "--socket", dir.socket, "--database", dir.database, "--endpoint", DaemonProcessTests.nowhere],
+            environment: ["JOURNAL_STREAM": "1:1"], stderrFile: dir.file("log"))
+        try await waitUntil("the daemon's socket") { UnixClient.canConnect(dir.socket) }
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+        #expect(!daemon.stderr.isEmpty)
+        #expect(!daemon.stderr.contains("<5>"))
+    }
+
+    @Test func aJournalLineIsOneLineWithItsPriority() {
+        #expect(
+            JournalLogHandler.line(level: .critical, message: "a\nb\rc", metadata: ["k": "v\n", "a": "1"])
+                == #"<2>critical: a\nb\rc a=1 k=v\n"#)
+        #expect(JournalLogHandler.priority(.trace) == 7 && JournalLogHandler.priority(.debug) == 7)
+        #expect(JournalLogHandler.priority(.info) == 6 && JournalLogHandler.priority(.notice) == 5)
+        #expect(JournalLogHandler.priority(.warning) == 4 && JournalLogHandler.priority(.error) == 3)
     }
 }

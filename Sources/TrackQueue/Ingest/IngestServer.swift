@@ -66,6 +66,10 @@ final class IngestServer: Service {
 
         let channel: any Channel
         if let fd = options.inheritedSocket {
+            // systemd passes it without close-on-exec; an alert command must not inherit it.
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            // Adopted, never unlinked: the socket's file belongs to trackq.socket, which keeps
+            // it across the daemon's restarts.
             channel = try await bootstrap.withBoundSocket(fd).get()
             logger.info("listening on the socket passed by systemd", metadata: ["socket.fd": "\(fd)"])
         } else {

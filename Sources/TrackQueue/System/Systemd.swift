@@ -26,6 +26,14 @@ public struct SystemdNotifier: Sendable {
         notify("STATUS=" + Printable.oneLine(text, limit: 200))
     }
 
+    /// `RELOADING=1` with the `MONOTONIC_USEC=` stamp systemd (253 and later) asks for; follow
+    /// it with `READY=1` when the reload is done.
+    public func reloading() {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        notify("RELOADING=1\nMONOTONIC_USEC=\(Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000)")
+    }
+
     /// Sends `message` (e.g. `"READY=1\nSTATUS=accepting events"`), trackq's own text only;
     /// failures are ignored, as systemd's own client does.
     public func notify(_ message: String) {
