@@ -193,6 +193,19 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(e.first == .raiseAlert(.forStatus(401, kind: .auth)))
     }
 
+    @Test func a401WithoutAConfiguredTokenSaysThatTheTokenIsMissing() throws {
+        var scheduler = makeScheduler()
+        var rng = SplitMix64(seed: 7)
+        scheduler.tokenMissing = true
+        let actions = scheduler.handle(apiAnswer(401), now: ManualInstant(), using: &rng)
+        guard case .raiseAlert(let alert) = try #require(actions.first) else {
+            Issue.record("expected an alert, got \(actions)")
+            return
+        }
+        #expect(alert.kind == .auth && alert.status == 401)
+        #expect(alert.message.contains("trackq has no token: write it to /etc/trackq/token"))
+    }
+
     @Test func retryableAnswerKeepsTheAlertUntilA2xx() {
         var scheduler = makeScheduler()
         var rng = SplitMix64(seed: 10)

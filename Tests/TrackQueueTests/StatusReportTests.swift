@@ -331,7 +331,8 @@ import Testing
         #expect(value("ALERT", in: text) == "auth, HTTP 401 for 5m: invalid token")
         #expect(
             value("fix", in: text)
-                == "check the token (TRACKQ_TOKEN or the token file), then: systemctl reload trackq")
+                == "check the token (/etc/trackq/token for the system service, else TRACKQ_TOKEN or the token file), then: systemctl restart trackq"
+        )
         #expect(value("next attempt", in: text) == "in 4m 55s")
         #expect(value("last success", in: text) == "1h ago")
     }

@@ -148,6 +148,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
 
             // 3. Send, judge, record.
             let token = await readToken(&scheduler, &keeper).token
+            scheduler.tokenMissing = token == nil
             let body = range == 0..<current.count ? current.body : Self.body(of: current, range)
             let attemptAt = SystemClock.wallMillis()
             let started = clock.now

@@ -23,9 +23,15 @@ public struct DeliveryAlert: Sendable, Equatable {
     }
 
     /// The alert for a status of the given kind, with the standard message.
-    public static func forStatus(_ status: Int, kind: AlertKind) -> DeliveryAlert {
+    ///
+    /// - Parameter tokenMissing: whether the request went without a token because none was
+    ///   configured: then that is the reason the auth alert gives.
+    public static func forStatus(_ status: Int, kind: AlertKind, tokenMissing: Bool = false) -> DeliveryAlert {
         let message =
             switch kind {
+            case .auth where tokenMissing:
+                "the API answered \(status) and trackq has no token: write it to /etc/trackq/token (the system "
+                    + "service) or set TRACKQ_TOKEN or --token-file, then restart trackq"
             case .auth:
                 "the API answered \(status): check the token (TRACKQ_TOKEN or --token-file), then send SIGHUP"
             case .endpoint:
@@ -120,6 +126,10 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     public private(set) var consecutiveFailures: Int = 0
     /// The active alert, if any.
     public private(set) var alert: DeliveryAlert?
+
+    /// Whether the next request goes without a token because none is configured (set before
+    /// each send): a 401/403 then says so.
+    public var tokenMissing = false
     /// The pending wait, if any: nothing is to be sent before it.
     public private(set) var notBefore: Instant?
 
@@ -181,7 +191,7 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
             case .rejected:
                 return rejected(sent.range, status: status, body: body)
             case .credentials:
-                return alertAndWait(.forStatus(status, kind: .auth), now: now)
+                return alertAndWait(.forStatus(status, kind: .auth, tokenMissing: tokenMissing), now: now)
             case .endpoint:
                 return alertAndWait(.forStatus(status, kind: .endpoint), now: now)
             case .retryable:

@@ -140,7 +140,8 @@ extension StatusReport {
     static func alertFix(kind: String) -> String {
         switch kind {
         case "auth":
-            return "check the token (TRACKQ_TOKEN or the token file), then: systemctl reload trackq"
+            return "check the token (/etc/trackq/token for the system service, else TRACKQ_TOKEN or the token file), "
+                + "then: systemctl restart trackq"
         case "endpoint":
             return "check --endpoint (TRACKQ_ENDPOINT), then: systemctl restart trackq"
         default:
