@@ -53,33 +53,79 @@ struct SendCommand: ParsableCommand {
         do {
             connection = try UnixLineConnection(path: path)
         } catch {
-            printError("cannot reach the daemon at \(path): \(error) (is `trackq daemon` running? --socket or TRACKQ_SOCKET name another)")
+            printError("cannot reach the daemon at \(path): \(Self.advice(for: error))")
             throw ExitCode(2)
         }
+        // The writer counts the lines it sent; every one must be answered, or the daemon went
+        // away (killed, restarted) before it took them all.
+        let written = WrittenLines()
         let writer: Thread
         if eventName == "-" {
             // Stream standard input while reading answers, so any amount of input works.
             writer = Thread {
                 while let line = readLine(strippingNewline: false) {
+                    // A blank line (spaces, tabs, CR) gets no answer from the daemon: not sent.
+                    guard line.utf8.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D && $0 != 0x0A }) else { continue }
                     do { try connection.write(line) } catch { break }  // the daemon closed: stop
+                    written.add()
                 }
                 connection.finishWriting()
+                written.finish()
             }
         } else {
             let line = json ?? Self.event(name: eventName ?? "", user: user ?? "", props: prop, context: context, timestamp: timestamp)
             writer = Thread {
-                try? connection.write(line + "\n")
+                if (try? connection.write(line + "\n")) != nil { written.add() }
                 connection.finishWriting()
+                written.finish()
             }
         }
         writer.start()
         var refused = 0
+        var answered = 0
         while let answer = try? connection.nextLine() {
             print(answer)
+            answered += 1
             if !answer.hasPrefix(#"{"ok":true"#) { refused += 1 }
         }
         fflush(nil)  // all streams: `stdout` itself is not concurrency-safe to name
+        let sent = written.waitUntilFinished()
+        if answered < sent {
+            printError("the daemon closed the connection after answering \(answered) of \(sent) lines; the rest were not taken")
+            throw ExitCode(1)
+        }
         if refused > 0 { throw ExitCode(1) }
+    }
+
+    /// Lines the writer thread sent, read by the main thread once the writer is done.
+    final class WrittenLines: @unchecked Sendable {
+        // @unchecked: `count` is written by the writer thread only before `done` is signalled,
+        // and read only after waiting on it.
+        private var count = 0
+        private let done = DispatchSemaphore(value: 0)
+
+        func add() { count += 1 }
+        func finish() { done.signal() }
+
+        func waitUntilFinished() -> Int {
+            done.wait()
+            return count
+        }
+    }
+
+    /// Why connecting failed, and what to do about it.
+    static func advice(for error: any Error) -> String {
+        switch (error as? POSIXError)?.code {
+        case .EACCES?, .EPERM?:
+            return "permission denied; the socket admits its group's members: ask the host's operator to add this "
+                + "user to it (the system service's group is trackq: usermod -aG trackq USER, then log in again)"
+        case .ENOENT?, .ECONNREFUSED?:
+            return "no daemon listens there (is `trackq daemon` running? --socket or TRACKQ_SOCKET name another)"
+        case let code?:
+            return "\(String(cString: strerror(code.rawValue))) (--socket or TRACKQ_SOCKET name another socket)"
+        case nil:
+            return "\(error)"
+        }
     }
 
     /// The event object of the first form.

@@ -150,6 +150,7 @@ import Testing
         let unreachable = try trackq(["send", "--socket", dir.file("nobody.sock"), "--json", Self.event])
         #expect(unreachable.status == 2)
         #expect(unreachable.stderr.contains(dir.file("nobody.sock")))
+        #expect(unreachable.stderr.contains("no daemon listens there"), "\(unreachable.stderr)")
 
         let usage = try trackq(["send", "--socket", dir.socket, "signed_in"])
         #expect(usage.status != 0)
@@ -203,6 +204,37 @@ import Testing
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit() == 0)
         try await server.stop()
+    }
+
+    /// A daemon killed mid-stream answers some lines and closes: `trackq send` must not call
+    /// that success, since the lines after the last answer were never taken.
+    @Test func sendFailsWhenTheDaemonClosesBeforeAnsweringEveryLine() async throws {
+        let dir = try TestDirectory()
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        let bound = UnixSocketAddress.with(dir.socket) { bind(listener, $0, $1) }
+        #expect(bound == 0 && listen(listener, 4) == 0)
+        // A stand-in daemon: reads all five lines, answers two, closes.
+        let server = Task {
+            try await onOwnThread {
+                let connection = accept(listener, nil, nil)
+                defer { close(connection) }
+                var received = [UInt8]()
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while received.filter({ $0 == 0x0A }).count < 5 {
+                    let n = buffer.withUnsafeMutableBytes { read(connection, $0.baseAddress, $0.count) }
+                    guard n > 0 else { break }
+                    received += buffer[..<n]
+                }
+                let answers = Array(#"{"ok":true,"accepted":1}"#.utf8 + [0x0A] + #"{"ok":true,"accepted":1}"#.utf8 + [0x0A])
+                _ = answers.withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
+            }
+        }
+        let stdin = String(repeating: Self.event + "\n", count: 5) + "  \n"
+        let result = try trackq(["send", "--socket", dir.socket, "-"], stdin: stdin)
+        try await server.value
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("after answering 2 of 5 lines"), "\(result.stderr)")
     }
 
     @Test func metricsAreServedAndParse() async throws {
