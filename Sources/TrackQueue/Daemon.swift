@@ -133,6 +133,7 @@ public struct Daemon: Service {
                 socketMode: settings.socketMode,
                 socketGroup: settings.socketGroup,
                 maxEventBytes: settings.maxEventBytes,
+                maxConnections: settings.maxConnections,
                 inheritedSocket: SocketActivation.listeningSocket(environment: environment)),
             writer: writer, group: eventLoopGroup, logger: logger)
 

@@ -112,4 +112,29 @@ import Testing
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit() == 0)
     }
+
+    /// At the limit, the connection that arrived last is the one refused, never an app that
+    /// connected before it. Rounds of `limit + 1` back-to-back connections: each round's last
+    /// one is told "too many connections", and every earlier one is kept.
+    @Test func atTheLimitTheLastArrivalIsRefusedNotAnEarlierOne() async throws {
+        let limit = 256
+        for round in 0..<10 {
+            let dir = try TestDirectory()
+            let daemon = try await InProcessDaemon(directory: dir) { $0.maxConnections = limit }
+            let socket = daemon.socket
+            let (kept, last) = try await onOwnThread {
+                let clients = try (0...limit).map { _ in try UnixClient(path: socket) }
+                let refusal = try? clients[limit].nextLine(timeout: .seconds(5))
+                // The earlier ones: open and unanswered (a refusal would have come by now).
+                let refusedEarly = clients[..<limit].filter { client in
+                    var poller = pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0)
+                    return poll(&poller, 1, 0) > 0
+                }
+                return (limit - refusedEarly.count, refusal)
+            }
+            #expect(last?.contains("too many connections") == true, "round \(round): the last arrival got \(String(describing: last))")
+            #expect(kept == limit, "round \(round): an earlier connection was refused")
+            try await daemon.stop()
+        }
+    }
 }

@@ -95,6 +95,8 @@ public struct DaemonSettings: Sendable, Equatable {
     public var alertCommand: String?
     /// One of ``logLevels``.
     public var logLevel: String = ""
+    /// Most client connections open at once (not a setting: tests lower it).
+    var maxConnections = 1024
     /// Where to serve Prometheus metrics (`GET /metrics`), or nil for no listener.
     public var metricsAddress: HostAndPort?
     /// The database and socket paths.

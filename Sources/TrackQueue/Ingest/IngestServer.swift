@@ -45,9 +45,17 @@ final class IngestServer: Service {
         let parser = EventParser(maxEventBytes: options.maxEventBytes)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
+            // Admission is decided here, on the listening channel's loop in the order the
+            // connections were accepted; the child initializers below run on the children's
+            // loops in any order, so deciding there could refuse an app that came first.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AdmissionHandler(connections: connections))
+                }
+            }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                guard connections.add(channel) else {
+                guard connections.isAdmitted(channel) else {
                     // Over the limit: say so once the channel is active, and close; the client
                     // may retry.
                     return channel.eventLoop.makeCompletedFuture {
@@ -148,6 +156,12 @@ final class ConnectionTracker: Sendable {
         return added
     }
 
+    /// Whether `add` took `channel` (and it has not closed since).
+    func isAdmitted(_ channel: any Channel) -> Bool {
+        let id = ObjectIdentifier(channel)
+        return open.withLockedValue { $0[id] != nil }
+    }
+
     /// Bytes came in on `channel` (once per read, not per line).
     func touch(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
@@ -156,6 +170,21 @@ final class ConnectionTracker: Sendable {
     }
 
     func all() -> [any Channel] { open.withLockedValue { $0.values.map(\.channel) } }
+}
+
+/// On the listening channel: offers each accepted connection to the tracker, in the order
+/// they were accepted, before the child's own initializer runs.
+private final class AdmissionHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = any Channel
+
+    private let connections: ConnectionTracker
+
+    init(connections: ConnectionTracker) { self.connections = connections }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        _ = connections.add(Self.unwrapInboundIn(data))
+        context.fireChannelRead(data)
+    }
 }
 
 /// Answers a connection over the limit with one refusal line, then closes it.
