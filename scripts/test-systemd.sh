@@ -201,6 +201,8 @@ all_arrived() {
     [[ $(grep -o '"seq": "c[0-9]*"' "$work/sink/events" | sort -u | wc -l) == 100 ]]
 }
 wait_for 30 all_arrived || fail "every event acked around the kill reached the API"
+soft_files=$(inside awk '/Max open files/ { print $4 }' "/proc/$new_pid/limits")
+((soft_files >= 2048)) || fail "the daemon raised its open-files limit above its 1024 connections (it is $soft_files)"
 check "systemctl kill -s KILL (pid $main_pid): restarted as pid $new_pid (NRestarts=1); 300 events acked before and 100 written during the restart all reached the API"
 
 # systemctl reload: SIGHUP, RELOADING=1 then READY=1; same process.

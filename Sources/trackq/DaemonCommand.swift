@@ -32,6 +32,17 @@ struct DaemonCommand: AsyncParsableCommand {
         // Files the daemon creates (database, WAL, lock) are readable by its user only; the
         // socket's mode is set explicitly, directories are made 0750.
         umask(0o077)
+        // systemd (and most shells) start services with a soft limit of 1024 open files, below
+        // the 1024 connections the daemon admits plus its own files: raise it to the hard limit,
+        // as systemd.exec(5) advises for programs that do not use select().
+        #if canImport(Glibc)
+        var files = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        if getrlimit(resource, &files) == 0 && files.rlim_cur < min(files.rlim_max, 65536) {
+            files.rlim_cur = min(files.rlim_max, 65536)
+            _ = setrlimit(resource, &files)
+        }
+        #endif
         let environment = ProcessInfo.processInfo.environment
         let settings: DaemonSettings
         do {

@@ -134,4 +134,24 @@ import Testing
         #expect(JournalLogHandler.priority(.info) == 6 && JournalLogHandler.priority(.notice) == 5)
         #expect(JournalLogHandler.priority(.warning) == 4 && JournalLogHandler.priority(.error) == 3)
     }
+
+    /// systemd starts services with a soft limit of 1024 open files, fewer than the 1024
+    /// connections the daemon admits plus its own: the daemon raises it to the hard limit.
+    @Test func raisesItsOpenFilesLimitAboveItsConnectionLimit() async throws {
+        let dir = try TestDirectory()
+        let daemon = try TrackqProcess.launch(
+            executable: "/bin/sh",
+            [
+                "-c", #"ulimit -Sn 1024 && ulimit -Hn 4096 && exec "$0" "$@""#, TrackqBinary.path, "daemon",
+                "--socket", dir.socket, "--database", dir.database, "--endpoint", DaemonProcessTests.nowhere,
+            ],
+            stderrFile: dir.file("log"))
+        try await waitUntil("the daemon's socket") { UnixClient.canConnect(dir.socket) }
+        let limits = try String(contentsOfFile: "/proc/\(daemon.pid)/limits", encoding: .utf8)
+        let line = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
+        let soft = line.split(separator: " ", omittingEmptySubsequences: true)[3]
+        #expect(soft == "4096", "\(line)")
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
 }
