@@ -90,16 +90,7 @@ struct DeliveryRecordKeeper: Sendable {
                         .warning, "the API refused an event; moved to the dead letters",
                         metadata: ["event.id": "\(event.id)", "http.status": "\(status)"]))
             case .raiseAlert(let alert):
-                record.alertKind = alert.kind.rawValue
-                record.alertStatus = alert.status
-                record.alertSinceMillis = nowMillis
-                record.alertMessage = alert.message
-                effects.append(
-                    .log(
-                        .critical, "alert raised: \(alert.message)",
-                        metadata: ["alert.kind": alert.kind.rawValue, "http.status": "\(alert.status)"]))
-                effects.append(.status("alert: \(alert.message)"))
-                effects.append(.alertCommand(raised: true, alert))
+                effects += raise(alert, nowMillis: nowMillis)
             case .clearAlert:
                 effects += clear()
             case .waitUntil(let instant):
