@@ -64,8 +64,8 @@ struct SendCommand: ParsableCommand {
             // Stream standard input while reading answers, so any amount of input works.
             writer = Thread {
                 while let line = readLine(strippingNewline: false) {
-                    // A blank line (spaces, tabs, CR) gets no answer from the daemon: not sent.
-                    guard line.utf8.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D && $0 != 0x0A }) else { continue }
+                    // A blank line gets no answer from the daemon: not sent.
+                    guard !LineFrameDecoder.isBlank(line.utf8) else { continue }
                     do { try connection.write(line) } catch { break }  // the daemon closed: stop
                     written.add()
                 }

@@ -100,13 +100,13 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
     private static func trimmed(_ bytes: ByteBufferView.SubSequence) -> Range<Int>? {
         var end = bytes.endIndex
         if end > bytes.startIndex && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-        guard
-            bytes[bytes.startIndex..<end].contains(where: {
-                $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r")
-            })
-        else {
-            return nil
-        }
+        guard !isBlank(bytes[bytes.startIndex..<end]) else { return nil }
         return bytes.startIndex..<end
+    }
+
+    /// Whether `line` is blank: only spaces, tabs, `\r` (and the `\n` that ends it). The
+    /// daemon skips a blank line and owes it no answer; `trackq send` counts answers by it.
+    public static func isBlank(_ line: some Sequence<UInt8>) -> Bool {
+        line.allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }
     }
 }
