@@ -132,9 +132,9 @@ final class ConnectionTracker: Sendable {
         self.idleEvictionAfter = idleEvictionAfter
     }
 
-    /// Adds `channel`, making room by closing the longest-idle connection if need be; false
-    /// when there is no room. A channel is removed when it closes.
-    func add(_ channel: any Channel) -> Bool {
+    /// Adds `channel` if there is room, making room by closing the longest-idle connection if
+    /// need be (``isAdmitted(_:)`` tells which). A channel is removed when it closes.
+    func add(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
         let now = NIODeadline.now()
         let (added, evicted) = open.withLockedValue { open -> (Bool, (any Channel)?) in
@@ -153,7 +153,6 @@ final class ConnectionTracker: Sendable {
         if added {
             channel.closeFuture.whenComplete { [open] _ in _ = open.withLockedValue { $0.removeValue(forKey: id) } }
         }
-        return added
     }
 
     /// Whether `add` took `channel` (and it has not closed since).
@@ -182,7 +181,7 @@ private final class AdmissionHandler: ChannelInboundHandler, Sendable {
     init(connections: ConnectionTracker) { self.connections = connections }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        _ = connections.add(Self.unwrapInboundIn(data))
+        connections.add(Self.unwrapInboundIn(data))
         context.fireChannelRead(data)
     }
 }
