@@ -9,14 +9,23 @@ import Testing
 @Suite struct HostileAPITests {
     static let fast = ["--retry-initial", "50ms", "--retry-max", "200ms"]
 
+    /// A daemon delivering to `server` with a token, retrying fast; `extra` flags and
+    /// `environment` added.
+    func startDaemon(
+        _ dir: borrowing TestDirectory, against server: HostileHTTPServer, _ extra: [String] = [],
+        environment: [String: String] = [:]
+    ) async throws -> TrackqProcess {
+        try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", server.url] + extra + Self.fast, environment: ["TRACKQ_TOKEN": "t"].merging(environment) { $1 })
+    }
+
     @Test func aTwentyDigitRetryAfterIsAnHourNotACrashAndSIGHUPRetriesAtOnce() async throws {
         let server = try HostileHTTPServer { _, index in
             index == 0 ? .status(503, headers: [("Retry-After", "99999999999999999999")]) : .status(200, body: "{}")
         }
         defer { server.stop() }
         let dir = try TestDirectory()
-        let daemon = try await TrackqProcess.startDaemon(
-            dir, ["--endpoint", server.url] + Self.fast, environment: ["TRACKQ_TOKEN": "t"])
+        let daemon = try await startDaemon(dir, against: server)
         try DeliveryTests.enqueue(3, socket: dir.socket)
         let probe = DatabaseProbe(path: dir.database)
         try await waitUntil("the 503 recorded") { try probe.scalar("SELECT consecutive_failures FROM daemon_state") == 1 }
@@ -50,8 +59,7 @@ import Testing
         }
         defer { server.stop() }
         let dir = try TestDirectory()
-        let daemon = try await TrackqProcess.startDaemon(
-            dir, ["--endpoint", server.url, "--request-timeout", "1s"] + Self.fast, environment: ["TRACKQ_TOKEN": "t"])
+        let daemon = try await startDaemon(dir, against: server, ["--request-timeout", "1s"])
         try DeliveryTests.enqueue(5, socket: dir.socket)
         let probe = DatabaseProbe(path: dir.database)
         try await waitUntil(timeout: .seconds(30), "the batch delivered after four bad answers") { try probe.queued == 0 }
@@ -78,8 +86,7 @@ import Testing
         }
         defer { server.stop() }
         let dir = try TestDirectory()
-        let daemon = try await TrackqProcess.startDaemon(
-            dir, ["--endpoint", server.url] + Self.fast, environment: ["TRACKQ_TOKEN": "t"])
+        let daemon = try await startDaemon(dir, against: server)
         try DeliveryTests.enqueue(4, socket: dir.socket)
         let probe = DatabaseProbe(path: dir.database)
         try await waitUntil("six failures") { try probe.scalar("SELECT consecutive_failures FROM daemon_state") == 6 }
@@ -102,9 +109,7 @@ import Testing
         defer { server.stop() }
         let dir = try TestDirectory()
         let receiver = try SystemdTests.NotifyReceiver(path: dir.file("notify"))
-        let daemon = try await TrackqProcess.startDaemon(
-            dir, ["--endpoint", server.url] + Self.fast,
-            environment: ["TRACKQ_TOKEN": "t", "NOTIFY_SOCKET": receiver.path])
+        let daemon = try await startDaemon(dir, against: server, environment: ["NOTIFY_SOCKET": receiver.path])
         try DeliveryTests.enqueue(1, socket: dir.socket)
         var messages: [String] = []
         try await waitUntil("a backoff status") {
@@ -133,8 +138,7 @@ import Testing
         let server = try HostileHTTPServer { _, _ in .status(400, body: evil) }
         defer { server.stop() }
         let dir = try TestDirectory()
-        let daemon = try await TrackqProcess.startDaemon(
-            dir, ["--endpoint", server.url] + Self.fast, environment: ["TRACKQ_TOKEN": "t"])
+        let daemon = try await startDaemon(dir, against: server)
         try DeliveryTests.enqueue(1, socket: dir.socket, extra: { _ in #","note":"\u001b[31mred""# })
         let probe = DatabaseProbe(path: dir.database)
         try await waitUntil("the dead letter") { try probe.scalar("SELECT count(*) FROM dead_letters") == 1 }
@@ -202,8 +206,7 @@ import Testing
         }
         defer { server.stop() }
         let dir = try TestDirectory()
-        let daemon = try await TrackqProcess.startDaemon(
-            dir, ["--endpoint", server.url] + Self.fast, environment: ["TRACKQ_TOKEN": "t"])
+        let daemon = try await startDaemon(dir, against: server)
         try DeliveryTests.enqueue(200, socket: dir.socket)
         let probe = DatabaseProbe(path: dir.database)
         try await waitUntil("the endpoint alert") { try probe.strings("SELECT alert_kind FROM daemon_state") == ["endpoint"] }
