@@ -165,10 +165,11 @@ check "once the token is written, the event queued before it reaches the API"
 
 # An app's user in group trackq writes events with no flags; they reach the API.
 events() { for i in $(seq 1 "$2"); do printf '{"event_name":"e","user_id":"u","properties":{"seq":"%s%d"}}\n' "$1" "$i"; done; }
+# Whether the API has all $2 distinct events of series $1.
+arrived() { [[ $(grep -so "\"seq\": \"$1[0-9]*\"" "$work/sink/events" | sort -u | wc -l) == "$2" ]]; }
 events a 200 | as_app trackq send - >"$work/answers-a" || fail "the app user's 200 events are acked"
 [[ $(grep -c '"ok":true' "$work/answers-a") == 200 ]] || fail "200 acks"
-wait_for 20 sh -c "[ \"\$(grep -o '\"seq\": \"a[0-9]*\"' '$work/sink/events' | sort -u | wc -l)\" = 200 ]" ||
-  fail "the app's 200 events reached the API"
+wait_for 20 arrived a 200 || fail "the app's 200 events reached the API"
 check "an app user in group trackq (trackq send, no flags) writes 200 events; all 200 reach the API"
 
 # A user outside the group is refused.
@@ -196,10 +197,7 @@ restarted() { [[ $(inside systemctl show -p NRestarts --value trackq) -ge 1 ]] &
 wait_for 30 restarted || fail "systemd restarted trackq after kill -9"
 new_pid=$(inside systemctl show -p MainPID --value trackq)
 rm -f "$work/sink/mode"
-all_arrived() {
-  [[ $(grep -o '"seq": "b[0-9]*"' "$work/sink/events" | sort -u | wc -l) == 300 ]] &&
-    [[ $(grep -o '"seq": "c[0-9]*"' "$work/sink/events" | sort -u | wc -l) == 100 ]]
-}
+all_arrived() { arrived b 300 && arrived c 100; }
 wait_for 30 all_arrived || fail "every event acked around the kill reached the API"
 soft_files=$(inside awk '/Max open files/ { print $4 }' "/proc/$new_pid/limits")
 ((soft_files >= 2048)) || fail "the daemon raised its open-files limit above its 1024 connections (it is $soft_files)"
