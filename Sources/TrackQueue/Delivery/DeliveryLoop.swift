@@ -169,7 +169,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
                 nowMillis: SystemClock.wallMillis(), now: clock.now)
             do {
                 try await parts.writer.recordAnswer(
-                    delivered: commit.delivered, refused: commit.refused, record: commit.record,
+                    delivered: commit.deliveredRuns, refused: commit.refused, record: commit.record,
                     atMillis: SystemClock.wallMillis())
                 await perform(effects)
             } catch {
@@ -199,7 +199,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         }
     }
 
-    private func wait(for accepted: Set<WakeReason>, until deadline: C.Instant) async -> WakeReason? {
+    private func wait(for accepted: WakeReasons, until deadline: C.Instant) async -> WakeReason? {
         await parts.wake.wait(for: accepted, until: deadline, clock: clock)
     }
 

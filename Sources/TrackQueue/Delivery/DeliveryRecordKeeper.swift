@@ -14,7 +14,9 @@ enum DeliveryEffect: Sendable, Equatable {
 
 /// What one answer of the API changes in the database, written in one transaction.
 struct DeliveryCommit: Sendable {
-    var delivered: [OutgoingBatch.Event] = []
+    /// Runs of events the API took, each one range of the batch.
+    var deliveredRuns: [ArraySlice<OutgoingBatch.Event>] = []
+    var delivered: [OutgoingBatch.Event] { Array(deliveredRuns.joined()) }
     var refused: [RefusedEvent] = []
     /// The state record `trackq status` shows, as it stands after the answer.
     var record: DeliveryRecord
@@ -81,7 +83,7 @@ struct DeliveryRecordKeeper: Sendable {
         for action in actions {
             switch action {
             case .deliver(let range):
-                commit.delivered += batch.events[range]
+                commit.deliveredRuns.append(batch.events[range])
             case .deadLetter(let index, let status, let body):
                 let event = batch.events[index]
                 commit.refused.append(RefusedEvent(event: event, status: status, response: body))

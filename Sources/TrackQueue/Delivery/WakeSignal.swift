@@ -1,13 +1,27 @@
 import NIOConcurrencyHelpers
 
 /// Why the delivery loop should look again.
-enum WakeReason: Hashable, Sendable {
+enum WakeReason: UInt8, Sendable {
     /// Events were committed.
-    case newEvents
+    case newEvents = 1
     /// SIGHUP: read the token again.
-    case reload
+    case reload = 2
     /// Stop after the request in flight.
-    case shutdown
+    case shutdown = 4
+}
+
+/// A set of ``WakeReason``s in one byte: the writer signals after every commit, so this is
+/// on the ingest path and must not hash or allocate.
+struct WakeReasons: Sendable, Equatable, ExpressibleByArrayLiteral {
+    private var bits: UInt8 = 0
+
+    init(arrayLiteral reasons: WakeReason...) {
+        for reason in reasons { insert(reason) }
+    }
+
+    func contains(_ reason: WakeReason) -> Bool { bits & reason.rawValue != 0 }
+    mutating func insert(_ reason: WakeReason) { bits |= reason.rawValue }
+    mutating func remove(_ reason: WakeReason) { bits &= ~reason.rawValue }
 }
 
 /// Wakes the delivery loop from its waits: idle, lingering or backing off.
@@ -16,7 +30,7 @@ enum WakeReason: Hashable, Sendable {
 /// returns for the reasons it accepts (a backing-off sender ignores new events).
 final class WakeSignal: Sendable {
     private struct State {
-        var pending: Set<WakeReason> = []
+        var pending: WakeReasons = []
         /// Counts signals, so a wait can tell a new one from one it already saw.
         var generation = 0
         var waiter: CheckedContinuation<Void, Never>?
@@ -24,6 +38,8 @@ final class WakeSignal: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    /// The order ``take(_:)`` prefers reasons in.
+    private static let priority: [WakeReason] = [.shutdown, .reload, .newEvents]
 
     func signal(_ reason: WakeReason) {
         let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
@@ -36,9 +52,9 @@ final class WakeSignal: Sendable {
     }
 
     /// Takes a pending reason among `accepted`, if there is one.
-    func take(_ accepted: Set<WakeReason>) -> WakeReason? {
+    func take(_ accepted: WakeReasons) -> WakeReason? {
         state.withLockedValue { state in
-            for reason in [WakeReason.shutdown, .reload, .newEvents] where accepted.contains(reason) && state.pending.contains(reason) {
+            for reason in Self.priority where accepted.contains(reason) && state.pending.contains(reason) {
                 state.pending.remove(reason)
                 return reason
             }
@@ -47,12 +63,12 @@ final class WakeSignal: Sendable {
     }
 
     /// Waits until one of `accepted` is signalled (returned) or `deadline` passes (nil).
-    func wait(for accepted: Set<WakeReason>, until deadline: ContinuousClock.Instant? = nil) async -> WakeReason? {
+    func wait(for accepted: WakeReasons, until deadline: ContinuousClock.Instant? = nil) async -> WakeReason? {
         await wait(for: accepted, until: deadline, clock: ContinuousClock())
     }
 
     /// Waits until one of `accepted` is signalled (returned) or `deadline` on `clock` passes (nil).
-    func wait<C: Clock>(for accepted: Set<WakeReason>, until deadline: C.Instant?, clock: C) async -> WakeReason? {
+    func wait<C: Clock>(for accepted: WakeReasons, until deadline: C.Instant?, clock: C) async -> WakeReason? {
         while true {
             let seen = state.withLockedValue { $0.generation }
             if let reason = take(accepted) { return reason }

@@ -1,3 +1,5 @@
+import CSQLite
+
 /// What one request line amounts to once parsed, before the commit.
 enum LineEntry: Sendable {
     /// The line's events are the next `count` events of the submission's batch.
@@ -40,54 +42,117 @@ extension QueueStore {
     ///   the queue past `maxQueueBytes` are refused with `queue_full`.
     /// - Throws: when the transaction failed; nothing of the group was stored.
     func append(_ group: [IngestSubmission], maxQueueBytes limit: Int64) throws -> [[LineAnswer]] {
+        try transaction { delta in try append(group, maxQueueBytes: limit, delta: &delta) }
+    }
+
+    /// ``append(_:maxQueueBytes:)`` inside a transaction already open.
+    func append(_ group: [IngestSubmission], maxQueueBytes limit: Int64, delta: inout QueueCounters) throws -> [[LineAnswer]] {
         var answers: [[LineAnswer]] = []
         answers.reserveCapacity(group.count)
-        try transaction { delta in
-            _ = try ensureBootRow()
-            let pendingBefore = counters.pendingBytes
-            for submission in group {
-                var lineAnswers: [LineAnswer] = []
-                lineAnswers.reserveCapacity(submission.lines.count)
-                var next = 0  // index of the line's first event in the batch
-                for line in submission.lines {
-                    switch line {
-                    case .refused(let error):
-                        lineAnswers.append(.refused(error))
+        let boot = try ensureBootRow()
+        let pendingBefore = counters.pendingBytes
+        var accepted: [Range<Int>] = []
+        for submission in group {
+            // 1. Which lines fit: answered with the ordinals of their events among the
+            //    submission's accepted ones, turned into ids once they are inserted.
+            var lineAnswers: [LineAnswer] = []
+            lineAnswers.reserveCapacity(submission.lines.count)
+            accepted.removeAll(keepingCapacity: true)
+            var next = 0  // index of the line's first event in the batch
+            var ordinal: Int64 = 0
+            for line in submission.lines {
+                switch line {
+                case .refused(let error):
+                    lineAnswers.append(.refused(error))
+                    delta.rejected += 1
+                case .events(let count):
+                    let range = next..<(next + count)
+                    next += count
+                    guard count > 0 else {
+                        lineAnswers.append(.accepted(count: 0, firstID: 0, lastID: 0))
+                        continue
+                    }
+                    let bytes = Int64(submission.batch.byteCount(of: range))
+                    if pendingBefore + delta.pendingBytes + bytes > limit {
+                        lineAnswers.append(.refused(.queueFull(limit: limit)))
                         delta.rejected += 1
-                    case .events(let count):
-                        let range = next..<(next + count)
-                        next += count
-                        guard count > 0 else {
-                            lineAnswers.append(.accepted(count: 0, firstID: 0, lastID: 0))
-                            continue
-                        }
-                        let bytes = submission.batch.byteCount(of: range)
-                        if pendingBefore + delta.pendingBytes + Int64(bytes) > limit {
-                            lineAnswers.append(.refused(.queueFull(limit: limit)))
-                            delta.rejected += 1
-                            continue
-                        }
-                        var first: Int64 = 0
-                        var last: Int64 = 0
-                        for i in range {
-                            last = try submission.batch.withEventBytes(i) { body in
-                                try insertEvent(
-                                    body,
-                                    acceptedAtMillis: submission.readAtMillis,
-                                    boottimeMillis: submission.readAtBoottimeMillis)
-                            }
-                            if i == range.lowerBound { first = last }
-                        }
-                        delta.accepted += Int64(count)
-                        delta.pendingEvents += Int64(count)
-                        delta.pendingBytes += Int64(bytes)
-                        lineAnswers.append(.accepted(count: count, firstID: first, lastID: last))
+                        continue
+                    }
+                    accepted.append(range)
+                    lineAnswers.append(.accepted(count: count, firstID: ordinal, lastID: ordinal + Int64(count) - 1))
+                    ordinal += Int64(count)
+                    delta.accepted += Int64(count)
+                    delta.pendingEvents += Int64(count)
+                    delta.pendingBytes += bytes
+                }
+            }
+            // 2. Insert them, many rows a statement; their ids are consecutive.
+            if let firstID = try insertEvents(of: submission, ranges: accepted, boot: boot) {
+                for (i, answer) in lineAnswers.enumerated() {
+                    if case .accepted(let count, let first, let last) = answer, count > 0 {
+                        lineAnswers[i] = .accepted(count: count, firstID: firstID + first, lastID: firstID + last)
                     }
                 }
-                answers.append(lineAnswers)
             }
+            answers.append(lineAnswers)
         }
         return answers
+    }
+
+    /// Inserts the events of `ranges` of the submission's batch, in order, up to
+    /// ``maxRowsPerInsert`` a statement, binding their bytes without copying them.
+    /// - Returns: the id of the first; the others follow it one by one. Nil if none.
+    private func insertEvents(of submission: IngestSubmission, ranges: [Range<Int>], boot: Int64) throws -> Int64? {
+        let total = ranges.reduce(0) { $0 + $1.count }
+        guard total > 0 else { return nil }
+        let batch = submission.batch
+        let (wall, boottime) = (submission.readAtMillis, submission.readAtBoottimeMillis)
+        return try batch.bytes.withUnsafeBytes { all -> Int64 in
+            var firstID: Int64?
+            var inserted = 0
+            var statement = try insertStatement(rows: min(total, Self.maxRowsPerInsert))
+            var slot = 0
+            var slots = min(total, Self.maxRowsPerInsert)
+            for range in ranges {
+                for i in range {
+                    let start = i == 0 ? 0 : batch.ends[i - 1]
+                    try statement.bindEvent(
+                        UnsafeRawBufferPointer(rebasing: all[start..<batch.ends[i]]), slot: slot, acceptedAtMillis: wall,
+                        boottimeMillis: boottime, boot: boot)
+                    slot += 1
+                    guard slot == slots else { continue }
+                    _ = try statement.step()
+                    statement.reset()
+                    // AUTOINCREMENT gives one statement's rows ids one apart, each above every
+                    // id ever used; nothing else writes between our statements.
+                    let chunkFirst = db.lastInsertRowID - Int64(slots) + 1
+                    if let firstID, chunkFirst != firstID + Int64(inserted) {
+                        throw SQLiteError(code: SQLITE_INTERNAL, message: "queue ids are not consecutive")
+                    }
+                    firstID = firstID ?? chunkFirst
+                    inserted += slots
+                    slot = 0
+                    slots = min(total - inserted, Self.maxRowsPerInsert)
+                    if slots > 0 && slots != Self.maxRowsPerInsert { statement = try insertStatement(rows: slots) }
+                }
+            }
+            return firstID!
+        }
+    }
+}
+
+extension SQLiteStatement {
+    /// Binds one event's columns as row `slot` of a multi-row `INSERT INTO queue`; `body`
+    /// must stay valid until the next `step()`.
+    func bindEvent(
+        _ body: UnsafeRawBufferPointer, slot: Int, acceptedAtMillis: Int64, boottimeMillis: Int64, boot: Int64
+    ) throws(SQLiteError) {
+        let base = Int32(slot * 5)
+        try bindText(body, at: base + 1)
+        try bind(body.count, at: base + 2)
+        try bind(acceptedAtMillis, at: base + 3)
+        try bind(boottimeMillis, at: base + 4)
+        try bind(boot, at: base + 5)
     }
 }
 
@@ -115,13 +180,5 @@ extension EventBatch {
         guard let first = range.first, let last = range.last else { return 0 }
         let start = first == 0 ? 0 : ends[first - 1]
         return ends[last] - start
-    }
-
-    /// Hands event `i`'s bytes to `body` without copying them.
-    func withEventBytes<T>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
-        let start = i == 0 ? 0 : ends[i - 1]
-        return try bytes.withUnsafeBytes { all in
-            try body(UnsafeRawBufferPointer(rebasing: all[start..<ends[i]]))
-        }
     }
 }

@@ -24,14 +24,24 @@ public enum DeadLetterReason: String, Sendable {
 }
 
 extension QueueStore {
-    /// Removes delivered events from the queue; call inside ``transaction(_:)``.
-    func removeDelivered(_ events: some Collection<OutgoingBatch.Event>, delta: inout QueueCounters) throws(SQLiteError) {
-        for event in events {
-            try db.run("DELETE FROM queue WHERE id = ?", [.integer(event.id)])
-            guard db.changes == 1 else { continue }  // already gone: count only what we removed
-            delta.delivered += 1
-            delta.pendingEvents -= 1
-            delta.pendingBytes -= Int64(event.range.count)
+    /// Removes delivered events from the queue, a run at a time; call inside ``transaction(_:)``.
+    ///
+    /// Each run is events that lie next to each other in a batch read in queue order (one
+    /// range the API answered 2xx), so the queue holds nothing else between its first id and
+    /// its last: later events get higher ids. One range `DELETE` removes the run; what it
+    /// returns is counted, so events already gone are not counted twice.
+    func removeDelivered(_ runs: [ArraySlice<OutgoingBatch.Event>], delta: inout QueueCounters) throws(SQLiteError) {
+        for run in runs {
+            guard let first = run.first?.id, let last = run.last?.id else { continue }
+            let stmt = try db.statement("DELETE FROM queue WHERE id BETWEEN ? AND ? RETURNING bytes")
+            try stmt.bind(first, at: 1)
+            try stmt.bind(last, at: 2)
+            defer { stmt.reset() }
+            while try stmt.step() {
+                delta.delivered += 1
+                delta.pendingEvents -= 1
+                delta.pendingBytes -= stmt.int64(0)
+            }
         }
     }
 

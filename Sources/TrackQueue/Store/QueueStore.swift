@@ -13,6 +13,16 @@ public struct QueueCounters: Sendable, Equatable {
 
     public init() {}
 
+    mutating func add(_ delta: QueueCounters) {
+        accepted += delta.accepted
+        delivered += delta.delivered
+        deadLettered += delta.deadLettered
+        rejected += delta.rejected
+        pendingEvents += delta.pendingEvents
+        pendingBytes += delta.pendingBytes
+        deadDropped += delta.deadDropped
+    }
+
     /// The `counters` row, from any connection (the writer's, or `trackq status`'s).
     static func read(_ db: SQLiteConnection) throws(SQLiteError) -> QueueCounters {
         try db.queryRow(
@@ -45,8 +55,28 @@ final class QueueStore {
     /// The counters as of the last commit; refreshed from the database after a rollback.
     private(set) var counters = QueueCounters()
 
-    static let insertEventSQL =
-        "INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot) VALUES (?, ?, ?, ?, ?)"
+    /// The most events one `INSERT` statement adds: one statement's fixed cost (and the
+    /// `AUTOINCREMENT` bookkeeping SQLite does per statement) is shared by that many rows.
+    static let maxRowsPerInsert = 32
+
+    /// `INSERT` statements for 1…``maxRowsPerInsert`` rows, prepared on first use; index = rows.
+    private var insertStatements = [SQLiteStatement?](repeating: nil, count: maxRowsPerInsert + 1)
+
+    static func insertEventsSQL(rows: Int) -> String {
+        "INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot) VALUES "
+            + repeatElement("(?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+    }
+
+    /// The prepared `INSERT` of `rows` events (1…``maxRowsPerInsert``), reset.
+    func insertStatement(rows: Int) throws(SQLiteError) -> SQLiteStatement {
+        if let statement = insertStatements[rows] {
+            statement.reset()
+            return statement
+        }
+        let statement = try db.statement(Self.insertEventsSQL(rows: rows))
+        insertStatements[rows] = statement
+        return statement
+    }
 
     /// The most the WAL keeps between checkpoints and across restarts: a reserve of space
     /// the next start and the first deliveries write into, however full the disk is.
@@ -122,17 +152,36 @@ final class QueueStore {
                 try Database.addToCounters(delta, in: db)
                 return result
             }
-            counters.accepted += delta.accepted
-            counters.delivered += delta.delivered
-            counters.deadLettered += delta.deadLettered
-            counters.rejected += delta.rejected
-            counters.pendingEvents += delta.pendingEvents
-            counters.pendingBytes += delta.pendingBytes
-            counters.deadDropped += delta.deadDropped
+            counters.add(delta)
             return result
         } catch {
             try? refreshCounters()
             throw error
+        }
+    }
+
+    /// Runs `body` inside the open transaction as one part of it (`SAVEPOINT`): if it
+    /// throws, its own changes are undone and the rest of the transaction goes on. Counter
+    /// changes it makes in its `delta` are added to `delta` only if it succeeded.
+    ///
+    /// Throws the body's error, or, if the part could not be undone, an error that must end
+    /// the whole transaction.
+    func part<T>(_ delta: inout QueueCounters, _ body: (inout QueueCounters) throws -> T) throws -> Result<T, any Error> {
+        try db.execute("SAVEPOINT part")
+        var own = QueueCounters()
+        do {
+            let result = try body(&own)
+            try db.execute("RELEASE part")
+            delta.add(own)
+            return .success(result)
+        } catch {
+            do {
+                try db.execute("ROLLBACK TO part")
+                try db.execute("RELEASE part")
+            } catch let undo {
+                throw StoreError.io("\(error); undoing it failed too (\(undo))")
+            }
+            return .failure(error)
         }
     }
 
@@ -141,12 +190,8 @@ final class QueueStore {
     /// Appends one normalized event to the end of the queue; call inside ``transaction(_:)``.
     /// - Returns: its queue id.
     func insertEvent(_ body: UnsafeRawBufferPointer, acceptedAtMillis: Int64, boottimeMillis: Int64) throws(SQLiteError) -> Int64 {
-        let stmt = try db.statement(Self.insertEventSQL)
-        try stmt.bindText(body, at: 1)
-        try stmt.bind(body.count, at: 2)
-        try stmt.bind(acceptedAtMillis, at: 3)
-        try stmt.bind(boottimeMillis, at: 4)
-        try stmt.bind(bootRow ?? 0, at: 5)
+        let stmt = try insertStatement(rows: 1)
+        try stmt.bindEvent(body, slot: 0, acceptedAtMillis: acceptedAtMillis, boottimeMillis: boottimeMillis, boot: bootRow ?? 0)
         _ = try stmt.step()
         stmt.reset()
         return db.lastInsertRowID

@@ -24,6 +24,8 @@ final class StoreWriter: @unchecked Sendable {
         var maxQueueBytes: Int
         /// The most dead letters kept; the oldest beyond it are dropped and counted.
         var maxDeadLetters = 10_000
+        /// When delivery's writes join a group commit, and space is given back.
+        var pacing = WriterPacing()
     }
 
     /// What the database held when it was opened.
@@ -37,6 +39,16 @@ final class StoreWriter: @unchecked Sendable {
         case ingest(IngestSubmission)
         /// `run` on the writer thread, or `cancel` if the writer has stopped.
         case work(run: (QueueStore) -> Void, cancel: () -> Void)
+        /// Delivery's writes: a part of the next transaction, shared with an ingest group.
+        case part(Part)
+    }
+
+    /// A write that may share a transaction with a group commit (``QueueStore/part(_:_:)``):
+    /// `body` runs inside it, `done` gets its result once the transaction committed (or
+    /// the error that undid it).
+    private struct Part {
+        var body: (QueueStore, inout QueueCounters) throws -> Void
+        var done: (Result<Void, any Error>) -> Void
     }
 
     private enum State {
@@ -58,12 +70,24 @@ final class StoreWriter: @unchecked Sendable {
     /// Called on the writer thread after a commit that queued new events.
     private let onAccepted: @Sendable () -> Void
     private var failing = false
+    /// When parts wait for an ingest group, and when space is given back; writer thread only.
+    private var pacing: WriterPacing
+    /// Parts held back for the next ingest group; writer thread only.
+    private var held: [Part] = [] {
+        didSet { counts.withLockedValue { $0.held = held.count } }
+    }
+    /// For tests: transactions committed (parts that joined a group commit add none), and
+    /// parts held back for the next group.
+    private let counts = NIOLockedValueBox((committed: 0, held: 0))
+    var transactionsCommitted: Int { counts.withLockedValue { $0.committed } }
+    var partsHeld: Int { counts.withLockedValue { $0.held } }
 
     private init(
-        maxQueueBytes: Int, maxDeadLetters: Int, logger: Logger, metrics: DaemonMetrics?,
+        maxQueueBytes: Int, maxDeadLetters: Int, pacing: WriterPacing, logger: Logger, metrics: DaemonMetrics?,
         onAccepted: @escaping @Sendable () -> Void
     ) {
         self.maxQueueBytes = Int64(maxQueueBytes)
+        self.pacing = pacing
         self.maxDeadLetters = maxDeadLetters
         self.logger = logger
         self.metrics = metrics
@@ -77,7 +101,8 @@ final class StoreWriter: @unchecked Sendable {
         onAccepted: @escaping @Sendable () -> Void = {}
     ) async throws -> (StoreWriter, Opened) {
         let writer = StoreWriter(
-            maxQueueBytes: options.maxQueueBytes, maxDeadLetters: options.maxDeadLetters, logger: logger, metrics: metrics,
+            maxQueueBytes: options.maxQueueBytes, maxDeadLetters: options.maxDeadLetters, pacing: options.pacing, logger: logger,
+            metrics: metrics,
             onAccepted: onAccepted)
         let opened = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Opened, any Error>) in
             let thread = Thread {
@@ -165,52 +190,38 @@ final class StoreWriter: @unchecked Sendable {
         try await perform { try $0.saveDeliveryRecord(record) }
     }
 
-    /// Records one answer of the API in one transaction: delivered events leave the queue,
+    /// Records one answer of the API in one transaction: delivered events (runs of a batch,
+    /// see ``QueueStore/removeDelivered(_:delta:)``) leave the queue,
     /// refused ones move to the dead letters, and the state record is saved with them.
     func recordAnswer(
-        delivered: [OutgoingBatch.Event], refused: [RefusedEvent], record: DeliveryRecord, atMillis: Int64
+        delivered: [ArraySlice<OutgoingBatch.Event>], refused: [RefusedEvent], record: DeliveryRecord, atMillis: Int64
     ) async throws {
         let limit = maxDeadLetters
-        try await perform { store in
-            try store.transaction { delta in
-                try store.removeDelivered(delivered, delta: &delta)
-                for refusal in refused {
-                    try store.moveToDeadLetters(
-                        refusal.event, reason: .rejected, status: refusal.status, response: refusal.response,
-                        failedAtMillis: atMillis, delta: &delta)
-                }
-                if !refused.isEmpty { try store.trimDeadLetters(keeping: limit, delta: &delta) }
-                try store.saveDeliveryRecord(record)
+        try await performPart { store, delta in
+            try store.removeDelivered(delivered, delta: &delta)
+            for refusal in refused {
+                try store.moveToDeadLetters(
+                    refusal.event, reason: .rejected, status: refusal.status, response: refusal.response,
+                    failedAtMillis: atMillis, delta: &delta)
             }
-            // A long backlog drained: give the free pages back, a bounded step at a time. Not
-            // while a backlog is still draining: its free pages are reused by new events.
-            if !delivered.isEmpty && store.counters.pendingEvents < 1000 { self.reclaimSpace(store) }
+            if !refused.isEmpty { try store.trimDeadLetters(keeping: limit, delta: &delta) }
+            try store.saveDeliveryRecord(record)
         }
     }
 
     /// Moves events older than `--max-event-age` to the dead letters, in one transaction.
     func deadLetterExpired(_ events: [OutgoingBatch.Event], atMillis: Int64) async throws {
         let limit = maxDeadLetters
-        try await perform { store in
-            try store.transaction { delta in
-                for event in events {
-                    try store.moveToDeadLetters(
-                        event, reason: .expired, status: nil, response: nil, failedAtMillis: atMillis, delta: &delta)
-                }
-                try store.trimDeadLetters(keeping: limit, delta: &delta)
+        try await performPart { store, delta in
+            for event in events {
+                try store.moveToDeadLetters(
+                    event, reason: .expired, status: nil, response: nil, failedAtMillis: atMillis, delta: &delta)
             }
+            try store.trimDeadLetters(keeping: limit, delta: &delta)
         }
     }
 
     // MARK: The thread
-
-    /// One step of giving space back; the next is queued behind whatever came meanwhile, so
-    /// group commits never wait for more than one step.
-    private func reclaimSpace(_ store: QueueStore) {
-        if store.reclaimSpace() {
-            enqueue(.work(run: { [self] store in reclaimSpace(store) }, cancel: {}))
-        }
-    }
 
     /// Runs `body` on the writer thread, with the store, between two group commits.
     private func perform<T: Sendable>(_ body: @escaping @Sendable (QueueStore) throws -> T) async throws -> T {
@@ -219,6 +230,14 @@ final class StoreWriter: @unchecked Sendable {
                 .work(
                     run: { store in continuation.resume(with: Result { try body(store) }) },
                     cancel: { continuation.resume(throwing: StoreError.io("the store is closed")) }))
+        }
+    }
+
+    /// Runs `body` as a part of the writer's next transaction: with the next ingest group
+    /// if one is due soon (see ``WriterPacing``), so it costs no commit of its own.
+    private func performPart(_ body: @escaping @Sendable (QueueStore, inout QueueCounters) throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            enqueue(.part(Part(body: body, done: { continuation.resume(with: $0) })))
         }
     }
 
@@ -238,6 +257,7 @@ final class StoreWriter: @unchecked Sendable {
         switch job {
         case .ingest(let submission): submission.completion(submission.refusingEvents(with: .stopped))
         case .work(_, let cancel): cancel()
+        case .part(let part): part.done(.failure(StoreError.io("the store is closed")))
         }
     }
 
@@ -257,8 +277,23 @@ final class StoreWriter: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while jobs.isEmpty && state == .running { condition.wait() }
-            if jobs.isEmpty {
+            while jobs.isEmpty && state == .running {
+                // Nothing to do: wait for work, or until held parts or a step of giving
+                // space back are due.
+                let now = SystemClock.monotonicNanos()
+                var due = held.isEmpty ? nil : pacing.holdPartsUntil(now: now)
+                if !held.isEmpty && due == nil { break }
+                if pacing.reclaimWanted {
+                    guard let next = pacing.nextReclaim(now: now) else { break }
+                    due = min(due ?? next, next)
+                }
+                if let due {
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: Double(due - now) / 1e9))
+                } else {
+                    condition.wait()
+                }
+            }
+            if jobs.isEmpty && state != .running && held.isEmpty {
                 condition.unlock()
                 store = nil  // closes the connection on this thread
                 finish()
@@ -266,45 +301,96 @@ final class StoreWriter: @unchecked Sendable {
             }
             let taken = jobs
             jobs.removeAll(keepingCapacity: true)
+            let stopping = state != .running
             condition.unlock()
 
             var group: [IngestSubmission] = []
+            var parts = held
+            held.removeAll()
             for job in taken {
                 switch job {
                 case .ingest(let submission):
                     group.append(submission)
+                case .part(let part):
+                    parts.append(part)
                 case .work(let run, _):
-                    // Keep order: commit the ingest group gathered so far first.
-                    commit(group)
+                    // Keep order: commit what was gathered so far first.
+                    commit(group, parts)
                     group.removeAll(keepingCapacity: true)
+                    parts.removeAll()
                     run(store)
                 }
             }
-            commit(group)
+            if group.isEmpty && !parts.isEmpty && !stopping
+                && pacing.holdPartsUntil(now: SystemClock.monotonicNanos()) != nil
+            {
+                held = parts  // an ingest group is likely soon: share its commit
+            } else {
+                commit(group, parts)
+            }
+            if taken.isEmpty && held.isEmpty && pacing.reclaimWanted
+                && pacing.nextReclaim(now: SystemClock.monotonicNanos()) == nil
+            {
+                reclaimStep()
+            }
         }
     }
 
-    /// Writes a group of submissions in one transaction and completes them.
-    private func commit(_ group: [IngestSubmission]) {
-        guard !group.isEmpty else { return }
-        var answers: [[LineAnswer]]
+    /// One step of giving space back, once a long backlog has drained.
+    private func reclaimStep() {
+        let more = store.reclaimSpace()
+        pacing.reclaimed(at: SystemClock.monotonicNanos(), more: more)
+    }
+
+    /// Writes a group of submissions and delivery's parts in one transaction and completes
+    /// them. A part that fails is undone alone; a group that fails is answered `unavailable`
+    /// while the parts still commit (they may be what frees the disk).
+    private func commit(_ group: [IngestSubmission], _ parts: [Part]) {
+        guard !group.isEmpty || !parts.isEmpty else { return }
+        var answers: [[LineAnswer]]?
+        var appendError: (any Error)?
+        var results: [Result<Void, any Error>] = []
         do {
             let acceptedBefore = store.counters.accepted
-            answers = try store.append(group, maxQueueBytes: maxQueueBytes)
+            let deliveredBefore = store.counters.delivered + store.counters.deadLettered
+            try store.transaction { delta in
+                for part in parts {
+                    results.append(try store.part(&delta) { own in try part.body(store, &own) })
+                }
+                if !group.isEmpty {
+                    switch try store.part(&delta, { own in try store.append(group, maxQueueBytes: maxQueueBytes, delta: &own) }) {
+                    case .success(let appended): answers = appended
+                    case .failure(let error): appendError = error
+                    }
+                }
+            }
+            counts.withLockedValue { $0.committed += 1 }
+            if !group.isEmpty { pacing.ingestCommitted(at: SystemClock.monotonicNanos()) }
             if store.counters.accepted > acceptedBefore { onAccepted() }
-            if failing {
-                failing = false
-                logger.notice("database writable again; accepting events")
+            // A long backlog drained: give the free pages back, a bounded step at a time, when
+            // ingest leaves room (``WriterPacing``). Not while a backlog is still draining: its
+            // free pages are reused by new events.
+            if store.counters.delivered + store.counters.deadLettered > deliveredBefore && store.counters.pendingEvents < 1000 {
+                pacing.reclaimWanted = true
             }
         } catch {
+            results = parts.map { _ in .failure(error) }
+            appendError = error
+        }
+        for (part, result) in zip(parts, results) { part.done(result) }
+        guard !group.isEmpty else { return }
+        if let appendError {
             if !failing {
                 failing = true
-                logger.error("cannot commit events; answering 'unavailable' until this clears", metadata: ["error": "\(error)"])
+                logger.error("cannot commit events; answering 'unavailable' until this clears", metadata: ["error": "\(appendError)"])
             }
-            let unavailable = IngestError.unavailable(error)
+            let unavailable = IngestError.unavailable(appendError)
             answers = group.map { $0.refusingEvents(with: unavailable) }
+        } else if failing {
+            failing = false
+            logger.notice("database writable again; accepting events")
         }
-        for (submission, lineAnswers) in zip(group, answers) {
+        for (submission, lineAnswers) in zip(group, answers ?? []) {
             if let metrics {
                 for case .refused(let error) in lineAnswers { metrics.rejected(error.code) }
             }

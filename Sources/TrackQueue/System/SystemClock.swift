@@ -27,6 +27,13 @@ public enum SystemClock {
         #endif
     }
 
+    /// Nanoseconds on `CLOCK_MONOTONIC`, for measuring short intervals in the process.
+    public static func monotonicNanos() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
     /// This boot's id (`/proc/sys/kernel/random/boot_id`), or `"unknown"` where there is none.
     public static let bootID: String = {
         guard let text = readSmallFile("/proc/sys/kernel/random/boot_id") else { return "unknown" }
