@@ -146,10 +146,16 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
                 continue
             }
 
-            // 3. Send, judge, record.
+            // 3. Send, judge, record. While a whole batch is out and all is well, the batch
+            //    after it is read meanwhile: if this one goes through, it is sent next at once.
             let token = await readToken(&scheduler, &keeper).token
             scheduler.tokenMissing = token == nil
-            let body = range == 0..<current.count ? current.body : Self.body(of: current, range)
+            let whole = range == 0..<current.count
+            let body = whole ? current.body : Self.body(of: current, range)
+            let prefetchAfter = whole && scheduler.consecutiveFailures == 0 ? current.lastID : nil
+            async let prefetched = prefetchAfter.asyncMap { [reader = parts.reader] after in
+                try? await reader.readBatch(afterID: after, maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes)
+            }
             let attemptAt = SystemClock.wallMillis()
             let started = clock.now
             let outcome = await parts.sender.send(body, token: token)
@@ -178,7 +184,17 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
                 (scheduler, keeper) = (schedulerBefore, keeperBefore)
                 await recordFailed(error, &scheduler, &keeper, batch: current, random: &random)
             }
-            if scheduler.nextRange() == nil { batch = nil }
+            if scheduler.nextRange() == nil {
+                batch = nil
+                // All of it delivered and recorded: the events after it are already read.
+                if let next = await prefetched ?? nil, !next.isEmpty, scheduler.consecutiveFailures == 0,
+                    case .response(let status, _, _) = outcome,
+                    ResponseClassifier.classify(status: status) == .success
+                {
+                    batch = next
+                    scheduler.begin(batchCount: next.count)
+                }
+            }
         }
     }
 
@@ -296,5 +312,13 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         }
         body.append(UInt8(ascii: "]"))
         return body
+    }
+}
+
+extension Optional where Wrapped: Sendable {
+    /// `map` with an async transform.
+    fileprivate func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
     }
 }

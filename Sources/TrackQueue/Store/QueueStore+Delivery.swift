@@ -28,11 +28,24 @@ extension QueueStore {
     ///
     /// Each run is events that lie next to each other in a batch read in queue order (one
     /// range the API answered 2xx), so the queue holds nothing else between its first id and
-    /// its last: later events get higher ids. One range `DELETE` removes the run; what it
-    /// returns is counted, so events already gone are not counted twice.
+    /// its last: later events get higher ids. One range `DELETE` removes the run. When the
+    /// whole run is still there (a `count(*)` of the range says so) the batch's own sizes
+    /// are counted; otherwise what the `DELETE` returns is, so events already gone are not
+    /// counted twice. (`RETURNING` costs about 1 µs an event; the count, a fraction of that.)
     func removeDelivered(_ runs: [ArraySlice<OutgoingBatch.Event>], delta: inout QueueCounters) throws(SQLiteError) {
         for run in runs {
             guard let first = run.first?.id, let last = run.last?.id else { continue }
+            let present =
+                try db.queryRow(
+                    "SELECT count(*) FROM queue WHERE id BETWEEN ? AND ?", [.integer(first), .integer(last)]
+                ) { $0.int(0) } ?? 0
+            if present == run.count {
+                try db.run("DELETE FROM queue WHERE id BETWEEN ? AND ?", [.integer(first), .integer(last)])
+                delta.delivered += Int64(run.count)
+                delta.pendingEvents -= Int64(run.count)
+                delta.pendingBytes -= Int64(run.reduce(0) { $0 + $1.range.count })
+                continue
+            }
             let stmt = try db.statement("DELETE FROM queue WHERE id BETWEEN ? AND ? RETURNING bytes")
             try stmt.bind(first, at: 1)
             try stmt.bind(last, at: 2)

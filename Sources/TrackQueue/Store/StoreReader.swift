@@ -78,6 +78,9 @@ final class StoreReader: Sendable {
     private let pool: BlockingPool
     /// The delivery loop's reader, opened on first use; one read at a time.
     private let queue = NIOLockedValueBox<QueueReaderBox?>(nil)
+    /// Batches read so far (tests watch delivery read ahead).
+    private let reads = NIOLockedValueBox(0)
+    var batchesRead: Int { reads.withLockedValue { $0 } }
 
     init(path: String, pool: BlockingPool) {
         self.path = path
@@ -85,15 +88,16 @@ final class StoreReader: Sendable {
     }
 
     /// The next batch of the queue; see ``QueueReader/readBatch(afterID:maxEvents:maxBytes:)``.
-    func readBatch(maxEvents: Int, maxBytes: Int) async throws -> OutgoingBatch {
-        try await pool.run { [path, queue] in
+    func readBatch(afterID: Int64 = 0, maxEvents: Int, maxBytes: Int) async throws -> OutgoingBatch {
+        defer { reads.withLockedValue { $0 += 1 } }
+        return try await pool.run { [path, queue] in
             try queue.withLockedValue { box in
                 if box == nil {
                     let reader = try QueueReader(path: path)
                     reader.confineToBlockingThreads()
                     box = QueueReaderBox(reader: reader)
                 }
-                return try box!.reader.readBatch(maxEvents: maxEvents, maxBytes: maxBytes)
+                return try box!.reader.readBatch(afterID: afterID, maxEvents: maxEvents, maxBytes: maxBytes)
             }
         }
     }
