@@ -23,6 +23,12 @@ public struct EventBatch: Sendable {
         return bytes[start..<ends[i]]
     }
 
+    /// Reserves room for `bytes` of events and `events` events.
+    public mutating func reserveCapacity(bytes: Int, events: Int) {
+        self.bytes.reserveCapacity(bytes)
+        ends.reserveCapacity(events)
+    }
+
     /// Removes all events, optionally keeping the allocated storage for reuse.
     public mutating func removeAll(keepingCapacity: Bool) {
         bytes.removeAll(keepingCapacity: keepingCapacity)

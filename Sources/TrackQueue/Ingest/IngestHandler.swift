@@ -11,7 +11,7 @@ import NIOCore
 /// `maxSubmissionLines` lines or about `maxSubmissionBytes` of events; bytes read but not
 /// yet framed wait in one buffer, and no more is read until they are used. So a client
 /// that writes without reading stalls on its own socket buffer, and the daemon's memory
-/// does not grow with it.
+/// does not grow with it. Across connections, an ``IngestBudget`` bounds the bytes in flight.
 final class IngestHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = Never
@@ -32,6 +32,9 @@ final class IngestHandler: ChannelDuplexHandler {
     private let parser: EventParser
     private let limits: Limits
     private let connections: ConnectionTracker?
+    private let budget: IngestBudget?
+    /// The budget was spent when a submission was to start: reading waits for its wake.
+    private var waitingForBudget = false
 
     private var framer: LineFrameDecoder
     /// Bytes read and not framed yet.
@@ -39,6 +42,8 @@ final class IngestHandler: ChannelDuplexHandler {
     /// The framer needs more bytes than `received` holds (a line is incomplete).
     private var needsMoreData = true
     private var batch = EventBatch()
+    /// Capacity for the next submission's buffers: the size of the last one.
+    private var nextSizes = (bytes: 0, lines: 0, events: 0)
     private var lines: [LineEntry] = []
     private var readAt: (wall: Int64, boot: Int64)?
     private var outstanding = 0
@@ -49,8 +54,12 @@ final class IngestHandler: ChannelDuplexHandler {
     private var inputClosed = false
     private var draining = false
 
-    init(writer: StoreWriter, parser: EventParser, limits: Limits = Limits(), connections: ConnectionTracker? = nil) {
+    init(
+        writer: StoreWriter, parser: EventParser, limits: Limits = Limits(), connections: ConnectionTracker? = nil,
+        budget: IngestBudget? = nil
+    ) {
         self.writer = writer
+        self.budget = budget
         self.parser = parser
         self.limits = limits
         self.connections = connections
@@ -131,7 +140,8 @@ final class IngestHandler: ChannelDuplexHandler {
     /// Whether this connection may have more work in flight now. A connection nobody reads
     /// from any more (inactive) still gets its lines committed, at the same pace.
     private func hasRoom(context: ChannelHandlerContext) -> Bool {
-        outstanding < limits.maxOutstanding && (context.channel.isWritable || !context.channel.isActive)
+        outstanding < limits.maxOutstanding && !waitingForBudget
+            && (context.channel.isWritable || !context.channel.isActive)
     }
 
     private func canRead(context: ChannelHandlerContext) -> Bool {
@@ -142,6 +152,10 @@ final class IngestHandler: ChannelDuplexHandler {
     private func consume(context: ChannelHandlerContext) {
         guard received != nil else { return }
         while !needsMoreData && hasRoom(context: context) {
+            if lines.isEmpty, let budget, !budget.admits(orWake: budgetWaker(context: context)) {
+                waitingForBudget = true
+                break
+            }
             guard let frame = framer.nextFrame(&received!) ?? (inputClosed ? framer.lastFrame(&received!) : nil) else {
                 needsMoreData = true
                 break
@@ -161,6 +175,10 @@ final class IngestHandler: ChannelDuplexHandler {
 
     private func take(_ frame: LineFrame) {
         if readAt == nil { readAt = (SystemClock.wallMillis(), SystemClock.boottimeMillis()) }
+        if lines.isEmpty && lines.capacity == 0 {
+            lines.reserveCapacity(nextSizes.lines)
+            batch.reserveCapacity(bytes: nextSizes.bytes, events: nextSizes.events)
+        }
         switch frame {
         case .tooLong:
             lines.append(.refused(IngestError(.tooLarge, "line exceeds \(limits.maxLineBytes) bytes; it was skipped")))
@@ -177,6 +195,19 @@ final class IngestHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Resumes this connection on its loop once the budget has room again.
+    private func budgetWaker(context: ChannelHandlerContext) -> @Sendable () -> Void {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        return {
+            loopBound.eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.waitingForBudget = false
+                handler.resume(context: context)
+                handler.closeIfDone(context: context)
+            }
+        }
+    }
+
     /// More room: frame what was waiting, then read again if everything was used.
     private func resume(context: ChannelHandlerContext) {
         consume(context: context)
@@ -189,6 +220,7 @@ final class IngestHandler: ChannelDuplexHandler {
 
     private func submit(context: ChannelHandlerContext) {
         guard !lines.isEmpty, let readAt else { return }
+        let bytes = batch.bytes.count
         let submission = IngestSubmission(
             batch: batch,
             lines: lines,
@@ -197,22 +229,18 @@ final class IngestHandler: ChannelDuplexHandler {
             completion: { [loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)] answers in
                 loopBound.eventLoop.execute {
                     let (handler, context) = loopBound.value
+                    handler.budget?.give(bytes)
                     handler.answer(answers, context: context)
                 }
             })
-        // Keep the buffers for the next burst, unless one huge line made them huge.
-        if batch.bytes.capacity > limits.maxSubmissionBytes {
-            batch = EventBatch()
-        } else {
-            batch.removeAll(keepingCapacity: true)
-        }
-        if lines.capacity > limits.maxSubmissionLines {
-            lines = []
-        } else {
-            lines.removeAll(keepingCapacity: true)
-        }
+        // The submission owns these buffers now (reusing them would copy them). The next
+        // ones are sized like this one when its first line comes; an idle connection holds none.
+        nextSizes = (min(bytes, limits.maxSubmissionBytes), min(lines.count, limits.maxSubmissionLines), min(batch.count, 4096))
+        batch = EventBatch()
+        lines = []
         self.readAt = nil
         outstanding += 1
+        budget?.take(bytes)
         writer.submit(submission)
     }
 

@@ -25,16 +25,21 @@ final class IngestServer: Service {
         var maxEventBytes: Int
         var maxLineBytes = 2_000_000
         var maxConnections = 1024
+        /// The most bytes of parsed events in flight to the writer, all connections together.
+        var maxBytesInFlight = IngestBudget.defaultLimit
         /// A listening socket inherited from systemd socket activation, if any.
         var inheritedSocket: Int32?
     }
 
     private let channel: any Channel
     private let connections: ConnectionTracker
+    /// Bytes in flight to the writer, shared by the connections.
+    let budget: IngestBudget
 
-    private init(channel: any Channel, connections: ConnectionTracker) {
+    private init(channel: any Channel, connections: ConnectionTracker, budget: IngestBudget) {
         self.channel = channel
         self.connections = connections
+        self.budget = budget
     }
 
     /// Binds and starts accepting.
@@ -42,6 +47,7 @@ final class IngestServer: Service {
         options: Options, writer: StoreWriter, group: any EventLoopGroup, logger: Logger
     ) async throws -> IngestServer {
         let connections = ConnectionTracker(limit: options.maxConnections)
+        let budget = IngestBudget(limit: options.maxBytesInFlight)
         let parser = EventParser(maxEventBytes: options.maxEventBytes)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -68,7 +74,7 @@ final class IngestServer: Service {
                     try channel.pipeline.syncOperations.addHandler(
                         IngestHandler(
                             writer: writer, parser: parser, limits: .init(maxLineBytes: options.maxLineBytes),
-                            connections: connections))
+                            connections: connections, budget: budget))
                 }
             }
 
@@ -86,7 +92,7 @@ final class IngestServer: Service {
             try SocketFile.setPermissions(options.socketPath, mode: options.socketMode, group: options.socketGroup)
             logger.info("listening", metadata: ["socket.path": "\(options.socketPath)"])
         }
-        return IngestServer(channel: channel, connections: connections)
+        return IngestServer(channel: channel, connections: connections, budget: budget)
     }
 
     func run() async throws {

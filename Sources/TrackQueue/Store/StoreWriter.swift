@@ -171,6 +171,12 @@ final class StoreWriter: @unchecked Sendable {
         return ping
     }
 
+    /// For tests: the writer thread waits for `gate` before its next job, so submissions
+    /// queue up behind it as they would behind a slow disk.
+    func pause(until gate: DispatchSemaphore) {
+        enqueue(.work(run: { _ in gate.wait() }, cancel: {}))
+    }
+
     /// See ``ping()``.
     final class Ping: Sendable {
         private let state = NIOLockedValueBox(false)
