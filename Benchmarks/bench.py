@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """trackq's own benchmark: the figures BENCHMARKS.md keeps, from one release binary.
 
-  Benchmarks/bench.py BINARY [--events N] [--backlog N] [--big-backlog N] [--only NAME,...]
+  Benchmarks/bench.py BINARY [--events N] [--backlog N] [--big-backlog N]
 
 Runs real daemons on a temporary directory, a real Unix socket and a local HTTP sink on
 127.0.0.1, with Track API events of about 270 bytes (the shape ../shared/bench uses), and
@@ -16,6 +16,8 @@ its figures depend on the machine.
   db_bytes_per_event            database size / events, with the backlog queued
   restart_to_ready_ms           start to READY=1 with the backlog queued
   drain                         events/s delivering the backlog to the sink, and peak RSS
+  db_bytes_after_drain, shrink_s  database size once it stopped shrinking after the drain, and
+                                how long giving the space back took
   big_drain_rss_kib             peak RSS while a --big-backlog (default 5M) drains (slow)
 """
 import argparse, json, os, socket, subprocess, sys, tempfile, threading, time, urllib.request
@@ -285,9 +287,19 @@ def main():
         sink.wait_for(before + a.backlog)
         results["drain"] = round(a.backlog / (time.perf_counter() - t0))
         results["drain_peak_rss_kib"] = d.peak_rss_kib()
+        # The daemon gives the space back once apps leave it room: wait until the file stops
+        # shrinking (3 s unchanged, at most 5 minutes) and say how long that took.
+        def db_bytes():
+            return sum(os.path.getsize(os.path.join(work, f)) for f in os.listdir(work) if f.startswith("queue.db"))
+        t0, last, still = time.perf_counter(), db_bytes(), 0
+        while still < 6 and time.perf_counter() - t0 < 300:
+            time.sleep(0.5)
+            size = db_bytes()
+            still = still + 1 if size == last else 0
+            last = size
+        results["shrink_s"] = round(time.perf_counter() - t0 - 3, 1)
         d.stop()
-        results["db_bytes_after_drain"] = sum(
-            os.path.getsize(os.path.join(work, f)) for f in os.listdir(work) if f.startswith("queue.db"))
+        results["db_bytes_after_drain"] = db_bytes()
 
     if a.big_backlog:
         with tempfile.TemporaryDirectory(prefix="trackq-bench.") as work:
