@@ -23,7 +23,7 @@ final class IngestHandler: ChannelDuplexHandler {
 
     struct Limits: Sendable {
         var maxLineBytes = 2_000_000
-        var maxOutstanding = 4
+        var maxOutstanding = 16
         var maxSubmissionLines = 1024
         var maxSubmissionBytes = 1 << 20
     }
