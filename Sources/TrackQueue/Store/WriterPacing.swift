@@ -3,9 +3,10 @@
 ///
 /// - **Delivery shares the group commit.** While apps are writing (an ingest group committed
 ///   in the last ``joinWindow``), delivery's writes wait, at most until then plus the
-///   window, for the next ingest group and go into its transaction. An app's ack then never
-///   waits behind a transaction of delivery's own, and a burst pays one fsync per group,
-///   not two. When apps are quiet, delivery commits at once, so a backlog drains at full speed.
+///   window, for the next ingest group and go into its transaction. Acks streaming in then
+///   do not wait behind transactions of delivery's own, and a burst pays one fsync per
+///   group, not two. When apps are quiet, delivery commits at once, so a backlog drains at
+///   full speed.
 /// - **Space is given back when apps leave room.** A step of `incremental_vacuum` and a
 ///   checkpoint take milliseconds; one runs only when no ingest group has committed for
 ///   ``reclaimIdle``, or at most every ``reclaimEvery`` under steady ingest.
