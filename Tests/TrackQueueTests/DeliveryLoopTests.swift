@@ -35,16 +35,25 @@ private final class ScriptedSender: DeliverySender {
     func shutdown() async {}
 }
 
-/// The delivery loop with its real store, reader, scheduler and record keeper, on a
-/// ``TestClock``: waits happen only when the test moves time, so backoff is checked exactly
-/// and instantly.
-@Suite struct DeliveryLoopTests {
-    @Test func backsOffOnTheManualClockThenDeliversAndRecords() async throws {
-        let dir = try TestDirectory()
+/// A delivery loop over a real store, writer and reader, with `events` events queued
+/// (`{"seq":i}`), run in a ServiceGroup on a ``TestClock``.
+private struct LoopRun {
+    let writer: StoreWriter
+    let pool: BlockingPool
+    let sender: ScriptedSender
+    let settings: DaemonSettings
+    let clock = TestClock()
+    private let group: ServiceGroup
+    private let running: Task<Void, any Error>
+
+    init(
+        database: String, socket: String, events: Int, seed: UInt64, configure: (inout DaemonSettings) -> Void,
+        sender makeSender: (StoreReader) -> ScriptedSender
+    ) async throws {
         do {
-            let store = try QueueStore(path: dir.database, durability: .full, bootID: SystemClock.bootID)
+            let store = try QueueStore(path: database, durability: .full, bootID: SystemClock.bootID)
             try store.transaction { delta in
-                for i in 0..<5 {
+                for i in 0..<events {
                     let text = #"{"event_name":"e","user_id":"u","seq":\#(i)}"#
                     _ = try Array(text.utf8).withUnsafeBytes {
                         try store.insertEvent($0, acceptedAtMillis: SystemClock.wallMillis(), boottimeMillis: SystemClock.boottimeMillis())
@@ -54,31 +63,59 @@ private final class ScriptedSender: DeliverySender {
                 }
             }
         }
-        var settings = try DaemonSettings.resolve(flags: ["database": dir.database, "socket": dir.socket], environment: [:])
-        settings.retryInitial = .seconds(1)
-        settings.retryMax = .seconds(60)
+        var settings = try DaemonSettings.resolve(flags: ["database": database, "socket": socket], environment: [:])
+        configure(&settings)
+        self.settings = settings
         var logger = Logger(label: "trackq-test")
         logger.logLevel = .warning
         let (writer, opened) = try await StoreWriter.start(
-            .init(path: dir.database, durability: .full, bootID: SystemClock.bootID, maxQueueBytes: 1 << 30), logger: logger)
-        let pool = BlockingPool()
-        let failures = 6
-        let sender = ScriptedSender(
-            Array(repeating: .response(status: 503, retryAfter: nil, body: "down"), count: failures - 1)
-                + [.transportError("connection refused"), .response(status: 200, retryAfter: nil, body: "{}")])
-        let clock = TestClock()
+            .init(path: database, durability: .full, bootID: SystemClock.bootID, maxQueueBytes: 1 << 30), logger: logger)
+        self.writer = writer
+        pool = BlockingPool()
+        let reader = StoreReader(path: database, pool: pool)
+        sender = makeSender(reader)
         let loop = DeliveryLoop(
             .init(
-                settings: settings, writer: writer, reader: StoreReader(path: dir.database, pool: pool), sender: sender,
+                settings: settings, writer: writer, reader: reader, sender: sender,
                 tokens: TokenSource(environment: ["TRACKQ_TOKEN": "t"], file: nil), wake: WakeSignal(),
                 bootRow: opened.bootRow ?? -1, alertCommand: nil, notifier: SystemdNotifier(environment: [:]),
                 metrics: DaemonMetrics(factory: NOOPMetricsHandler.instance), pool: pool, logger: logger),
-            clock: clock, randomSource: { SplitMix64(seed: 42) })
+            clock: clock, randomSource: { SplitMix64(seed: seed) })
         let group = ServiceGroup(configuration: .init(services: [loop], logger: logger))
-        let running = Task { try await group.run() }
+        self.group = group
+        running = Task { try await group.run() }
+    }
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await running.value
+        await writer.stop()
+        await pool.shutdown()
+    }
+}
+
+/// The delivery loop with its real store, reader, scheduler and record keeper, on a
+/// ``TestClock``: waits happen only when the test moves time, so backoff is checked exactly
+/// and instantly.
+@Suite struct DeliveryLoopTests {
+    @Test func backsOffOnTheManualClockThenDeliversAndRecords() async throws {
+        let dir = try TestDirectory()
+        let failures = 6
+        let run = try await LoopRun(
+            database: dir.database, socket: dir.socket, events: 5, seed: 42,
+            configure: { settings in
+                settings.retryInitial = .seconds(1)
+                settings.retryMax = .seconds(60)
+            },
+            sender: { _ in
+                ScriptedSender(
+                    Array(repeating: .response(status: 503, retryAfter: nil, body: "down"), count: failures - 1)
+                        + [.transportError("connection refused"), .response(status: 200, retryAfter: nil, body: "{}")])
+            })
+        let (sender, clock, writer) = (run.sender, run.clock, run.writer)
 
         var twin = SplitMix64(seed: 42)
-        let backoff = Backoff(initial: settings.retryInitial, maximum: settings.retryMax)
+        let backoff = Backoff(initial: run.settings.retryInitial, maximum: run.settings.retryMax)
         for failure in 1...failures {
             try await waitUntil("request \(failure)") { sender.requests == failure && clock.nextDeadline != nil }
             // The loop sleeps exactly the scheduler's jittered backoff, measured from the answer.
@@ -98,58 +135,32 @@ private final class ScriptedSender: DeliverySender {
         #expect(record.lastStatus == 200)
         #expect(try DatabaseProbe(path: dir.database).scalar("SELECT delivered FROM counters") == 5)
 
-        await group.triggerGracefulShutdown()
-        try await running.value
-        await writer.stop()
-        await pool.shutdown()
+        try await run.stop()
     }
 
     /// While a full batch is out, the next one is read; it is sent next only if the first
     /// went through. A failure throws the read-ahead away: no event is skipped or reordered.
     @Test func readsTheNextBatchWhileARequestIsOutAndDropsItAfterAFailure() async throws {
         let dir = try TestDirectory()
-        do {
-            let store = try QueueStore(path: dir.database, durability: .full, bootID: SystemClock.bootID)
-            try store.transaction { delta in
-                for i in 0..<25 {
-                    let text = #"{"event_name":"e","user_id":"u","seq":\#(i)}"#
-                    _ = try Array(text.utf8).withUnsafeBytes {
-                        try store.insertEvent($0, acceptedAtMillis: SystemClock.wallMillis(), boottimeMillis: SystemClock.boottimeMillis())
-                    }
-                    delta.pendingEvents += 1
-                    delta.pendingBytes += Int64(text.utf8.count)
-                }
-            }
-        }
-        var settings = try DaemonSettings.resolve(flags: ["database": dir.database, "socket": dir.socket], environment: [:])
-        settings.batchMaxEvents = 10
-        settings.retryInitial = .seconds(1)
-        var logger = Logger(label: "trackq-test")
-        logger.logLevel = .warning
-        let (writer, opened) = try await StoreWriter.start(
-            .init(path: dir.database, durability: .full, bootID: SystemClock.bootID, maxQueueBytes: 1 << 30), logger: logger)
-        let pool = BlockingPool()
-        let reader = StoreReader(path: dir.database, pool: pool)
         let readAheadSeen = NIOLockedValueBox(false)
-        let sender = ScriptedSender(
-            [.response(status: 200, retryAfter: nil, body: ""), .response(status: 503, retryAfter: nil, body: "")],
-            whileSending: { request in
-                // The first request is held until the second batch has been read, or 10 s.
-                guard request == 1 else { return }
-                let deadline = ContinuousClock.now + .seconds(10)
-                while reader.batchesRead < 2 && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
-                readAheadSeen.withLockedValue { $0 = reader.batchesRead >= 2 }
+        let run = try await LoopRun(
+            database: dir.database, socket: dir.socket, events: 25, seed: 7,
+            configure: { settings in
+                settings.batchMaxEvents = 10
+                settings.retryInitial = .seconds(1)
+            },
+            sender: { reader in
+                ScriptedSender(
+                    [.response(status: 200, retryAfter: nil, body: ""), .response(status: 503, retryAfter: nil, body: "")],
+                    whileSending: { request in
+                        // The first request is held until the second batch has been read, or 10 s.
+                        guard request == 1 else { return }
+                        let deadline = ContinuousClock.now + .seconds(10)
+                        while reader.batchesRead < 2 && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
+                        readAheadSeen.withLockedValue { $0 = reader.batchesRead >= 2 }
+                    })
             })
-        let clock = TestClock()
-        let loop = DeliveryLoop(
-            .init(
-                settings: settings, writer: writer, reader: reader, sender: sender,
-                tokens: TokenSource(environment: ["TRACKQ_TOKEN": "t"], file: nil), wake: WakeSignal(),
-                bootRow: opened.bootRow ?? -1, alertCommand: nil, notifier: SystemdNotifier(environment: [:]),
-                metrics: DaemonMetrics(factory: NOOPMetricsHandler.instance), pool: pool, logger: logger),
-            clock: clock, randomSource: { SplitMix64(seed: 7) })
-        let group = ServiceGroup(configuration: .init(services: [loop], logger: logger))
-        let running = Task { try await group.run() }
+        let (sender, clock) = (run.sender, run.clock)
 
         try await waitUntil("the 503 and its backoff") { sender.requests == 2 && clock.nextDeadline != nil }
         #expect(readAheadSeen.withLockedValue { $0 })
@@ -163,9 +174,6 @@ private final class ScriptedSender: DeliverySender {
         #expect(sent == [Array(0..<10), Array(10..<20), Array(10..<20), Array(20..<25)])
         #expect(try DatabaseProbe(path: dir.database).scalar("SELECT delivered FROM counters") == 25)
 
-        await group.triggerGracefulShutdown()
-        try await running.value
-        await writer.stop()
-        await pool.shutdown()
+        try await run.stop()
     }
 }
