@@ -22,12 +22,16 @@ final class IngestBudget: Sendable {
 
     init(limit: Int = IngestBudget.defaultLimit) { self.limit = limit }
 
-    /// Whether a new submission may start now; if not, `wake` runs (once) when it may.
-    func admits(orWake wake: @escaping @Sendable () -> Void) -> Bool {
+    /// Whether a new submission may start now (once per submission: a lock, no allocation).
+    var admits: Bool { state.withLockedValue { $0.used < limit } }
+
+    /// Registers `wake` to run (once) when a submission may start again, unless it may now.
+    /// - Returns: whether it registered; if not, the caller goes on at once.
+    func waitForRoom(_ wake: @escaping @Sendable () -> Void) -> Bool {
         state.withLockedValue { state in
-            if state.used < limit { return true }
+            if state.used < limit { return false }
             state.waiters.append(wake)
-            return false
+            return true
         }
     }
 

@@ -152,7 +152,8 @@ final class IngestHandler: ChannelDuplexHandler {
     private func consume(context: ChannelHandlerContext) {
         guard received != nil else { return }
         while !needsMoreData && hasRoom(context: context) {
-            if lines.isEmpty, let budget, !budget.admits(orWake: budgetWaker(context: context)) {
+            // The waker is built only when the budget is spent, not for every submission.
+            if lines.isEmpty, let budget, !budget.admits, budget.waitForRoom(budgetWaker(context: context)) {
                 waitingForBudget = true
                 break
             }

@@ -312,7 +312,7 @@ final class StoreWriter: @unchecked Sendable {
 
             var group: [IngestSubmission] = []
             var parts = held
-            held.removeAll()
+            if !held.isEmpty { held = [] }  // its didSet takes a lock: not on every pass
             for job in taken {
                 switch job {
                 case .ingest(let submission):
