@@ -7,6 +7,7 @@ import Testing
     // MARK: Helpers
 
     let stamp: Int64 = 1_764_219_600_123
+    let parser = EventParser(maxEventBytes: 65536)
     let stampText = "2025-11-27T05:00:00.123Z"
 
     /// Parses `line` (text) into a fresh batch and returns the events as strings.
@@ -134,7 +135,7 @@ import Testing
             #"{"event_name":"a","user\u005fid":"u","x\u0079":1,"timestamp":"\#(stampText)"}"#)
         expectError(#"{"event_name":"a","user_id":"u","user\u005fid":"v"}"#, .invalidEvent, "duplicate field \"user_id\"")
         expectError(#"{"event_name":"a","user\u005fid":""}"#, .invalidEvent, "user_id: must be a non-empty string")
-        expectError(#"{\#(base),"time\u0073tamp":"nope"}"#, .invalidEvent, "timestamp:")
+        expectError(#"{\#(base),"time\u0073tamp":true}"#, .invalidEvent, "timestamp:")
     }
 
     @Test func stampedTimestampIsAppendedLast() {
@@ -165,14 +166,38 @@ import Testing
         expectError(#"{"event_name":"e","user_id":{}}"#, .invalidEvent, "user_id: must be a non-empty string")
     }
 
-    @Test func timestampRules() {
-        for bad in [
+    @Test func timestampsThatAreNotRFC3339AreForwardedUnchangedWithAWarning() throws {
+        for unchecked in [
             #""2026-11-27 05:00:00Z""#, #""2026-11-27T05:00:00""#, #""2025-02-29T00:00:00Z""#,
-            #""2026-11-27T24:00:00Z""#, #""2026-11-27T05:00:00+0100""#, "1764219600", "null", #""""#,
+            #""2026-11-27T24:00:00Z""#, #""2026-11-27T05:00:00+0100""#, "1764219600", "-1.5e3", #""""#,
+            #""20-11-23T22:28:55.111Z""#, #""yesterday \u00e9""#,
         ] {
-            expectError(
-                #"{\#(base),"timestamp":\#(bad)}"#, .invalidEvent,
-                "timestamp: not an RFC 3339 date-time with a time zone")
+            let line = #"{\#(base),"timestamp":\#(unchecked)}"#
+            expectEvent(line, line)
+            var batch = EventBatch()
+            var warnings = ParseWarnings()
+            #expect(try parser.parse(line, stampMillis: stamp, into: &batch, warnings: &warnings) == 1)
+            #expect(warnings.uncheckedTimestamps == 1, "\(unchecked)")
+            #expect(warnings.messages == ["timestamp: not RFC 3339; forwarded unchanged"])
+        }
+        // An RFC 3339 timestamp warns of nothing; a batch counts each unchecked event.
+        var batch = EventBatch()
+        var warnings = ParseWarnings()
+        _ = try parser.parse(#"{\#(base),"timestamp":"2026-11-27T05:00:00Z"}"#, stampMillis: stamp, into: &batch, warnings: &warnings)
+        #expect(warnings.isEmpty)
+        let mixed = #"[{\#(base),"timestamp":1},{\#(base)},{\#(base),"timestamp":"x"}]"#
+        #expect(try parser.parse(mixed, stampMillis: stamp, into: &batch, warnings: &warnings) == 3)
+        #expect(warnings.uncheckedTimestamps == 2)
+        // A refused line adds no warning.
+        #expect(throws: IngestError.self) {
+            try parser.parse(#"[{\#(base),"timestamp":1},{"event_name":"e"}]"#, stampMillis: stamp, into: &batch, warnings: &warnings)
+        }
+        #expect(warnings.uncheckedTimestamps == 2)
+    }
+
+    @Test func timestampsOfOtherTypesAreRefused() {
+        for bad in ["null", "true", "false", "{}", #"["2026-11-27T05:00:00Z"]"#] {
+            expectError(#"{\#(base),"timestamp":\#(bad)}"#, .invalidEvent, "timestamp: must be a string or a number")
         }
     }
 

@@ -58,7 +58,7 @@ import Testing
             #"{"event_name":"e"}"#,  // invalid_event: user_id
             big,  // too_large: max-event-bytes
             "   \t",  // blank
-            #"{"event_name":"e","user_id":"u","timestamp":"yesterday"}"#,  // invalid_event: timestamp
+            #"{"event_name":"e","user_id":"u","timestamp":["yesterday"]}"#,  // invalid_event: timestamp
             "\u{FF}garbage",  // invalid_json
             Self.event,  // ok
         ]
@@ -72,6 +72,27 @@ import Testing
         let probe = DatabaseProbe(path: daemon.database)
         #expect(try probe.queued == 2)
         #expect(try probe.scalar("SELECT rejected FROM counters") == 5)
+        try await daemon.stop()
+    }
+
+    @Test func aTimestampThatIsNotRFC3339IsKeptAndTheAckWarns() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await InProcessDaemon(directory: dir)
+        let client = try UnixClient(path: daemon.socket)
+        try client.write(
+            #"{"event_name":"e","user_id":"u","timestamp":"20-11-23T22:28:55.111Z"}"# + "\n"
+                + #"{"event_name":"e","user_id":"u","timestamp":1764219600}"# + "\n" + Self.event + "\n"
+                + #"{"event_name":"e","user_id":"u","timestamp":false}"# + "\n")
+        let warning = #","warnings":["timestamp: not RFC 3339; forwarded unchanged"]}"#
+        #expect(try client.readLine() == #"{"ok":true,"accepted":1,"first_id":1,"last_id":1"# + warning)
+        #expect(try client.readLine() == #"{"ok":true,"accepted":1,"first_id":2,"last_id":2"# + warning)
+        #expect(try client.readLine() == #"{"ok":true,"accepted":1,"first_id":3,"last_id":3}"#)
+        #expect(try Answer(client.readLine()).error == "invalid_event")
+        let probe = DatabaseProbe(path: daemon.database)
+        #expect(
+            try probe.strings("SELECT json_extract(body, '$.timestamp') FROM queue WHERE id < 3") == [
+                "20-11-23T22:28:55.111Z", "1764219600",
+            ])
         try await daemon.stop()
     }
 

@@ -29,16 +29,29 @@ public struct EventParser: Sendable {
     public func parse(
         _ line: UnsafeRawBufferPointer, stampMillis: Int64, into batch: inout EventBatch
     ) throws(IngestError) -> Int {
+        var warnings = ParseWarnings()
+        return try parse(line, stampMillis: stampMillis, into: &batch, warnings: &warnings)
+    }
+
+    /// Parses one request line, appending its normalized events to `batch` and what the app
+    /// should hear about them to `warnings` (left as it was when the line is refused).
+    public func parse(
+        _ line: UnsafeRawBufferPointer, stampMillis: Int64, into batch: inout EventBatch,
+        warnings: inout ParseWarnings
+    ) throws(IngestError) -> Int {
         let mark = batch.mark
+        var unchecked = 0
         var scanner = JSONScanner(line)
         var fault: IngestError? = nil
         do throws(JSONSyntaxError) {
             scanner.skipWhitespace()
             switch scanner.peek() {
             case UInt8(ascii: "{"):
-                try parseEvent(&scanner, level: 1, index: nil, stampMillis: stampMillis, batch: &batch, fault: &fault)
+                try parseEvent(
+                    &scanner, level: 1, index: nil, stampMillis: stampMillis, batch: &batch, fault: &fault,
+                    unchecked: &unchecked)
             case UInt8(ascii: "["):
-                try parseArray(&scanner, stampMillis: stampMillis, batch: &batch, fault: &fault)
+                try parseArray(&scanner, stampMillis: stampMillis, batch: &batch, fault: &fault, unchecked: &unchecked)
             default:
                 try scanner.scanValue(level: 1)
                 fault = IngestError(.invalidEvent, "top-level value must be a JSON object or an array of objects")
@@ -53,6 +66,7 @@ public struct EventParser: Sendable {
             batch.rollBack(to: mark)
             throw fault
         }
+        warnings.uncheckedTimestamps += unchecked
         return batch.count - mark.eventCount
     }
 
@@ -77,10 +91,27 @@ public struct EventParser: Sendable {
         return try result.get()
     }
 
+    /// Parses one request line given as text, with its warnings.
+    public func parse(
+        _ line: some StringProtocol, stampMillis: Int64, into batch: inout EventBatch, warnings: inout ParseWarnings
+    ) throws(IngestError) -> Int {
+        var text = String(line)
+        var found = ParseWarnings()
+        let result = text.withUTF8 { utf8 in
+            Result { () throws(IngestError) -> Int in
+                try parse(UnsafeRawBufferPointer(utf8), stampMillis: stampMillis, into: &batch, warnings: &found)
+            }
+        }
+        let count = try result.get()
+        warnings.uncheckedTimestamps += found.uncheckedTimestamps
+        return count
+    }
+
     // MARK: - Batches
 
     private func parseArray(
-        _ s: inout JSONScanner, stampMillis: Int64, batch: inout EventBatch, fault: inout IngestError?
+        _ s: inout JSONScanner, stampMillis: Int64, batch: inout EventBatch, fault: inout IngestError?,
+        unchecked: inout Int
     ) throws(JSONSyntaxError) {
         s.position += 1
         s.skipWhitespace()
@@ -91,7 +122,9 @@ public struct EventParser: Sendable {
         var index = 0
         while true {
             if s.peek() == UInt8(ascii: "{") && fault == nil {
-                try parseEvent(&s, level: 2, index: index, stampMillis: stampMillis, batch: &batch, fault: &fault)
+                try parseEvent(
+                    &s, level: 2, index: index, stampMillis: stampMillis, batch: &batch, fault: &fault,
+                    unchecked: &unchecked)
             } else if s.peek() == UInt8(ascii: "{") {
                 // The line is refused already: only its syntax still matters, so the rest is
                 // scanned, not normalized (an array of a million events costs no copy).
@@ -127,7 +160,7 @@ public struct EventParser: Sendable {
     /// scanning continues so that syntax errors still take precedence).
     private func parseEvent(
         _ s: inout JSONScanner, level: Int, index: Int?, stampMillis: Int64,
-        batch: inout EventBatch, fault: inout IngestError?
+        batch: inout EventBatch, fault: inout IngestError?, unchecked: inout Int
     ) throws(JSONSyntaxError) {
         try s.checkDepth(level)
         let start = batch.bytesWritten
@@ -161,7 +194,7 @@ public struct EventParser: Sendable {
                 if known == .other {
                     write(member, from: s.bytes, to: &batch)
                 } else {
-                    handle(known, member, from: s.bytes, state: &state, batch: &batch, fault: &fault)
+                    handle(known, member, from: s.bytes, state: &state, batch: &batch, fault: &fault, unchecked: &unchecked)
                 }
                 s.skipWhitespace()
                 switch s.peek() {
@@ -227,10 +260,11 @@ public struct EventParser: Sendable {
         batch.appendByte(UInt8(ascii: ","))
     }
 
-    /// Applies the rule of one of the six known keys and writes the member.
+    /// Applies the rule of one of the six known keys and writes the member; a timestamp
+    /// forwarded unchecked adds one to `unchecked`.
     private func handle(
         _ key: EventKnownKey, _ member: EventMember, from source: UnsafeRawBufferPointer,
-        state: inout EventParseState, batch: inout EventBatch, fault: inout IngestError?
+        state: inout EventParseState, batch: inout EventBatch, fault: inout IngestError?, unchecked: inout Int
     ) {
         if state.seen(key) {
             state.report("duplicate field \"\(key.name)\"", into: &fault)
@@ -274,8 +308,13 @@ public struct EventParser: Sendable {
                 state.report(key, "must be a non-empty string", into: &fault)
             }
         case .timestamp:
-            if !member.isDateTime(in: source) {
-                state.report(key, "not an RFC 3339 date-time with a time zone", into: &fault)
+            switch source[member.value.lowerBound] {
+            case UInt8(ascii: "\""):
+                if !member.isDateTime(in: source) { unchecked += 1 }
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                unchecked += 1
+            default:
+                state.report(key, "must be a string or a number (best: an RFC 3339 date-time with a time zone)", into: &fault)
             }
         case .properties, .context:
             if source[member.value.lowerBound] != UInt8(ascii: "{") {
@@ -296,6 +335,22 @@ public struct EventParser: Sendable {
         }
         return JSONScanner.decodeString(ca) == JSONScanner.decodeString(cb)
     }
+}
+
+/// What a parsed line carries that the app should hear about, though it was accepted.
+public struct ParseWarnings: Sendable, Equatable {
+    /// Events whose `timestamp` is a string or number but not RFC 3339: forwarded unchanged.
+    public var uncheckedTimestamps = 0
+
+    public init() {}
+
+    /// The warning for ``uncheckedTimestamps``, as acks carry it.
+    public static let uncheckedTimestampText = "timestamp: not RFC 3339; forwarded unchanged"
+
+    public var isEmpty: Bool { uncheckedTimestamps == 0 }
+
+    /// The texts of the ack's `warnings` array (one per kind, however many events).
+    public var messages: [String] { uncheckedTimestamps > 0 ? [Self.uncheckedTimestampText] : [] }
 }
 
 // MARK: - Helpers

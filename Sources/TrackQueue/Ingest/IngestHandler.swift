@@ -33,6 +33,7 @@ final class IngestHandler: ChannelDuplexHandler {
     private let limits: Limits
     private let connections: ConnectionTracker?
     private let budget: IngestBudget?
+    private let metrics: DaemonMetrics?
     /// The budget was spent when a submission was to start: reading waits for its wake.
     private var waitingForBudget = false
 
@@ -45,6 +46,8 @@ final class IngestHandler: ChannelDuplexHandler {
     /// Capacity for the next submission's buffers: the size of the last one.
     private var nextSizes = (bytes: 0, lines: 0, events: 0)
     private var lines: [LineEntry] = []
+    /// Lines of the coming submission accepted with warnings, by index (rare: empty, no allocation).
+    private var warnings: [(line: Int, warnings: ParseWarnings)] = []
     private var readAt: (wall: Int64, boot: Int64)?
     private var outstanding = 0
     /// The last answer written: the connection closes only once it has gone out.
@@ -56,10 +59,11 @@ final class IngestHandler: ChannelDuplexHandler {
 
     init(
         writer: StoreWriter, parser: EventParser, limits: Limits = Limits(), connections: ConnectionTracker? = nil,
-        budget: IngestBudget? = nil
+        budget: IngestBudget? = nil, metrics: DaemonMetrics? = nil
     ) {
         self.writer = writer
         self.budget = budget
+        self.metrics = metrics
         self.parser = parser
         self.limits = limits
         self.connections = connections
@@ -185,13 +189,15 @@ final class IngestHandler: ChannelDuplexHandler {
             lines.append(.refused(IngestError(.tooLarge, "line exceeds \(limits.maxLineBytes) bytes; it was skipped")))
         case .line(let line):
             let stamp = readAt!.wall
+            var found = ParseWarnings()
             let entry: LineEntry = line.withUnsafeReadableBytes { bytes in
                 do throws(IngestError) {
-                    return .events(count: try parser.parse(bytes, stampMillis: stamp, into: &batch))
+                    return .events(count: try parser.parse(bytes, stampMillis: stamp, into: &batch, warnings: &found))
                 } catch {
                     return .refused(error)
                 }
             }
+            if !found.isEmpty { warnings.append((lines.count, found)) }
             lines.append(entry)
         }
     }
@@ -222,6 +228,7 @@ final class IngestHandler: ChannelDuplexHandler {
     private func submit(context: ChannelHandlerContext) {
         guard !lines.isEmpty, let readAt else { return }
         let bytes = batch.bytes.count
+        let warnings = self.warnings
         let submission = IngestSubmission(
             batch: batch,
             lines: lines,
@@ -231,7 +238,7 @@ final class IngestHandler: ChannelDuplexHandler {
                 loopBound.eventLoop.execute {
                     let (handler, context) = loopBound.value
                     handler.budget?.give(bytes)
-                    handler.answer(answers, context: context)
+                    handler.answer(answers, warnings: warnings, context: context)
                 }
             })
         // The submission owns these buffers now (reusing them would copy them). The next
@@ -239,17 +246,35 @@ final class IngestHandler: ChannelDuplexHandler {
         nextSizes = (min(bytes, limits.maxSubmissionBytes), min(lines.count, limits.maxSubmissionLines), min(batch.count, 4096))
         batch = EventBatch()
         lines = []
+        self.warnings = []
         self.readAt = nil
         outstanding += 1
         budget?.take(bytes)
         writer.submit(submission)
     }
 
-    private func answer(_ answers: [LineAnswer], context: ChannelHandlerContext) {
+    private func answer(
+        _ answers: [LineAnswer], warnings: [(line: Int, warnings: ParseWarnings)], context: ChannelHandlerContext
+    ) {
         outstanding -= 1
+        for (line, found) in warnings {
+            if case .accepted = answers[line] { metrics?.uncheckedTimestamps.increment(by: found.uncheckedTimestamps) }
+        }
         if context.channel.isActive {
             var buffer = context.channel.allocator.buffer(capacity: answers.count * 48)
-            for answer in answers { AnswerEncoder.write(answer, to: &buffer) }
+            if warnings.isEmpty {
+                for answer in answers { AnswerEncoder.write(answer, to: &buffer) }
+            } else {
+                var next = warnings[...]
+                for (i, answer) in answers.enumerated() {
+                    var found: ParseWarnings?
+                    if let first = next.first, first.line == i {
+                        found = first.warnings
+                        next = next.dropFirst()
+                    }
+                    AnswerEncoder.write(answer, warnings: found, to: &buffer)
+                }
+            }
             lastWrite = context.writeAndFlush(Self.wrapOutboundOut(buffer))
         }
         resume(context: context)
@@ -276,11 +301,12 @@ extension IngestHandler: Sendable {}
 
 /// Writes answer lines: `{"ok":true,"accepted":N,...}` or `{"ok":false,"error":...}`.
 enum AnswerEncoder {
-    static func write(_ answer: LineAnswer, to buffer: inout ByteBuffer) {
+    /// - Parameter warnings: the line's, added to an acceptance as `"warnings":[...]`.
+    static func write(_ answer: LineAnswer, warnings: ParseWarnings? = nil, to buffer: inout ByteBuffer) {
         switch answer {
         case .accepted(let count, let first, let last):
             if count == 0 {
-                buffer.writeStaticString(#"{"ok":true,"accepted":0}"#)
+                buffer.writeStaticString(#"{"ok":true,"accepted":0"#)
             } else {
                 buffer.writeStaticString(#"{"ok":true,"accepted":"#)
                 buffer.writeString(String(count))
@@ -288,8 +314,12 @@ enum AnswerEncoder {
                 buffer.writeString(String(first))
                 buffer.writeStaticString(#","last_id":"#)
                 buffer.writeString(String(last))
-                buffer.writeStaticString("}")
             }
+            if let warnings, !warnings.isEmpty {
+                buffer.writeStaticString(#","warnings":"#)
+                writeStrings(warnings.messages, to: &buffer)
+            }
+            buffer.writeStaticString("}")
         case .refused(let error):
             buffer.writeStaticString(#"{"ok":false,"error":""#)
             buffer.writeString(error.code.description)
@@ -298,5 +328,15 @@ enum AnswerEncoder {
             buffer.writeStaticString("}")
         }
         buffer.writeStaticString("\n")
+    }
+
+    /// A JSON array of strings.
+    static func writeStrings(_ texts: [String], to buffer: inout ByteBuffer) {
+        buffer.writeStaticString("[")
+        for (i, text) in texts.enumerated() {
+            if i > 0 { buffer.writeStaticString(",") }
+            buffer.writeString(JSONText.quoted(text))
+        }
+        buffer.writeStaticString("]")
     }
 }

@@ -12,6 +12,8 @@ final class DaemonMetrics: Sendable {
     let requestDuration: Timer
     let backoff: Gauge
     let apiWarnings: Counter
+    /// Events accepted with a `timestamp` that is not RFC 3339, forwarded unchanged.
+    let uncheckedTimestamps: Counter
 
     /// - Parameter factory: where the metrics go; a no-op factory when metrics are off.
     init(factory: any MetricsFactory) {
@@ -28,6 +30,7 @@ final class DaemonMetrics: Sendable {
         requestDuration = Timer(label: "trackq_http_request_duration_seconds", factory: factory)
         backoff = Gauge(label: "trackq_delivery_backoff_seconds", factory: factory)
         apiWarnings = Counter(label: "trackq_api_warnings_total", factory: factory)
+        uncheckedTimestamps = Counter(label: "trackq_timestamps_unchecked_total", factory: factory)
     }
 
     /// A refused line, by its wire code.
