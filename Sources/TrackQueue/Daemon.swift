@@ -65,9 +65,9 @@ public struct Daemon: Service {
         try FileSystem.createParentDirectories(of: paths.database)
         let lock = try DatabaseLock(database: paths.database)
         let wake = WakeSignal()
-        let registry = settings.metricsAddress.map { _ in PrometheusCollectorRegistry() }
-        let metrics = DaemonMetrics(
-            factory: registry.map { PrometheusMetricsFactory(registry: $0) } ?? NOOPMetricsHandler.instance)
+        // Always kept: the socket's `GET /metrics` serves it even without --metrics-address.
+        let registry = PrometheusCollectorRegistry()
+        let metrics = DaemonMetrics(factory: PrometheusMetricsFactory(registry: registry))
         let (writer, opened) = try await StoreWriter.start(
             .init(
                 path: paths.database, durability: settings.durability, bootID: SystemClock.bootID,
@@ -124,9 +124,16 @@ public struct Daemon: Service {
     /// Binds the sockets and builds the services, in the order they start.
     private func makeServices(
         writer: StoreWriter, bootRow: Int64, pool: BlockingPool, wake: WakeSignal,
-        registry: PrometheusCollectorRegistry?, metrics: DaemonMetrics, notifier: SystemdNotifier
+        registry: PrometheusCollectorRegistry, metrics: DaemonMetrics, notifier: SystemdNotifier
     ) async throws -> [any Service] {
         let reader = StoreReader(path: settings.paths.database, pool: pool)
+        let endpoint = settings.endpoint
+        let http = HTTPFace.Setup(
+            options: .init(
+                trackPaths: HTTPFace.Options.trackPaths(endpoint: endpoint),
+                requestTimeout: TimeAmount(settings.httpRequestTimeout), idleTimeout: TimeAmount(settings.httpIdleTimeout)),
+            status: { reader.status(on: $0, endpoint: endpoint).map { $0.json() } },
+            prometheus: { MetricsServer.text(registry: registry, store: reader, on: $0) })
         let server = try await IngestServer.bind(
             options: .init(
                 socketPath: settings.paths.socket,
@@ -135,16 +142,40 @@ public struct Daemon: Service {
                 maxEventBytes: settings.maxEventBytes,
                 maxConnections: settings.maxConnections,
                 inheritedSocket: SocketActivation.listeningSocket(environment: environment)),
-            writer: writer, group: eventLoopGroup, logger: logger)
+            writer: writer, group: eventLoopGroup, logger: logger, metrics: metrics, http: http)
+
+        var httpListener: HTTPListener?
+        if let address = settings.httpAddress, let face = server.face {
+            var tcpFace = face
+            do {
+                tcpFace.options.bearerToken = try settings.httpBearerToken()
+            } catch {
+                await server.drain()
+                throw error
+            }
+            do {
+                httpListener = try await HTTPListener.bind(
+                    address, face: tcpFace, connections: server.connections, group: eventLoopGroup)
+                logger.info(
+                    "serving HTTP on TCP",
+                    metadata: [
+                        "http.address": "\(address)", "http.token": "\(tcpFace.options.bearerToken == nil ? "none" : "required")",
+                    ])
+            } catch {
+                await server.drain()
+                throw StoreError.io("--http-address \(address): cannot listen: \(error)")
+            }
+        }
 
         var metricsServer: MetricsServer?
-        if let address = settings.metricsAddress, let registry {
+        if let address = settings.metricsAddress {
             do {
                 metricsServer = try await MetricsServer.bind(
                     host: address.host, port: address.port, registry: registry, store: reader, group: eventLoopGroup)
                 logger.info("serving metrics", metadata: ["metrics.address": "\(address)"])
             } catch {
                 await server.drain()
+                await httpListener?.close()
                 throw StoreError.io("--metrics-address \(address): cannot listen: \(error)")
             }
         }
@@ -169,6 +200,8 @@ public struct Daemon: Service {
             clock: ContinuousClock(), randomSource: randomSource)
 
         var services: [any Service] = [StoreService(writer: writer), delivery, server]
+        // After the socket, so stopped before it: the socket's drain then closes its connections.
+        if let httpListener { services.append(httpListener) }
         if let metricsServer { services.append(metricsServer) }
         services.append(
             SystemdService(

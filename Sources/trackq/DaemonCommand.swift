@@ -52,7 +52,7 @@ struct DaemonCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("trackq: \(error.message)\n".utf8))
             throw ExitCode(2)
         }
-        if let problem = settings.tokenProblem(environment: environment) {
+        if let problem = settings.tokenProblem(environment: environment) ?? settings.httpTokenProblem() {
             FileHandle.standardError.write(Data("trackq: \(problem)\n".utf8))
             throw ExitCode(2)
         }

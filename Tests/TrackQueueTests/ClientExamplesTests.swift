@@ -96,15 +96,3 @@ import Testing
         try await daemon.stop()
     }
 }
-
-/// `runCommand` blocks until the process exits: run it on a thread of its own, so the waiting
-/// holds no concurrency-pool thread (an in-process daemon needs those).
-private func runOffThePool(
-    _ executable: String, _ arguments: [String], environment: [String: String]
-) async throws -> (status: Int32, stdout: String, stderr: String) {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread {
-            continuation.resume(with: Result { try runCommand(executable, arguments, environment: environment) })
-        }
-    }
-}

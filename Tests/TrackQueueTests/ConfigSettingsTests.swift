@@ -96,6 +96,9 @@ private let configPrecedenceCases: [ConfigPrecedenceCase] = [
     .init("metrics-address", ("127.0.0.1:9464", "[::1]:9000", "0.0.0.0:80"), expected: ("127.0.0.1:9464", "[::1]:9000", "0.0.0.0:80")) {
         $0.metricsAddress?.description ?? "nil"
     },
+    .init("http-address", ("127.0.0.1:8090", "[::1]:8091", "localhost:8092")) { $0.httpAddress?.description ?? "nil" },
+    .init("http-allow-remote", ("true", "YES", "on"), expected: ("true", "true", "true")) { String($0.httpAllowRemote) },
+    .init("http-token-file", ("/f/http-token", "/e/http-token", "/c/http-token")) { $0.httpTokenFile ?? "nil" },
 ]
 
 @Suite("Daemon settings")
@@ -138,7 +141,7 @@ struct DaemonSettingsTests {
         for info in DaemonSettings.catalog where !info.defaultText.hasPrefix("$") && !info.defaultText.hasPrefix("none") {
             lines.append("\(info.flag) = \(info.defaultText)")
         }
-        #expect(lines.count == 15)
+        #expect(lines.count == 16)
         #expect(try resolve(file: lines.joined(separator: "\n")) == plainDefaults)
     }
 
@@ -166,6 +169,9 @@ struct DaemonSettingsTests {
                 "--alert-command CMD | TRACKQ_ALERT_COMMAND | none",
                 "--log-level LEVEL | TRACKQ_LOG_LEVEL | info",
                 "--metrics-address HOST:PORT | TRACKQ_METRICS_ADDRESS | none",
+                "--http-address HOST:PORT | TRACKQ_HTTP_ADDRESS | none",
+                "--http-allow-remote true|false | TRACKQ_HTTP_ALLOW_REMOTE | false",
+                "--http-token-file PATH | TRACKQ_HTTP_TOKEN_FILE | none",
             ])
         #expect(DaemonSettings.catalog.allSatisfy { !$0.help.isEmpty })
         #expect(DaemonSettings.locationCatalog.map(\.environment) == ["TRACKQ_CONFIG", "TRACKQ_DATABASE", "TRACKQ_SOCKET"])

@@ -97,8 +97,18 @@ public struct DaemonSettings: Sendable, Equatable {
     public var logLevel: String = ""
     /// Most client connections open at once (not a setting: tests lower it).
     var maxConnections = 1024
+    /// The HTTP face's timers (not settings: tests shorten them): a request's head to its
+    /// last byte, and a keep-alive connection's wait for its next request.
+    var httpRequestTimeout: Duration = .seconds(30)
+    var httpIdleTimeout: Duration = .seconds(60)
     /// Where to serve Prometheus metrics (`GET /metrics`), or nil for no listener.
     public var metricsAddress: HostAndPort?
+    /// Where to serve the HTTP face on TCP as well as on the socket, or nil for no listener.
+    public var httpAddress: HostAndPort?
+    /// Whether `httpAddress` may be other than a loopback address.
+    public var httpAllowRemote = false
+    /// The file holding the bearer token requests to `httpAddress` must carry, if any.
+    public var httpTokenFile: String?
     /// The database and socket paths.
     public var paths: RuntimePaths
 
@@ -290,6 +300,13 @@ public struct DaemonSettings: Sendable, Equatable {
                 "\(blame(batchMaxBytes, maxEventBytes))\(batchMaxBytes.label) must be at least "
                     + "\(maxEventBytes.label) + 2 = \(minimumBatchBytes), got \(settings.batchMaxBytes)")
         }
+        if let address = settings.httpAddress, !settings.httpAllowRemote, !address.isLoopback {
+            let source = sources[Setting.named("http-address")] ?? .flag
+            throw ConfigurationError(
+                "\(source.prefix)\(Setting.named("http-address").label) \(address.host) is not a loopback address; "
+                    + "listening beyond this host needs \(Setting.named("http-allow-remote").label) "
+                    + "(and \(Setting.named("http-token-file").label), so strangers cannot write events)")
+        }
         if settings.retryMax < settings.retryInitial {
             throw ConfigurationError(
                 "\(blame(retryMax, retryInitial))\(retryMax.label) must be at least "
@@ -478,6 +495,28 @@ extension DaemonSettings {
                 }
                 settings.metricsAddress = address
             },
+            Setting(
+                rawValue: "http-address", valueName: "HOST:PORT", defaultValue: "", shownDefault: "none",
+                help: "Also serve the HTTP face (POST /api/track, GET /status, GET /metrics) on TCP at HOST:PORT; "
+                    + "HOST must be a loopback address unless --http-allow-remote."
+            ) { text, settings, context throws(ConfigurationError) in
+                guard !text.isEmpty else {
+                    settings.httpAddress = nil
+                    return
+                }
+                guard let address = HostAndPort(text) else {
+                    throw context.invalid("expected HOST:PORT, like 127.0.0.1:8090")
+                }
+                settings.httpAddress = address
+            },
+            Setting(
+                rawValue: "http-allow-remote", valueName: "true|false", defaultValue: "false",
+                help: "Let --http-address listen beyond this host (give --http-token-file too)."
+            ) { text, settings, context throws(ConfigurationError) in settings.httpAllowRemote = try context.boolean(text) },
+            Setting(
+                rawValue: "http-token-file", valueName: "PATH", defaultValue: "", shownDefault: "none",
+                help: "Requests to --http-address must carry Authorization: Bearer <the token in this file>."
+            ) { text, settings, _ in settings.httpTokenFile = text.isEmpty ? nil : text },
         ]
 
         /// A value being applied, with what is needed for messages.
@@ -539,6 +578,15 @@ extension DaemonSettings {
                 return value
             }
 
+            /// `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`), case-insensitively.
+            func boolean(_ text: String) throws(ConfigurationError) -> Bool {
+                switch text.lowercased() {
+                case "true", "yes", "on", "1": return true
+                case "false", "no", "off", "0": return false
+                default: throw invalid("expected true or false")
+                }
+            }
+
             /// One of an enum's raw values, case-insensitively.
             func choice<Choice: RawRepresentable & CaseIterable>(_ text: String, _ choices: [Choice]) throws(ConfigurationError) -> Choice
             where Choice.RawValue == String {
@@ -590,6 +638,18 @@ public struct HostAndPort: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Whether the host is this machine only: `localhost`, 127.0.0.0/8 or `::1`.
+    public var isLoopback: Bool {
+        if host.lowercased() == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { bytes in bytes.dropLast().allSatisfy { $0 == 0 } && bytes.last == 1 }
+        }
+        return false
+    }
 }
 
 extension DaemonSettings {
@@ -600,6 +660,9 @@ extension DaemonSettings {
             "  --\(info.flag) \(info.valueName)\n      \(info.help)\n      env \(info.environment); default: \(info.defaultText)"
         }.joined(separator: "\n")
     }
+
+    /// Settings that may be given as a bare flag, meaning `true`.
+    static let booleanFlags: Set<String> = ["http-allow-remote"]
 
     /// Command-line arguments as `--name value` or `--name=value` pairs (a later one wins), keyed by the name
     /// without `--`, for ``resolve(flags:environment:userID:readFile:fileExists:)``, which
@@ -618,8 +681,12 @@ extension DaemonSettings {
                 value = String(argument[argument.index(after: equals)...])
             } else {
                 name = String(argument.dropFirst(2))
-                guard let next = rest.popFirst() else { throw ConfigurationError("--\(name) needs a value") }
-                value = next
+                if booleanFlags.contains(name), rest.first.map({ $0.hasPrefix("--") }) ?? true {
+                    value = "true"  // `--http-allow-remote` alone
+                } else {
+                    guard let next = rest.popFirst() else { throw ConfigurationError("--\(name) needs a value") }
+                    value = next
+                }
             }
             flags[name] = value  // the last one wins, as with any other option
         }

@@ -35,6 +35,17 @@ final class IngestBudget: Sendable {
         }
     }
 
+    /// Takes `bytes` if a submission may start now (an HTTP request reserves its body's size
+    /// before reading it, so a request waiting for room holds none).
+    func tryTake(_ bytes: Int) -> Bool {
+        state.withLockedValue { state in
+            guard state.used < limit else { return false }
+            state.used += bytes
+            state.peak = max(state.peak, state.used)
+            return true
+        }
+    }
+
     /// A submission of `bytes` went to the writer.
     func take(_ bytes: Int) {
         state.withLockedValue { state in

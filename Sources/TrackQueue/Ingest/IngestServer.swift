@@ -32,23 +32,32 @@ final class IngestServer: Service {
     }
 
     private let channel: any Channel
-    private let connections: ConnectionTracker
+    let connections: ConnectionTracker
     /// Bytes in flight to the writer, shared by the connections.
     let budget: IngestBudget
+    /// The HTTP face of the socket, if it has one (the TCP listener serves the same).
+    let face: HTTPFace?
 
-    private init(channel: any Channel, connections: ConnectionTracker, budget: IngestBudget) {
+    private init(channel: any Channel, connections: ConnectionTracker, budget: IngestBudget, face: HTTPFace?) {
         self.channel = channel
         self.connections = connections
         self.budget = budget
+        self.face = face
     }
 
     /// Binds and starts accepting.
+    ///
+    /// - Parameter http: given, a connection whose first bytes are an HTTP method speaks
+    ///   HTTP/1.1 (``HTTPFace``); without, every connection speaks the line protocol.
     static func bind(
-        options: Options, writer: StoreWriter, group: any EventLoopGroup, logger: Logger
+        options: Options, writer: StoreWriter, group: any EventLoopGroup, logger: Logger,
+        metrics: DaemonMetrics? = nil, http: HTTPFace.Setup? = nil
     ) async throws -> IngestServer {
         let connections = ConnectionTracker(limit: options.maxConnections)
         let budget = IngestBudget(limit: options.maxBytesInFlight)
         let parser = EventParser(maxEventBytes: options.maxEventBytes)
+        let face = http.map { HTTPFace($0, writer: writer, parser: parser, budget: budget, metrics: metrics) }
+        let limits = IngestHandler.Limits(maxLineBytes: options.maxLineBytes)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             // Admission is decided here, on the listening channel's loop in the order the
@@ -71,10 +80,21 @@ final class IngestServer: Service {
                     }
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
+                    let lines = {
                         IngestHandler(
-                            writer: writer, parser: parser, limits: .init(maxLineBytes: options.maxLineBytes),
-                            connections: connections, budget: budget))
+                            writer: writer, parser: parser, limits: limits, connections: connections, budget: budget,
+                            metrics: metrics)
+                    }
+                    guard let face else {
+                        return try channel.pipeline.syncOperations.addHandler(lines())
+                    }
+                    try channel.pipeline.syncOperations.addHandler(
+                        ProtocolSniffer { wire, pipeline in
+                            switch wire {
+                            case .lines: try pipeline.addHandler(lines())
+                            case .http: try face.configure(pipeline)
+                            }
+                        })
                 }
             }
 
@@ -92,7 +112,7 @@ final class IngestServer: Service {
             try SocketFile.setPermissions(options.socketPath, mode: options.socketMode, group: options.socketGroup)
             logger.info("listening", metadata: ["socket.path": "\(options.socketPath)"])
         }
-        return IngestServer(channel: channel, connections: connections, budget: budget)
+        return IngestServer(channel: channel, connections: connections, budget: budget, face: face)
     }
 
     func run() async throws {
@@ -179,7 +199,7 @@ final class ConnectionTracker: Sendable {
 
 /// On the listening channel: offers each accepted connection to the tracker, in the order
 /// they were accepted, before the child's own initializer runs.
-private final class AdmissionHandler: ChannelInboundHandler, Sendable {
+final class AdmissionHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = any Channel
 
     private let connections: ConnectionTracker
@@ -192,18 +212,30 @@ private final class AdmissionHandler: ChannelInboundHandler, Sendable {
     }
 }
 
-/// Answers a connection over the limit with one refusal line, then closes it.
-private final class RefusingHandler: ChannelInboundHandler, Sendable {
+/// Answers a connection over the limit with one refusal (a line, or an HTTP 503 on the TCP
+/// listener), then closes it.
+final class RefusingHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let error: IngestError
+    private let http: Bool
 
-    init(_ error: IngestError) { self.error = error }
+    init(_ error: IngestError, http: Bool = false) {
+        self.error = error
+        self.http = http
+    }
 
     func channelActive(context: ChannelHandlerContext) {
-        var buffer = context.channel.allocator.buffer(capacity: 128)
-        AnswerEncoder.write(.refused(error), to: &buffer)
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        if http {
+            let answer = HTTPAnswer.refused(error)
+            buffer.writeString(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: \(answer.retryAfter ?? 1)\r\n"
+                    + "Connection: close\r\nContent-Length: \(answer.body.utf8.count)\r\n\r\n" + answer.body)
+        } else {
+            AnswerEncoder.write(.refused(error), to: &buffer)
+        }
         let channel = context.channel
         context.writeAndFlush(Self.wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
     }

@@ -36,6 +36,20 @@ final class MetricsServer: Service {
     }
 }
 
+extension MetricsServer {
+    /// The Prometheus text of a scrape: the process's own metrics, then the database's.
+    static func text(registry: PrometheusCollectorRegistry, store: StoreReader, on eventLoop: any EventLoop)
+        -> EventLoopFuture<String>
+    {
+        var own: [UInt8] = []
+        registry.emit(into: &own)
+        let processMetrics = String(decoding: own, as: UTF8.self)
+        return store.status(on: eventLoop).map { report in
+            processMetrics + report.prometheus(nowMillis: SystemClock.wallMillis())
+        }.recover { _ in processMetrics }
+    }
+}
+
 private final class MetricsHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -64,17 +78,10 @@ private final class MetricsHandler: ChannelInboundHandler {
         guard head.method == .GET && (head.uri == "/metrics" || head.uri.hasPrefix("/metrics?")) else {
             return write(status: .notFound, body: Array("try /metrics\n".utf8), for: head, context: context)
         }
-        var own: [UInt8] = []
-        registry.emit(into: &own)
-        let processMetrics = own
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        store.status(on: context.eventLoop).whenComplete { result in
+        MetricsServer.text(registry: registry, store: store, on: context.eventLoop).whenSuccess { text in
             let (handler, context) = loopBound.value
-            var body = processMetrics
-            if case .success(let report) = result {
-                body += Array(report.prometheus(nowMillis: SystemClock.wallMillis()).utf8)
-            }
-            handler.write(status: .ok, body: body, for: head, context: context)
+            handler.write(status: .ok, body: Array(text.utf8), for: head, context: context)
         }
     }
 

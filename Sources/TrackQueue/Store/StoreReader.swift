@@ -102,12 +102,12 @@ final class StoreReader: Sendable {
         }
     }
 
-    /// The status report, as `trackq status` reads it, for a metrics scrape.
-    func status(on eventLoop: any EventLoop) -> EventLoopFuture<StatusReport> {
+    /// The status report, as `trackq status` reads it, for a metrics scrape or `GET /status`.
+    func status(on eventLoop: any EventLoop, endpoint: String? = nil) -> EventLoopFuture<StatusReport> {
         pool.run(on: eventLoop) { [path] in
             let db = try Database.open(path, .readOnly)
             db.confinedToBlockingThreads = true
-            return try StatusReader.read(db, path: path, endpoint: nil)
+            return try StatusReader.read(db, path: path, endpoint: endpoint)
         }
     }
 }

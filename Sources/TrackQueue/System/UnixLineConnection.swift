@@ -79,6 +79,17 @@ public final class UnixLineConnection: @unchecked Sendable {
         }
     }
 
+    /// The next `count` bytes, or nil if the peer closed the connection first (for an HTTP
+    /// body after its headers were read as lines).
+    public func nextBytes(_ count: Int, timeout: Duration? = nil) throws -> [UInt8]? {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        while pending.count < count {
+            guard try fill(until: deadline) else { return nil }
+        }
+        defer { pending.removeSubrange(..<count) }
+        return Array(pending[..<count])
+    }
+
     /// Everything received until the peer closes the connection, including what
     /// ``nextLine(timeout:)`` had buffered.
     public func readToEnd(timeout: Duration?) throws -> String {

@@ -1,0 +1,84 @@
+import NIOHTTP1
+
+/// One response of the HTTP face: its status, headers that matter and JSON (or text) body.
+///
+/// Answers to `POST /api/track` use the Track API's own shapes, so an app that spoke to the
+/// API needs no change to read them:
+/// `{"success":true,"message":"Event(s) tracked successfully","response_id":…,"accepted":N}`
+/// and `{"success":false,"message":…,"error":CODE}`.
+struct HTTPAnswer: Equatable, Sendable {
+    var status: HTTPResponseStatus
+    var body: String
+    var contentType = "application/json"
+    /// Seconds, for 503s: when the app may try again.
+    var retryAfter: Int?
+    /// For 405s: the methods the path takes.
+    var allow: String?
+    /// Whether the connection closes after this answer (its request could not be read whole).
+    var closes = false
+
+    /// The events were committed.
+    static func accepted(count: Int, warnings: ParseWarnings, responseID: String) -> HTTPAnswer {
+        var body = #"{"success":true,"message":"Event(s) tracked successfully","response_id":"#
+        body += JSONText.quoted(responseID)
+        body += #","accepted":"# + String(count)
+        if !warnings.isEmpty {
+            body += #","warnings":["# + warnings.messages.map(JSONText.quoted).joined(separator: ",") + "]"
+        }
+        return HTTPAnswer(status: .ok, body: body + "}")
+    }
+
+    /// The events were refused: the line protocol's codes, as HTTP statuses.
+    static func refused(_ error: IngestError) -> HTTPAnswer {
+        switch error.code {
+        case .tooLarge:
+            return failure(.payloadTooLarge, code: error.code.description, message: error.message)
+        case .queueFull:
+            var answer = failure(.serviceUnavailable, code: error.code.description, message: error.message)
+            answer.retryAfter = 5
+            return answer
+        case .unavailable:
+            var answer = failure(.serviceUnavailable, code: error.code.description, message: error.message)
+            answer.retryAfter = 1
+            return answer
+        default:  // invalid_json, invalid_event
+            return failure(.badRequest, code: error.code.description, message: error.message)
+        }
+    }
+
+    /// An error in the API's shape; `code` is trackq's.
+    static func failure(_ status: HTTPResponseStatus, code: String, message: String) -> HTTPAnswer {
+        HTTPAnswer(
+            status: status,
+            body: #"{"success":false,"message":"# + JSONText.quoted(message) + #","error":"# + JSONText.quoted(code) + "}")
+    }
+
+    static func notFound(path: String) -> HTTPAnswer {
+        // The path came from the client: bounded before it is echoed (JSONText escapes it).
+        let shown = path.count > 200 ? String(path.prefix(200)) + "…" : path
+        return failure(
+            .notFound, code: "not_found",
+            message: "no such path: \(shown); events go to POST /api/track (or /track), status to GET /status, metrics to GET /metrics")
+    }
+
+    static func methodNotAllowed(allow: String) -> HTTPAnswer {
+        var answer = failure(.methodNotAllowed, code: "method_not_allowed", message: "this path takes \(allow)")
+        answer.allow = allow
+        return answer
+    }
+
+    static let unauthorized = failure(
+        .unauthorized, code: "unauthorized", message: "missing or wrong bearer token (Authorization: Bearer <token>)")
+
+    static func bodyTooLarge(limit: Int) -> HTTPAnswer {
+        var answer = failure(.payloadTooLarge, code: "too_large", message: "request body exceeds \(limit) bytes")
+        answer.closes = true
+        return answer
+    }
+
+    static let requestTimeout: HTTPAnswer = {
+        var answer = failure(.requestTimeout, code: "timeout", message: "the request did not arrive whole in time")
+        answer.closes = true
+        return answer
+    }()
+}

@@ -1,0 +1,55 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The optional TCP listener (`--http-address`): the socket's HTTP face, for clients that
+/// cannot reach a Unix socket (a container without the bind mount, an SDK that only takes a
+/// URL). Loopback only unless the operator opts in; with `--http-token-file`, every request
+/// must carry the bearer token.
+///
+/// Its connections count against the socket's limit and are drained with the socket's
+/// (they share its ``ConnectionTracker``); as a `Service` it only closes the listener.
+final class HTTPListener: Service {
+    private let channel: any Channel
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    static func bind(
+        _ address: HostAndPort, face: HTTPFace, connections: ConnectionTracker, group: any EventLoopGroup
+    ) async throws -> HTTPListener {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AdmissionHandler(connections: connections))
+                }
+            }
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard connections.isAdmitted(channel) else {
+                        return try channel.pipeline.syncOperations.addHandler(
+                            RefusingHandler(
+                                IngestError(.unavailable, "too many connections (\(connections.limit)); retry later"),
+                                http: true))
+                    }
+                    try face.configure(channel.pipeline.syncOperations)
+                }
+            }
+            .bind(host: address.host, port: address.port).get()
+        return HTTPListener(channel: channel)
+    }
+
+    /// The port it listens on (the one asked for, or the one the system chose for port 0).
+    var port: Int? { channel.localAddress?.port }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await close()
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
