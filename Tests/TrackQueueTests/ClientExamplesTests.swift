@@ -22,19 +22,42 @@ import Testing
 
     @Test(.enabled(if: which("go") != nil, "go is not installed"))
     func goExample() async throws {
-        let go = try #require(which("go"))
         let dir = try TestDirectory()
-        let binary = dir.file("trackq-example")
+        try await exercise(try await buildGo("go", binary: "trackq-example", in: dir), tag: "go")
+    }
+
+    // The HTTP variants: the same command line and exit codes, one request per argument.
+
+    @Test(.enabled(if: which("python3") != nil, "python3 is not installed"))
+    func pythonHTTPExample() async throws {
+        try await exercise([try #require(which("python3")), Self.example("python/trackq_http_client.py")], tag: "pyhttp")
+    }
+
+    @Test(.enabled(if: which("node") != nil, "node is not installed"))
+    func nodeHTTPExample() async throws {
+        try await exercise([try #require(which("node")), Self.example("node/trackq-http-client.js")], tag: "jshttp")
+    }
+
+    @Test(.enabled(if: which("go") != nil, "go is not installed"))
+    func goHTTPExample() async throws {
+        let dir = try TestDirectory()
+        try await exercise(try await buildGo("go-http", binary: "trackq-http-example", in: dir), tag: "gohttp")
+    }
+
+    /// Builds the Go example in `examples/<directory>`, offline; returns the command to run it.
+    private func buildGo(_ directory: String, binary name: String, in dir: borrowing TestDirectory) async throws -> [String] {
+        let go = try #require(which("go"))
+        let binary = dir.file(name)
         // Offline and local only: no proxy, no toolchain download, caches in the test directory.
         let environment = [
             "GOPROXY": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GOWORK": "off",
             "GOCACHE": dir.file("gocache"), "GOPATH": dir.file("gopath"), "CGO_ENABLED": "0",
         ]
         let build = try await runOffThePool(
-            "/bin/sh", ["-c", #"cd "$1" && exec "$2" build -o "$3" ."#, "sh", Self.example("go"), go, binary],
+            "/bin/sh", ["-c", #"cd "$1" && exec "$2" build -o "$3" ."#, "sh", Self.example(directory), go, binary],
             environment: environment)
         try #require(build.status == 0, "go build failed: \(build.stderr)")
-        try await exercise([binary], tag: "go")
+        return [binary]
     }
 
     /// A good line and a batch (exit 0), a refused line beside a good one (exit 1), and a

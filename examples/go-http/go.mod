@@ -1,0 +1,3 @@
+module trackq-http-example
+
+go 1.19
