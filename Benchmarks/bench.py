@@ -11,6 +11,8 @@ its figures depend on the machine.
   ingest_1conn, ingest_16conn   acked events/s, pipelined (write all, read the acks)
   ack_one_in_flight             p50/p99/max ms, one event at a time
   ack_paced_10k                 p50/p99/max ms at a paced 10,000 events/s
+  http_ingest_1conn_100         acked events/s over the socket's HTTP face: one keep-alive
+                                connection, POST /api/track with 100 events, one at a time
   e2e                           events/s from the first write to the last event in the sink
   cpu_us_per_event              the daemon's user+system CPU per event over ingest + delivery
   db_bytes_per_event            database size / events, with the backlog queued
@@ -240,6 +242,35 @@ def paced(path, start, n, rate):
     return percentiles(latencies)
 
 
+def http_keepalive(path, start, requests, per_request=100):
+    """POSTs `requests` bodies of `per_request` events each to /api/track, one after another on
+    one keep-alive connection (an HTTP app's way); acked events/s."""
+    bodies = []
+    for r in range(requests):
+        events = lines(start + r * per_request, per_request).rstrip(b"\n").replace(b"\n", b",")
+        body = b"[" + events + b"]"
+        bodies.append(b"POST /api/track HTTP/1.1\r\nHost: trackq\r\nContent-Type: application/json\r\n"
+                      + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    s = connect(path)
+    buf, accepted = b"", 0
+    t0 = time.perf_counter()
+    for request in bodies:
+        s.sendall(request)
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(1 << 16)
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(buf) < length:
+            buf += s.recv(1 << 16)
+        answer, buf = buf[:length], buf[length:]
+        assert head.startswith(b"HTTP/1.1 200"), (head, answer)
+        accepted += json.loads(answer)["accepted"]
+    seconds = time.perf_counter() - t0
+    s.close()
+    assert accepted == requests * per_request, accepted
+    return accepted / seconds
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--serve-sink":
         serve_sink(sys.argv[2])
@@ -269,6 +300,8 @@ def main():
         sink.wait_for(2 * a.events)
         results["ack_one_in_flight"] = one_in_flight(d.socket, 2 * a.events, 3000)
         results["ack_paced_10k"] = paced(d.socket, 2 * a.events + 3000, 30_000, 10_000)
+        # The HTTP face: one keep-alive connection, 100 events a request, one request at a time.
+        results["http_ingest_1conn_100"] = round(http_keepalive(d.socket, 2 * a.events + 33_000, 1000))
         results["peak_rss_kib"] = d.peak_rss_kib()
         d.stop()
 

@@ -37,7 +37,7 @@ import Testing
         let dir = try TestDirectory()
         let daemon = try await InProcessDaemon(directory: dir) { $0.endpoint = server.url }
         let file = dir.file("event.json")
-        try Self.sample.write(toFile: file, atomically: true, encoding: .utf8)
+        try Self.sample.write(toFile: file, atomically: false, encoding: .utf8)
         let curl = try await runOffThePool(
             try #require(which("curl")),
             [
@@ -59,6 +59,23 @@ import Testing
         #expect((delivered["context"] as? [String: Any])?["source"] as? String == "product")
         try await daemon.stop()
         try await server.stop()
+    }
+
+    /// On the line protocol the same sample is one line (a line is the protocol's frame), and
+    /// is accepted with the same warning.
+    @Test func theSampleOnOneLineIsAcceptedByTheLineProtocolToo() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await InProcessDaemon(directory: dir)
+        let client = try UnixClient(path: daemon.socket)
+        try client.write(Self.sample.replacingOccurrences(of: "\n", with: " ") + "\n")
+        #expect(
+            try client.readLine()
+                == #"{"ok":true,"accepted":1,"first_id":1,"last_id":1,"warnings":["timestamp: not RFC 3339; forwarded unchanged"]}"#)
+        // Pretty-printed over several lines, it is what the line protocol says it is: not JSON.
+        try client.write(Self.sample + "\n")
+        #expect(try Answer(client.readLine()).error == "invalid_json")
+        #expect(try DatabaseProbe(path: daemon.database).queued == 1)
+        try await daemon.stop()
     }
 
     /// The app's own credentials are dropped at the door: a real daemon process at log level
@@ -239,6 +256,28 @@ import Testing
         #expect(try quiet.exchange(httpRequest("POST", "/track", body: Self.event)).status == 200)
         #expect(try quiet.readToEnd().isEmpty)
         try await idle.stop()
+        try await daemon.stop()
+    }
+
+    /// At the connection limit a newcomer takes the place of the connection quiet longest;
+    /// an HTTP connection busy with requests is not quiet, however early it connected.
+    @Test func aBusyKeepAliveConnectionIsNotTheOneEvictedAtTheLimit() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await InProcessDaemon(directory: dir) { $0.maxConnections = 2 }
+        let busy = try UnixClient(path: daemon.socket)
+        #expect(try busy.exchange(httpRequest("POST", "/track", body: Self.event)).status == 200)
+        let quiet = try UnixClient(path: daemon.socket)
+        try quiet.write("POST /track HTTP/1.1\r\nHost: x\r\n")  // decided HTTP, then nothing more
+        let start = ContinuousClock.now
+        try await waitUntil(timeout: .seconds(30), "ten and a half busy seconds") {
+            let reply = try busy.exchange(httpRequest("POST", "/track", body: Self.event))
+            guard reply.status == 200 else { throw EndOfStream(partial: reply.body) }
+            return ContinuousClock.now - start >= .milliseconds(10_500)
+        }
+        let newcomer = try UnixClient(path: daemon.socket)
+        #expect(try newcomer.exchange(httpRequest("POST", "/track", body: Self.event)).status == 200)
+        #expect(try busy.exchange(httpRequest("POST", "/track", body: Self.event)).status == 200)
+        #expect(try quiet.readToEnd().isEmpty, "the quiet one was closed")
         try await daemon.stop()
     }
 

@@ -14,7 +14,7 @@ import Testing
     @Test func aRealDaemonRequiresTheBearerTokenOnTCPButNotOnTheSocket() async throws {
         let dir = try TestDirectory()
         let tokenFile = dir.file("http-token")
-        try "tcp-s3cret-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        try "tcp-s3cret-token\n".write(toFile: tokenFile, atomically: false, encoding: .utf8)
         let port = try unusedLocalPort()
         let daemon = try await TrackqProcess.startDaemon(
             dir, ["--http-address", "127.0.0.1:\(port)", "--http-token-file", tokenFile, "--endpoint", "http://127.0.0.1:9/t"],
@@ -69,7 +69,7 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.socket))
 
         let empty = dir.file("empty-token")
-        try "\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        try "\n".write(toFile: empty, atomically: false, encoding: .utf8)
         let noToken = try runCommand(
             TrackqBinary.path,
             [

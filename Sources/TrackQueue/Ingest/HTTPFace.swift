@@ -46,10 +46,17 @@ struct HTTPFace: Sendable {
     var parser: EventParser
     var budget: IngestBudget
     var metrics: DaemonMetrics?
+    /// The open connections: a request counts as activity, so a busy keep-alive connection is
+    /// never the one closed to make room.
+    var connections: ConnectionTracker?
     var status: @Sendable (any EventLoop) -> EventLoopFuture<String>
     var prometheus: @Sendable (any EventLoop) -> EventLoopFuture<String>
 
-    init(_ setup: Setup, writer: StoreWriter, parser: EventParser, budget: IngestBudget, metrics: DaemonMetrics?) {
+    init(
+        _ setup: Setup, writer: StoreWriter, parser: EventParser, budget: IngestBudget, metrics: DaemonMetrics?,
+        connections: ConnectionTracker? = nil
+    ) {
+        self.connections = connections
         self.options = setup.options
         self.status = setup.status
         self.prometheus = setup.prometheus
@@ -167,6 +174,7 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch Self.unwrapInboundIn(data) {
         case .head(let head):
+            face.connections?.touch(context.channel)
             guard case .idle = state else { return }
             arm(face.options.requestTimeout, context: context)
             let route = route(head)
@@ -177,6 +185,7 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
                 respond(answer, to: head, context: context)
             }
         case .body(var part):
+            face.connections?.touch(context.channel)
             guard case .receiving(let head, .track) = state else { return }  // other bodies are dropped
             if (body?.readableBytes ?? 0) + part.readableBytes > face.options.maxBodyBytes {
                 body = nil

@@ -56,7 +56,9 @@ final class IngestServer: Service {
         let connections = ConnectionTracker(limit: options.maxConnections)
         let budget = IngestBudget(limit: options.maxBytesInFlight)
         let parser = EventParser(maxEventBytes: options.maxEventBytes)
-        let face = http.map { HTTPFace($0, writer: writer, parser: parser, budget: budget, metrics: metrics) }
+        let face = http.map {
+            HTTPFace($0, writer: writer, parser: parser, budget: budget, metrics: metrics, connections: connections)
+        }
         let limits = IngestHandler.Limits(maxLineBytes: options.maxLineBytes)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
