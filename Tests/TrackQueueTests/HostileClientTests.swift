@@ -84,6 +84,55 @@ import Testing
         #expect(try await daemon.waitForExit() == 0)
     }
 
+    /// An HTTP client that pipelines requests and never reads the answers stalls on its own
+    /// socket, as a line client does: the daemon stops reading it instead of buffering answers.
+    @Test func anHTTPClientThatNeverReadsDoesNotGrowMemory() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", DaemonProcessTests.nowhere], environment: ["TRACKQ_TOKEN": "t"])
+        try DeliveryTests.enqueue(10, socket: dir.socket)
+        let before = try Self.residentKiB(daemon.pid)
+        let client = try UnixClient(path: dir.socket)
+        // 404s: answered at once, each answer ten times its request.
+        let chunk = Array(String(repeating: "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", count: 2048).utf8)
+        let writer = Thread {
+            var limit = timeval(tv_sec: 1, tv_usec: 0)
+            setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            var sent = 0
+            while sent < 16 << 20, (try? client.write(chunk)) != nil { sent += chunk.count }
+        }
+        writer.start()
+        try await waitUntil(timeout: .seconds(60), "the writer to stall or finish") { writer.isFinished }
+        let app = try UnixClient(path: dir.socket)
+        #expect(try app.exchange(httpRequest("POST", "/track", body: Self.event)).status == 200)
+        let after = try Self.residentKiB(daemon.pid)
+        print("hostile-http-client: rss_before_kib=\(before) rss_after_kib=\(after)")
+        #expect(after - before < 48 * 1024, "RSS grew from \(before) KiB to \(after) KiB")
+        withExtendedLifetime(client) {}
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+
+    /// Thousands of pipelined requests queued behind one answered later (`GET /status`, read
+    /// off the event loop) are answered one by one, not by a chain of nested calls as deep as
+    /// the queue, which would overflow the event loop's stack.
+    @Test func thousandsOfPipelinedRequestsBehindASlowOneAreAllAnswered() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", DaemonProcessTests.nowhere], environment: ["TRACKQ_TOKEN": "t"])
+        let client = try UnixClient(path: dir.socket)
+        let count = 8000
+        let burst = "GET /status HTTP/1.1\r\nHost: x\r\n\r\n" + String(repeating: "GET /n HTTP/1.1\r\n\r\n", count: count)
+        let writer = Thread { try? client.write(burst) }
+        writer.start()
+        let statuses = try await onOwnThread { try (0...count).map { _ in try client.readReply(timeout: .seconds(30)).status } }
+        #expect(statuses.first == 200)
+        #expect(statuses.dropFirst().allSatisfy { $0 == 404 })
+        #expect(statuses.count == count + 1)
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+
     static func residentKiB(_ pid: Int32, field: String = "VmRSS:") throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
         let line = status.split(separator: "\n").first { $0.hasPrefix(field) } ?? ""

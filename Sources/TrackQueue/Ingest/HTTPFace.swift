@@ -158,6 +158,8 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
     private var readPending = false
     private var timer: Scheduled<Void>?
     private var draining = false
+    /// An answer waiting for the peer to read earlier ones (the channel is not writable).
+    private var parked: (answer: HTTPAnswer, head: HTTPRequestHead)?
 
     init(face: HTTPFace) { self.face = face }
 
@@ -212,13 +214,21 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
             case .metrics:
                 serve(face.prometheus, contentType: "text/plain; version=0.0.4; charset=utf-8", to: head, context: context)
             case .answer(let answer):
-                respond(answer, to: head, context: context)
+                // On a fresh stack: writing this answer's end hands us the next pipelined
+                // request, and a burst of requests answered at once would nest that deep.
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                context.eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.respond(answer, to: head, context: context)
+                }
             }
         }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IngestHandler.Drain {
+        // A drain, or the client closed its side (NIO passes that on once the requests before
+        // it are answered): answer what is under way, then close.
+        if event is IngestHandler.Drain || (event as? ChannelEvent) == .inputClosed {
             draining = true
             if case .idle = state { context.close(promise: nil) }
         } else {
@@ -238,14 +248,33 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            if let (answer, head) = parked {
+                parked = nil
+                respond(answer, to: head, context: context)
+            }
+            resumeReading(context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     // MARK: Outbound
 
+    /// Reading waits while the budget has no room for the body, and while the peer does not
+    /// read its answers (so a client that pipelines without reading stalls on its own socket).
     func read(context: ChannelHandlerContext) {
-        if waitingForBudget {
+        if waitingForBudget || !context.channel.isWritable {
             readPending = true
         } else {
             context.read()
         }
+    }
+
+    private func resumeReading(context: ChannelHandlerContext) {
+        guard readPending, !waitingForBudget, context.channel.isWritable else { return }
+        readPending = false
+        context.read()
     }
 
     // MARK: Requests
@@ -309,9 +338,8 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
         if let head = pendingEnd {
             pendingEnd = nil
             submit(head, context: context)
-        } else if readPending {
-            readPending = false
-            context.read()
+        } else {
+            resumeReading(context: context)
         }
     }
 
@@ -382,6 +410,18 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
         body = nil
         waitingForBudget = false
         pendingEnd = nil
+        guard context.channel.isActive else {
+            state = .closing
+            timer?.cancel()
+            return
+        }
+        if !context.channel.isWritable && !answer.closes {
+            // The peer is not reading its answers: this one waits (and with it the next
+            // pipelined request), for at most the idle timeout.
+            parked = (answer, head)
+            arm(face.options.idleTimeout, context: context)
+            return
+        }
         let closes = answer.closes || draining || !head.isKeepAlive
         // Set before the write: writing the end lets NIO hand us the next pipelined request.
         if closes {
@@ -391,7 +431,6 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
             state = .idle
             arm(face.options.idleTimeout, context: context)
         }
-        guard context.channel.isActive else { return }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: answer.contentType)
         headers.add(name: "Content-Length", value: String(answer.body.utf8.count))
@@ -406,9 +445,10 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
         if closes {
             let channel = context.channel
             written.whenComplete { _ in channel.close(promise: nil) }
-        } else if readPending {
-            readPending = false
-            context.read()
+            // A peer that never reads would hold the connection open: it gets a few seconds.
+            context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+        } else {
+            resumeReading(context: context)
         }
     }
 
@@ -436,8 +476,11 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
             context.close(promise: nil)
         case .receiving(let head, _):
             respond(.requestTimeout, to: head, context: context)
-        case .answering, .closing:
-            break  // the answer is on its way
+        case .answering:
+            // The answer is on its way, unless it waits for a peer that stopped reading.
+            if parked != nil { context.close(promise: nil) }
+        case .closing:
+            break
         }
     }
 }

@@ -32,6 +32,9 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private let install: (WireProtocol, ChannelPipeline.SynchronousOperations) throws -> Void
     private var received: ByteBuffer?
+    /// Set once: the connection may close while the first bytes are being handed on, and
+    /// that close must not install a second protocol.
+    private var decided = false
 
     /// - Parameter install: adds the handlers of a protocol at the end of the pipeline.
     init(install: @escaping (WireProtocol, ChannelPipeline.SynchronousOperations) throws -> Void) {
@@ -39,6 +42,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !decided else { return context.fireChannelRead(data) }
         var incoming = Self.unwrapInboundIn(data)
         if received == nil {
             received = incoming
@@ -49,11 +53,13 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard !decided else { return context.fireUserInboundEventTriggered(event) }
         // EOF or a drain before the bytes told: what was sent is a (short) line.
         become(.lines, context: context) { $0.fireUserInboundEventTriggered(event) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        guard !decided else { return context.fireChannelInactive() }
         become(.lines, context: context) { $0.fireChannelInactive() }
     }
 
@@ -62,6 +68,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private func become(
         _ wire: WireProtocol, context: ChannelHandlerContext, andThen: (ChannelHandlerContext) -> Void = { _ in }
     ) {
+        decided = true
         do {
             try install(wire, context.pipeline.syncOperations)
         } catch {
