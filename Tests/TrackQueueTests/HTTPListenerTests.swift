@@ -57,6 +57,28 @@ import Testing
         #expect(!daemon.stderr.contains("tcp-s3cret-token"))
     }
 
+    /// Over the connection limit, a TCP client hears a proper HTTP 503 (the socket's line
+    /// clients hear a line).
+    @Test func overTheLimitATCPClientGetsA503() async throws {
+        let dir = try TestDirectory()
+        let port = try unusedLocalPort()
+        let daemon = try await InProcessDaemon(directory: dir) {
+            $0.maxConnections = 1
+            $0.httpAddress = HostAndPort("127.0.0.1:\(port)")
+        }
+        let holder = try UnixClient(path: daemon.socket)
+        #expect(try holder.exchange(httpRequest("POST", "/track", body: Self.event)).status == 200)
+        let answer = try await onOwnThread { try readAll(port: port) }
+        let (head, body) = try #require(answer.split(separator: "\r\n\r\n", maxSplits: 1).map(String.init).pairs)
+        #expect(head.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(answer)")
+        #expect(head.contains("Retry-After: 1\r\n") && head.contains("Connection: close"), "\(head)")
+        #expect(head.contains("Content-Length: \(body.utf8.count)"), "\(head)")
+        let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        #expect(object?["error"] as? String == "unavailable")
+        #expect((object?["message"] as? String)?.contains("too many connections") == true)
+        try await daemon.stop()
+    }
+
     @Test func aNonLoopbackAddressIsRefusedAtStartWithoutTheOptIn() async throws {
         let dir = try TestDirectory()
         let refused = try runCommand(
@@ -100,6 +122,36 @@ import Testing
                 flags: [:], environment: ["TRACKQ_HTTP_ADDRESS": "10.1.2.3:80", "TRACKQ_HTTP_ALLOW_REMOTE": "yes"]
             ).httpAddress == HostAndPort("10.1.2.3:80"))
     }
+}
+
+extension Array where Element == String {
+    /// The two elements of a two-element array.
+    fileprivate var pairs: (String, String)? { count == 2 ? (self[0], self[1]) : nil }
+}
+
+/// Everything 127.0.0.1:`port` sends until it closes (within 20 s).
+private func readAll(port: Int) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    defer { close(fd) }
+    var limit = timeval(tv_sec: 20, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    var received: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }
+        received += chunk[..<n]
+    }
+    return String(decoding: received, as: UTF8.self)
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.

@@ -486,28 +486,14 @@ extension DaemonSettings {
                 rawValue: "metrics-address", valueName: "HOST:PORT", defaultValue: "", shownDefault: "none",
                 help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)."
             ) { text, settings, context throws(ConfigurationError) in
-                guard !text.isEmpty else {
-                    settings.metricsAddress = nil
-                    return
-                }
-                guard let address = HostAndPort(text) else {
-                    throw context.invalid("expected HOST:PORT, like 127.0.0.1:9464")
-                }
-                settings.metricsAddress = address
+                settings.metricsAddress = try context.hostAndPort(text, example: "127.0.0.1:9464")
             },
             Setting(
                 rawValue: "http-address", valueName: "HOST:PORT", defaultValue: "", shownDefault: "none",
                 help: "Also serve the HTTP face (POST /api/track, GET /status, GET /metrics) on TCP at HOST:PORT; "
                     + "HOST must be a loopback address unless --http-allow-remote."
             ) { text, settings, context throws(ConfigurationError) in
-                guard !text.isEmpty else {
-                    settings.httpAddress = nil
-                    return
-                }
-                guard let address = HostAndPort(text) else {
-                    throw context.invalid("expected HOST:PORT, like 127.0.0.1:8090")
-                }
-                settings.httpAddress = address
+                settings.httpAddress = try context.hostAndPort(text, example: "127.0.0.1:8090")
             },
             Setting(
                 rawValue: "http-allow-remote", valueName: "true|false", defaultValue: "false",
@@ -576,6 +562,13 @@ extension DaemonSettings {
                     throw violation("must be greater than 0, got \(DurationParser.format(value))")
                 }
                 return value
+            }
+
+            /// `HOST:PORT`, or nil for an empty value (no listener).
+            func hostAndPort(_ text: String, example: String) throws(ConfigurationError) -> HostAndPort? {
+                guard !text.isEmpty else { return nil }
+                guard let address = HostAndPort(text) else { throw invalid("expected HOST:PORT, like \(example)") }
+                return address
             }
 
             /// `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`), case-insensitively.

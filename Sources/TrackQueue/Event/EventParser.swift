@@ -82,13 +82,8 @@ public struct EventParser: Sendable {
 
     /// Parses one request line given as text. See ``parse(_:stampMillis:into:)-(UnsafeRawBufferPointer,_,_)``.
     public func parse(_ line: some StringProtocol, stampMillis: Int64, into batch: inout EventBatch) throws(IngestError) -> Int {
-        var text = String(line)
-        let result = text.withUTF8 { utf8 in
-            Result { () throws(IngestError) -> Int in
-                try parse(UnsafeRawBufferPointer(utf8), stampMillis: stampMillis, into: &batch)
-            }
-        }
-        return try result.get()
+        var warnings = ParseWarnings()
+        return try parse(line, stampMillis: stampMillis, into: &batch, warnings: &warnings)
     }
 
     /// Parses one request line given as text, with its warnings.
@@ -96,15 +91,12 @@ public struct EventParser: Sendable {
         _ line: some StringProtocol, stampMillis: Int64, into batch: inout EventBatch, warnings: inout ParseWarnings
     ) throws(IngestError) -> Int {
         var text = String(line)
-        var found = ParseWarnings()
         let result = text.withUTF8 { utf8 in
             Result { () throws(IngestError) -> Int in
-                try parse(UnsafeRawBufferPointer(utf8), stampMillis: stampMillis, into: &batch, warnings: &found)
+                try parse(UnsafeRawBufferPointer(utf8), stampMillis: stampMillis, into: &batch, warnings: &warnings)
             }
         }
-        let count = try result.get()
-        warnings.uncheckedTimestamps += found.uncheckedTimestamps
-        return count
+        return try result.get()
     }
 
     // MARK: - Batches

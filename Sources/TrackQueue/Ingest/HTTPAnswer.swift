@@ -23,34 +23,40 @@ struct HTTPAnswer: Equatable, Sendable {
         body += JSONText.quoted(responseID)
         body += #","accepted":"# + String(count)
         if !warnings.isEmpty {
-            body += #","warnings":["# + warnings.messages.map(JSONText.quoted).joined(separator: ",") + "]"
+            body += #","warnings":"# + JSONText.array(warnings.messages)
         }
         return HTTPAnswer(status: .ok, body: body + "}")
     }
 
     /// The events were refused: the line protocol's codes, as HTTP statuses.
     static func refused(_ error: IngestError) -> HTTPAnswer {
-        switch error.code {
-        case .tooLarge:
-            return failure(.payloadTooLarge, code: error.code.description, message: error.message)
-        case .queueFull:
-            var answer = failure(.serviceUnavailable, code: error.code.description, message: error.message)
-            answer.retryAfter = 5
-            return answer
-        case .unavailable:
-            var answer = failure(.serviceUnavailable, code: error.code.description, message: error.message)
-            answer.retryAfter = 1
-            return answer
-        default:  // invalid_json, invalid_event
-            return failure(.badRequest, code: error.code.description, message: error.message)
-        }
+        let (status, retryAfter): (HTTPResponseStatus, Int?) =
+            switch error.code {
+            case .tooLarge: (.payloadTooLarge, nil)
+            case .queueFull: (.serviceUnavailable, 5)
+            case .unavailable: (.serviceUnavailable, 1)
+            default: (.badRequest, nil)  // invalid_json, invalid_event
+            }
+        return failure(status, code: error.code.description, message: error.message, retryAfter: retryAfter)
     }
 
     /// An error in the API's shape; `code` is trackq's.
-    static func failure(_ status: HTTPResponseStatus, code: String, message: String) -> HTTPAnswer {
+    static func failure(_ status: HTTPResponseStatus, code: String, message: String, retryAfter: Int? = nil) -> HTTPAnswer {
         HTTPAnswer(
             status: status,
-            body: #"{"success":false,"message":"# + JSONText.quoted(message) + #","error":"# + JSONText.quoted(code) + "}")
+            body: #"{"success":false,"message":"# + JSONText.quoted(message) + #","error":"# + JSONText.quoted(code) + "}",
+            retryAfter: retryAfter)
+    }
+
+    /// The response head: status and headers, `Connection` as `closes` says.
+    func head(version: HTTPVersion, closes: Bool) -> HTTPResponseHead {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        if let retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
+        if let allow { headers.add(name: "Allow", value: allow) }
+        headers.add(name: "Connection", value: closes ? "close" : "keep-alive")
+        return HTTPResponseHead(version: version, status: status, headers: headers)
     }
 
     static func notFound(path: String) -> HTTPAnswer {

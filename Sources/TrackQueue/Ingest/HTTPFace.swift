@@ -11,7 +11,8 @@ import NIOHTTP1
 struct HTTPFace: Sendable {
     struct Options: Sendable {
         /// The paths that take events: `/api/track`, `/track` and the endpoint's path.
-        var trackPaths: Set<String> = ["/api/track", "/track"]
+        var trackPaths = defaultTrackPaths
+        static let defaultTrackPaths: Set<String> = ["/api/track", "/track"]
         /// The largest request body (the Track API's 2 MB).
         var maxBodyBytes = 2_000_000
         /// From a request's head to its last byte.
@@ -24,7 +25,7 @@ struct HTTPFace: Sendable {
 
         /// The default paths plus the path of `endpoint` (a URL), if it has one.
         static func trackPaths(endpoint: String) -> Set<String> {
-            var paths: Set<String> = ["/api/track", "/track"]
+            var paths = defaultTrackPaths
             if let path = URLComponents(string: endpoint)?.path, path.hasPrefix("/"), path.count > 1 {
                 paths.insert(path)
             }
@@ -350,13 +351,7 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
         batch.reserveCapacity(bytes: received.readableBytes + 64, events: 1)
         var warnings = ParseWarnings()
         let now = SystemClock.wallMillis()
-        let entry: LineEntry = received.withUnsafeReadableBytes { bytes in
-            do throws(IngestError) {
-                return .events(count: try face.parser.parse(bytes, stampMillis: now, into: &batch, warnings: &warnings))
-            } catch {
-                return .refused(error)
-            }
-        }
+        let entry = LineEntry(parsing: received, with: face.parser, stampMillis: now, into: &batch, warnings: &warnings)
         let found = warnings
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         // Refusals go through the writer too, so they are counted with the line protocol's.
@@ -396,10 +391,9 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
             case .success(let text):
                 handler.respond(HTTPAnswer(status: .ok, body: text, contentType: contentType), to: head, context: context)
             case .failure(let error):
-                var answer = HTTPAnswer.failure(
-                    .serviceUnavailable, code: "unavailable", message: "cannot read the status: \(error)")
-                answer.retryAfter = 1
-                handler.respond(answer, to: head, context: context)
+                handler.respond(
+                    .failure(.serviceUnavailable, code: "unavailable", message: "cannot read the status: \(error)", retryAfter: 1),
+                    to: head, context: context)
             }
         }
     }
@@ -431,15 +425,7 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
             state = .idle
             arm(face.options.idleTimeout, context: context)
         }
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: answer.contentType)
-        headers.add(name: "Content-Length", value: String(answer.body.utf8.count))
-        if let retryAfter = answer.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
-        if let allow = answer.allow { headers.add(name: "Allow", value: allow) }
-        headers.add(name: "Connection", value: closes ? "close" : "keep-alive")
-        context.write(
-            Self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: answer.status, headers: headers))),
-            promise: nil)
+        context.write(Self.wrapOutboundOut(.head(answer.head(version: head.version, closes: closes))), promise: nil)
         context.write(Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: answer.body)))), promise: nil)
         let written = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
         if closes {

@@ -41,9 +41,6 @@ final class HTTPListener: Service {
         return HTTPListener(channel: channel)
     }
 
-    /// The port it listens on (the one asked for, or the one the system chose for port 0).
-    var port: Int? { channel.localAddress?.port }
-
     func run() async throws {
         try? await gracefulShutdown()
         await close()

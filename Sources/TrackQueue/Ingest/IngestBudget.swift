@@ -17,6 +17,11 @@ final class IngestBudget: Sendable {
         var used = 0
         var peak = 0
         var waiters: [@Sendable () -> Void] = []
+
+        mutating func add(_ bytes: Int) {
+            used += bytes
+            peak = max(peak, used)
+        }
     }
     private let state = NIOLockedValueBox(State())
 
@@ -40,8 +45,7 @@ final class IngestBudget: Sendable {
     func tryTake(_ bytes: Int) -> Bool {
         state.withLockedValue { state in
             guard state.used < limit else { return false }
-            state.used += bytes
-            state.peak = max(state.peak, state.used)
+            state.add(bytes)
             return true
         }
     }
@@ -49,8 +53,7 @@ final class IngestBudget: Sendable {
     /// A submission of `bytes` went to the writer.
     func take(_ bytes: Int) {
         state.withLockedValue { state in
-            state.used += bytes
-            state.peak = max(state.peak, state.used)
+            state.add(bytes)
         }
     }
 

@@ -188,17 +188,9 @@ final class IngestHandler: ChannelDuplexHandler {
         case .tooLong:
             lines.append(.refused(IngestError(.tooLarge, "line exceeds \(limits.maxLineBytes) bytes; it was skipped")))
         case .line(let line):
-            let stamp = readAt!.wall
             var found = ParseWarnings()
-            let entry: LineEntry = line.withUnsafeReadableBytes { bytes in
-                do throws(IngestError) {
-                    return .events(count: try parser.parse(bytes, stampMillis: stamp, into: &batch, warnings: &found))
-                } catch {
-                    return .refused(error)
-                }
-            }
-            if !found.isEmpty { warnings.append((lines.count, found)) }
-            lines.append(entry)
+            lines.append(LineEntry(parsing: line, with: parser, stampMillis: readAt!.wall, into: &batch, warnings: &found))
+            if !found.isEmpty { warnings.append((lines.count - 1, found)) }
         }
     }
 
@@ -317,7 +309,7 @@ enum AnswerEncoder {
             }
             if let warnings, !warnings.isEmpty {
                 buffer.writeStaticString(#","warnings":"#)
-                writeStrings(warnings.messages, to: &buffer)
+                buffer.writeString(JSONText.array(warnings.messages))
             }
             buffer.writeStaticString("}")
         case .refused(let error):
@@ -328,15 +320,5 @@ enum AnswerEncoder {
             buffer.writeStaticString("}")
         }
         buffer.writeStaticString("\n")
-    }
-
-    /// A JSON array of strings.
-    static func writeStrings(_ texts: [String], to buffer: inout ByteBuffer) {
-        buffer.writeStaticString("[")
-        for (i, text) in texts.enumerated() {
-            if i > 0 { buffer.writeStaticString(",") }
-            buffer.writeString(JSONText.quoted(text))
-        }
-        buffer.writeStaticString("]")
     }
 }

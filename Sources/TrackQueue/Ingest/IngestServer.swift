@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 
@@ -231,10 +232,12 @@ final class RefusingHandler: ChannelInboundHandler, Sendable {
     func channelActive(context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: 256)
         if http {
+            // No HTTP encoder in this pipeline: the head is written out as text.
             let answer = HTTPAnswer.refused(error)
-            buffer.writeString(
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: \(answer.retryAfter ?? 1)\r\n"
-                    + "Connection: close\r\nContent-Length: \(answer.body.utf8.count)\r\n\r\n" + answer.body)
+            let head = answer.head(version: .http1_1, closes: true)
+            buffer.writeString("HTTP/1.1 \(head.status.code) \(head.status.reasonPhrase)\r\n")
+            for (name, value) in head.headers { buffer.writeString("\(name): \(value)\r\n") }
+            buffer.writeString("\r\n" + answer.body)
         } else {
             AnswerEncoder.write(.refused(error), to: &buffer)
         }

@@ -1,4 +1,5 @@
 import CSQLite
+import NIOCore
 
 /// What one request line amounts to once parsed, before the commit.
 enum LineEntry: Sendable {
@@ -6,6 +7,22 @@ enum LineEntry: Sendable {
     case events(count: Int)
     /// The line was refused at parsing; it is answered with this error.
     case refused(IngestError)
+}
+
+extension LineEntry {
+    /// `bytes` parsed by `parser` into `batch`: its events, or the error that refused it.
+    init(
+        parsing bytes: ByteBuffer, with parser: EventParser, stampMillis: Int64, into batch: inout EventBatch,
+        warnings: inout ParseWarnings
+    ) {
+        self = bytes.withUnsafeReadableBytes { raw in
+            do throws(IngestError) {
+                return .events(count: try parser.parse(raw, stampMillis: stampMillis, into: &batch, warnings: &warnings))
+            } catch {
+                return .refused(error)
+            }
+        }
+    }
 }
 
 /// The answer owed to one request line.

@@ -5,6 +5,11 @@ public enum JSONText {
         "\"" + escaped(value) + "\""
     }
 
+    /// `values` as a JSON array of strings: `["a","b"]`.
+    public static func array(_ values: [String]) -> String {
+        "[" + values.map(quoted).joined(separator: ",") + "]"
+    }
+
     /// `value` escaped for the inside of a JSON string (RFC 8259 §7): quote, backslash and
     /// every control character (C0 and DEL); everything else, non-ASCII included, as is.
     public static func escaped(_ value: String) -> String {
