@@ -38,12 +38,19 @@ for script in postinst prerm postrm; do
 done
 echo /etc/trackq/trackq.conf >"$root/DEBIAN/conffiles"
 
+# Under pipefail, a pipe into a reader that stops early (grep -q, head, awk's exit) fails with
+# SIGPIPE (141) whenever the writer is still writing: a check would pass by accident, and an
+# assignment would end the script. So each tool's output is read whole into a variable first.
+program_headers=$(readelf -lW "$root/usr/bin/trackq")
+dynamic_section=$(readelf -dW "$root/usr/bin/trackq")
+shared_libraries=$(ldconfig -p)
+
 # MemoryDenyWriteExecute= in the unit needs a binary without an executable stack or text
 # relocations.
-if readelf -lW "$root/usr/bin/trackq" | grep -q 'GNU_STACK.*RWE'; then
+if grep -q 'GNU_STACK.*RWE' <<<"$program_headers"; then
   echo "build-deb: trackq has an executable stack; MemoryDenyWriteExecute= would kill it" >&2; exit 1
 fi
-if readelf -dW "$root/usr/bin/trackq" | grep -q TEXTREL; then
+if grep -q TEXTREL <<<"$dynamic_section"; then
   echo "build-deb: trackq has text relocations; MemoryDenyWriteExecute= would kill it" >&2; exit 1
 fi
 
@@ -51,20 +58,20 @@ fi
 # version it was built against (what dpkg-shlibdeps would say, without a debian/ tree).
 depends=()
 while read -r library; do
-  path=$(ldconfig -p | awk -v lib="$library" '$1 == lib && /x86-64|AArch64|aarch64|64bit/ { print $NF; exit }')
-  [[ -n "$path" ]] || path=$(ldconfig -p | awk -v lib="$library" '$1 == lib { print $NF; exit }')
+  path=$(awk -v lib="$library" '$1 == lib && /x86-64|AArch64|aarch64|64bit/ { print $NF; exit }' <<<"$shared_libraries")
+  [[ -n "$path" ]] || path=$(awk -v lib="$library" '$1 == lib { print $NF; exit }' <<<"$shared_libraries")
   [[ -n "$path" ]] || { echo "build-deb: $library: not found on this host" >&2; exit 1; }
   # dpkg knows a file by the path its package ships, with or without /usr (merged /usr).
   real=$(readlink -f "$path")
   package=
   for candidate in "$path" "$real" "${path#/usr}" "${real#/usr}" "/usr$path" "/usr$real"; do
-    package=$(dpkg -S "$candidate" 2>/dev/null | head -1 | cut -d: -f1) && [[ -n "$package" ]] && break
+    package=$(dpkg -S "$candidate" 2>/dev/null | sed -n '1s/:.*//p') && [[ -n "$package" ]] && break
   done
   [[ -n "$package" ]] || { echo "build-deb: no Debian package holds $path" >&2; exit 1; }
   upstream=$(dpkg-query -W -f='${Version}' "$package" | sed 's/^[0-9]*://; s/-[^-]*$//; s/+.*$//')
   depends+=("$package (>= $upstream)")
-done < <(readelf -dW "$root/usr/bin/trackq" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
-if readelf -dW "$root/usr/bin/trackq" | grep -q 'NEEDED.*libswift\|NEEDED.*libFoundation\|NEEDED.*libdispatch'; then
+done < <(sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' <<<"$dynamic_section")
+if grep -q 'NEEDED.*libswift\|NEEDED.*libFoundation\|NEEDED.*libdispatch' <<<"$dynamic_section"; then
   echo "build-deb: trackq still links the Swift runtime dynamically" >&2; exit 1
 fi
 depends_line=$(printf '%s\n' "${depends[@]}" | sort -u | paste -sd, - | sed 's/,/, /g')

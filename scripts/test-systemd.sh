@@ -25,7 +25,7 @@ command -v debootstrap >/dev/null || skip "debootstrap is not installed"
 
 tree=${TRACKQ_CONTAINER_TREE:-$here/.build-container/bookworm}
 if [[ ! -x "$tree/lib/systemd/systemd" ]]; then
-  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+  mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   rm -rf "$tree" && mkdir -p "$(dirname "$tree")"
   echo "making a Debian 12 tree in $tree (once)"
   debootstrap --variant=minbase --include=systemd,dbus,procps,libsqlite3-0,sqlite3,python3-minimal \
@@ -126,7 +126,7 @@ state=$(inside systemctl is-system-running --wait || true)
 # debootstrap's minimal tree lacks the /etc/hosts every installed Debian has; the endpoint
 # below names localhost, so the daemon resolves a name under its hardening.
 inside sh -c 'grep -qs localhost /etc/hosts || printf "127.0.0.1 localhost\n::1 localhost\n" >/etc/hosts'
-check "systemd $(inside systemctl --version | head -1 | cut -d' ' -f2) is PID 1 in a clean Debian 12: $state"
+check "systemd $(inside systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p') is PID 1 in a clean Debian 12: $state"
 inside sh -c 'command -v swift' >/dev/null && fail "the container has no Swift toolchain"
 
 # Install.
