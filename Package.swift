@@ -26,11 +26,14 @@ let package = Package(
             path: "Sources/CSQLite",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // adjtimex(2), which Swift's Glibc module leaves out: is the wall clock synchronized?
+        .systemLibrary(name: "CClock", path: "Sources/CClock"),
         // Everything testable lives here; the executable only parses arguments.
         .target(
             name: "TrackQueue",
             dependencies: [
                 "CSQLite",
+                "CClock",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -39,20 +39,24 @@ public struct Daemon: Service {
     private let eventLoopGroup: any EventLoopGroup
     private let onReady: @Sendable () -> Void
     private let randomSource: @Sendable () -> any RandomNumberGenerator
+    private let clock: HostClock
 
     /// - Parameters:
     ///   - environment: the process environment, for systemd's variables.
     ///   - onReady: called once the database is open and the socket listens.
     ///   - randomSource: makes the generator for backoff jitter (tests pass a seeded one).
+    ///   - clock: the host's clocks (tests pass their own readings).
     public init(
         settings: DaemonSettings,
         environment: [String: String],
         logger: Logger,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onReady: @escaping @Sendable () -> Void = {},
-        randomSource: @escaping @Sendable () -> any RandomNumberGenerator = { SystemRandomNumberGenerator() }
+        randomSource: @escaping @Sendable () -> any RandomNumberGenerator = { SystemRandomNumberGenerator() },
+        clock: HostClock = .system
     ) {
         self.randomSource = randomSource
+        self.clock = clock
         self.settings = settings
         self.environment = environment
         self.logger = logger
@@ -70,8 +74,8 @@ public struct Daemon: Service {
         let metrics = DaemonMetrics(factory: PrometheusMetricsFactory(registry: registry))
         let (writer, opened) = try await StoreWriter.start(
             .init(
-                path: paths.database, durability: settings.durability, bootID: SystemClock.bootID,
-                maxQueueBytes: settings.maxQueueBytes, maxDeadLetters: settings.maxDeadLetters),
+                path: paths.database, durability: settings.durability, maxQueueBytes: settings.maxQueueBytes,
+                maxDeadLetters: settings.maxDeadLetters, clock: clock),
             logger: logger, metrics: metrics
         ) {
             wake.signal(.newEvents)
@@ -82,16 +86,19 @@ public struct Daemon: Service {
                 "database.path": "\(paths.database)",
                 "queue.pending": "\(opened.pendingEvents)",
                 "durability": "\(settings.durability.rawValue)",
+                "clock.state": "\(opened.clockState.rawValue)",
             ])
+        if clock.bootID == nil {
+            logger.warning(
+                "cannot read the boot id (/proc/sys/kernel/random/boot_id); event ages across restarts are measured on the wall clock")
+        }
         let pool = BlockingPool()
         let notifier = SystemdNotifier(environment: environment)
 
         let services: [any Service]
         do {
             services = try await makeServices(
-                // No boot row yet (a full disk at start): ages are measured by the wall clock.
-                writer: writer, bootRow: opened.bootRow ?? -1, pool: pool, wake: wake, registry: registry,
-                metrics: metrics, notifier: notifier)
+                writer: writer, opened: opened, pool: pool, wake: wake, registry: registry, metrics: metrics, notifier: notifier)
         } catch {
             await writer.stop()
             await pool.shutdown()
@@ -123,10 +130,10 @@ public struct Daemon: Service {
 
     /// Binds the sockets and builds the services, in the order they start.
     private func makeServices(
-        writer: StoreWriter, bootRow: Int64, pool: BlockingPool, wake: WakeSignal,
+        writer: StoreWriter, opened: StoreWriter.Opened, pool: BlockingPool, wake: WakeSignal,
         registry: PrometheusCollectorRegistry, metrics: DaemonMetrics, notifier: SystemdNotifier
     ) async throws -> [any Service] {
-        let reader = StoreReader(path: settings.paths.database, pool: pool)
+        let reader = StoreReader(path: settings.paths.database, pool: pool, clock: clock)
         let endpoint = settings.endpoint
         let http = HTTPFace.Setup(
             options: .init(
@@ -141,7 +148,7 @@ public struct Daemon: Service {
                 socketGroup: settings.socketGroup,
                 maxEventBytes: settings.maxEventBytes,
                 maxConnections: settings.maxConnections,
-                inheritedSocket: SocketActivation.listeningSocket(environment: environment)),
+                inheritedSocket: SocketActivation.listeningSocket(environment: environment), clock: clock),
             writer: writer, group: eventLoopGroup, logger: logger, metrics: metrics, http: http)
 
         var httpListener: HTTPListener?
@@ -194,7 +201,7 @@ public struct Daemon: Service {
         let delivery = DeliveryLoop(
             .init(
                 settings: settings, writer: writer, reader: reader, sender: sender, tokens: tokens, wake: wake,
-                bootRow: bootRow,
+                clock: clock, earlierBoots: opened.clockHistory.earlierBoots,
                 alertCommand: settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) },
                 notifier: notifier, metrics: metrics, pool: pool, logger: logger),
             clock: ContinuousClock(), randomSource: randomSource)
@@ -208,6 +215,10 @@ public struct Daemon: Service {
                 notifier: notifier, watchdogInterval: SocketActivation.watchdogInterval(environment: environment),
                 writer: writer, logger: logger))
         services.append(ReloadService(wake: wake, notifier: notifier, logger: logger))
+        services.append(
+            ClockWatch(
+                clock: clock, judge: opened.clockHistory.judge, writer: writer, checkEvery: settings.clockCheckInterval,
+                start: (opened.clockReading, opened.clockState), logger: logger))
         return services
     }
 }

@@ -69,7 +69,7 @@ private struct LoopRun {
         var logger = Logger(label: "trackq-test")
         logger.logLevel = .warning
         let (writer, opened) = try await StoreWriter.start(
-            .init(path: database, durability: .full, bootID: SystemClock.bootID, maxQueueBytes: 1 << 30), logger: logger)
+            .init(path: database, durability: .full, maxQueueBytes: 1 << 30), logger: logger)
         self.writer = writer
         pool = BlockingPool()
         let reader = StoreReader(path: database, pool: pool)
@@ -78,7 +78,8 @@ private struct LoopRun {
             .init(
                 settings: settings, writer: writer, reader: reader, sender: sender,
                 tokens: TokenSource(environment: ["TRACKQ_TOKEN": "t"], file: nil), wake: WakeSignal(),
-                bootRow: opened.bootRow ?? -1, alertCommand: nil, notifier: SystemdNotifier(environment: [:]),
+                clock: .system, earlierBoots: opened.clockHistory.earlierBoots, alertCommand: nil,
+                notifier: SystemdNotifier(environment: [:]),
                 metrics: DaemonMetrics(factory: NOOPMetricsHandler.instance), pool: pool, logger: logger),
             clock: clock, randomSource: { SplitMix64(seed: seed) })
         let group = ServiceGroup(configuration: .init(services: [loop], logger: logger))

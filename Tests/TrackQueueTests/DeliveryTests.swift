@@ -228,25 +228,6 @@ import Testing
         try await daemon.stop()
         try await server.stop()
     }
-
-    @Test func ageIsMeasuredOnBoottimeWithinABootAndOnTheWallClockAcrossBoots() {
-        let event = OutgoingBatch.Event(id: 1, range: 0..<10, acceptedAtMillis: 1_000_000, acceptedBoottimeMillis: 5_000, boot: 7)
-        // The wall clock jumped a year ahead (NTP fixed a clock that booted wrong); only
-        // one second really passed.
-        let sameBoot = EventAge(
-            maxAge: .seconds(30 * 86400), nowWallMillis: 1_000_000 + 365 * 86_400_000,
-            nowBoottimeMillis: 6_000, currentBoot: 7)
-        #expect(sameBoot.ageMillis(of: event) == 1000)
-        #expect(!sameBoot.isExpired(event))
-        let nextBoot = EventAge(
-            maxAge: .seconds(30 * 86400), nowWallMillis: 1_000_000 + 31 * 86_400_000,
-            nowBoottimeMillis: 100, currentBoot: 8)
-        #expect(nextBoot.isExpired(event))
-        let justUnder = EventAge(maxAge: .seconds(1), nowWallMillis: 0, nowBoottimeMillis: 6_000, currentBoot: 7)
-        #expect(!justUnder.isExpired(event))
-        let justOver = EventAge(maxAge: .seconds(1), nowWallMillis: 0, nowBoottimeMillis: 6_001, currentBoot: 7)
-        #expect(justOver.isExpired(event))
-    }
 }
 
 @Suite struct APIAnswerTests {

@@ -83,7 +83,7 @@ import Testing
     /// one commit for both.
     @Test func deliveryWritesJoinTheNextGroupCommitWhileAppsWrite() async throws {
         let dir = try TestDirectory()
-        var options = StoreWriter.Options(path: dir.database, durability: .full, bootID: "b", maxQueueBytes: 1 << 30)
+        var options = StoreWriter.Options(path: dir.database, durability: .full, maxQueueBytes: 1 << 30)
         options.pacing.joinWindow = 600 * WriterPacing.millisecond * 1000  // no test is that slow
         let (writer, _) = try await StoreWriter.start(options, logger: Logger(label: "test"))
         func submit(_ tag: String) async throws -> [LineAnswer] {
@@ -118,7 +118,7 @@ import Testing
     @Test func deliveryWritesCommitAtOnceWhenAppsAreQuiet() async throws {
         let dir = try TestDirectory()
         let (writer, _) = try await StoreWriter.start(
-            .init(path: dir.database, durability: .full, bootID: "b", maxQueueBytes: 1 << 30), logger: Logger(label: "test"))
+            .init(path: dir.database, durability: .full, maxQueueBytes: 1 << 30), logger: Logger(label: "test"))
         let before = writer.transactionsCommitted
         try await writer.recordAnswer(delivered: [], refused: [], record: DeliveryRecord(), atMillis: 1)
         #expect(writer.transactionsCommitted == before + 1)

@@ -12,7 +12,7 @@ import Testing
         let dir = try TestDirectory()
         let logger = Logger(label: "test")
         let (writer, _) = try await StoreWriter.start(
-            .init(path: dir.database, durability: .normal, bootID: "b", maxQueueBytes: 1 << 30), logger: logger)
+            .init(path: dir.database, durability: .normal, maxQueueBytes: 1 << 30), logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var options = IngestServer.Options(socketPath: dir.socket, socketMode: 0o600, maxEventBytes: 10_000)
         options.maxBytesInFlight = 64 << 10

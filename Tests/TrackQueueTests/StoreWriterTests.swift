@@ -7,7 +7,7 @@ import Testing
     @Test func workAfterStopFailsFastInsteadOfHanging() async throws {
         let dir = try TestDirectory()
         let (writer, _) = try await StoreWriter.start(
-            .init(path: dir.database, durability: .full, bootID: "b", maxQueueBytes: 1 << 20), logger: Logger(label: "test"))
+            .init(path: dir.database, durability: .full, maxQueueBytes: 1 << 20), logger: Logger(label: "test"))
         _ = try await writer.loadDeliveryRecord()
         await writer.stop()
         await #expect(throws: StoreError.self) { try await writer.loadDeliveryRecord() }
@@ -19,7 +19,7 @@ import Testing
     @Test func linesSubmittedAfterStopAreAnsweredUnavailable() async throws {
         let dir = try TestDirectory()
         let (writer, _) = try await StoreWriter.start(
-            .init(path: dir.database, durability: .full, bootID: "b", maxQueueBytes: 1 << 20), logger: Logger(label: "test"))
+            .init(path: dir.database, durability: .full, maxQueueBytes: 1 << 20), logger: Logger(label: "test"))
         await writer.stop()
         var batch = EventBatch()
         let parser = EventParser(maxEventBytes: 1000)
@@ -38,7 +38,7 @@ import Testing
         let dir = try TestDirectory()
         await #expect(throws: StoreError.self) {
             _ = try await StoreWriter.start(
-                .init(path: dir.path + "/missing/dir/queue.db", durability: .full, bootID: "b", maxQueueBytes: 1),
+                .init(path: dir.path + "/missing/dir/queue.db", durability: .full, maxQueueBytes: 1),
                 logger: Logger(label: "test"))
         }
     }

@@ -101,6 +101,9 @@ public struct DaemonSettings: Sendable, Equatable {
     /// last byte, and a keep-alive connection's wait for its next request.
     var httpRequestTimeout: Duration = .seconds(30)
     var httpIdleTimeout: Duration = .seconds(60)
+    /// How often the daemon reads the clock to see a step or a change of its state (not a
+    /// setting: tests shorten it).
+    var clockCheckInterval: Duration = .seconds(1)
     /// Where to serve Prometheus metrics (`GET /metrics`), or nil for no listener.
     public var metricsAddress: HostAndPort?
     /// Where to serve the HTTP face on TCP as well as on the socket, or nil for no listener.

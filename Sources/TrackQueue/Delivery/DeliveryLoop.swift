@@ -35,7 +35,9 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         var sender: any DeliverySender
         var tokens: TokenSource
         var wake: WakeSignal
-        var bootRow: Int64
+        /// The host's clocks, and the boots before this one: for `--max-event-age`.
+        var clock: HostClock
+        var earlierBoots: BootSpans
         var alertCommand: AlertCommand?
         var notifier: SystemdNotifier
         var metrics: DaemonMetrics
@@ -156,7 +158,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             async let prefetched = prefetchAfter.asyncMap { [reader = parts.reader] after in
                 try? await reader.readBatch(afterID: after, maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes)
             }
-            let attemptAt = SystemClock.wallMillis()
+            let attemptAt = parts.clock.wallMillis()
             let started = clock.now
             let outcome = await parts.sender.send(body, token: token)
             if Task.isCancelled { break }  // shut down mid-request: record nothing, the events stay queued
@@ -172,11 +174,11 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             let actions = scheduler.handle(outcome, now: clock.now, using: &random)
             let (commit, effects) = keeper.answered(
                 outcome, actions: actions, scheduler: scheduler, batch: current, attemptAtMillis: attemptAt,
-                nowMillis: SystemClock.wallMillis(), now: clock.now)
+                nowMillis: parts.clock.wallMillis(), now: clock.now)
             do {
                 try await parts.writer.recordAnswer(
                     delivered: commit.deliveredRuns, refused: commit.refused, record: commit.record,
-                    atMillis: SystemClock.wallMillis())
+                    atMillis: parts.clock.wallMillis())
                 await perform(effects)
             } catch {
                 // The API may have them; they stay queued and will be sent again (at least
@@ -228,12 +230,12 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
     /// Moves the expired ones of `events` to the dead letters.
     private func deadLetterExpired(_ events: ArraySlice<OutgoingBatch.Event>) async -> Expiry {
         let age = EventAge(
-            maxAge: parts.settings.maxEventAge, nowWallMillis: SystemClock.wallMillis(),
-            nowBoottimeMillis: SystemClock.boottimeMillis(), currentBoot: parts.bootRow)
+            maxAge: parts.settings.maxEventAge, now: parts.clock.read(), earlierBoots: parts.earlierBoots,
+            bootIDKnown: parts.clock.bootID != nil)
         let expired = events.filter(age.isExpired)
         guard !expired.isEmpty else { return .none }
         do {
-            try await parts.writer.deadLetterExpired(expired, atMillis: SystemClock.wallMillis())
+            try await parts.writer.deadLetterExpired(expired, atMillis: parts.clock.wallMillis())
             parts.logger.warning("events older than max-event-age moved to the dead letters", metadata: ["count": "\(expired.count)"])
             return .moved
         } catch {
@@ -254,7 +256,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         let actions = scheduler.recordFailed(now: clock.now, using: &random)
         let (commit, effects) = keeper.answered(
             .transportError("cannot write to the database: \(error)"), actions: actions, scheduler: scheduler, batch: batch,
-            attemptAtMillis: SystemClock.wallMillis(), nowMillis: SystemClock.wallMillis(), now: clock.now)
+            attemptAtMillis: parts.clock.wallMillis(), nowMillis: parts.clock.wallMillis(), now: clock.now)
         await perform(effects)
         await save(commit.record)
     }
@@ -275,7 +277,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             actions = scheduler.clearRaised()
         }
         if !actions.isEmpty {
-            let (record, effects) = keeper.alertsChanged(actions, nowMillis: SystemClock.wallMillis())
+            let (record, effects) = keeper.alertsChanged(actions, nowMillis: parts.clock.wallMillis())
             await perform(effects)
             await save(record)
         }

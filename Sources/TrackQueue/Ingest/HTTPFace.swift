@@ -52,11 +52,14 @@ struct HTTPFace: Sendable {
     var connections: ConnectionTracker?
     var status: @Sendable (any EventLoop) -> EventLoopFuture<String>
     var prometheus: @Sendable (any EventLoop) -> EventLoopFuture<String>
+    /// Stamps the time each request was read.
+    var clock: HostClock
 
     init(
         _ setup: Setup, writer: StoreWriter, parser: EventParser, budget: IngestBudget, metrics: DaemonMetrics?,
-        connections: ConnectionTracker? = nil
+        connections: ConnectionTracker? = nil, clock: HostClock = .system
     ) {
+        self.clock = clock
         self.connections = connections
         self.options = setup.options
         self.status = setup.status
@@ -350,14 +353,14 @@ final class HTTPIngestHandler: ChannelDuplexHandler {
         var batch = EventBatch()
         batch.reserveCapacity(bytes: received.readableBytes + 64, events: 1)
         var warnings = ParseWarnings()
-        let now = SystemClock.wallMillis()
+        let now = face.clock.wallMillis()
         let entry = LineEntry(parsing: received, with: face.parser, stampMillis: now, into: &batch, warnings: &warnings)
         let found = warnings
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         // Refusals go through the writer too, so they are counted with the line protocol's.
         face.writer.submit(
             IngestSubmission(
-                batch: batch, lines: [entry], readAtMillis: now, readAtBoottimeMillis: SystemClock.boottimeMillis(),
+                batch: batch, lines: [entry], readAtMillis: now, readAtBoottimeMillis: face.clock.boottimeMillis(),
                 completion: { answers in
                     loopBound.eventLoop.execute {
                         let (handler, context) = loopBound.value

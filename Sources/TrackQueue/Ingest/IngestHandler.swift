@@ -31,6 +31,7 @@ final class IngestHandler: ChannelDuplexHandler {
     private let writer: StoreWriter
     private let parser: EventParser
     private let limits: Limits
+    private let clock: HostClock
     private let connections: ConnectionTracker?
     private let budget: IngestBudget?
     private let metrics: DaemonMetrics?
@@ -59,8 +60,9 @@ final class IngestHandler: ChannelDuplexHandler {
 
     init(
         writer: StoreWriter, parser: EventParser, limits: Limits = Limits(), connections: ConnectionTracker? = nil,
-        budget: IngestBudget? = nil, metrics: DaemonMetrics? = nil
+        budget: IngestBudget? = nil, metrics: DaemonMetrics? = nil, clock: HostClock = .system
     ) {
+        self.clock = clock
         self.writer = writer
         self.budget = budget
         self.metrics = metrics
@@ -179,7 +181,7 @@ final class IngestHandler: ChannelDuplexHandler {
     }
 
     private func take(_ frame: LineFrame) {
-        if readAt == nil { readAt = (SystemClock.wallMillis(), SystemClock.boottimeMillis()) }
+        if readAt == nil { readAt = (clock.wallMillis(), clock.boottimeMillis()) }
         if lines.isEmpty && lines.capacity == 0 {
             lines.reserveCapacity(nextSizes.lines)
             batch.reserveCapacity(bytes: nextSizes.bytes, events: nextSizes.events)

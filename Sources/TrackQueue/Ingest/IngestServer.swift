@@ -30,6 +30,8 @@ final class IngestServer: Service {
         var maxBytesInFlight = IngestBudget.defaultLimit
         /// A listening socket inherited from systemd socket activation, if any.
         var inheritedSocket: Int32?
+        /// Stamps the time each line was read.
+        var clock = HostClock.system
     }
 
     private let channel: any Channel
@@ -58,7 +60,9 @@ final class IngestServer: Service {
         let budget = IngestBudget(limit: options.maxBytesInFlight)
         let parser = EventParser(maxEventBytes: options.maxEventBytes)
         let face = http.map {
-            HTTPFace($0, writer: writer, parser: parser, budget: budget, metrics: metrics, connections: connections)
+            HTTPFace(
+                $0, writer: writer, parser: parser, budget: budget, metrics: metrics, connections: connections,
+                clock: options.clock)
         }
         let limits = IngestHandler.Limits(maxLineBytes: options.maxLineBytes)
         let bootstrap = ServerBootstrap(group: group)
@@ -86,7 +90,7 @@ final class IngestServer: Service {
                     let lines = {
                         IngestHandler(
                             writer: writer, parser: parser, limits: limits, connections: connections, budget: budget,
-                            metrics: metrics)
+                            metrics: metrics, clock: options.clock)
                     }
                     guard let face else {
                         return try channel.pipeline.syncOperations.addHandler(lines())

@@ -85,10 +85,28 @@ extension StatusReport {
                 + " · rejected \(Self.formatCount(totals.rejected))"
         )
         add("database:", "\(Self.oneLine(database.path)) (\(Self.formatBytes(database.sizeBytes)))")
+        if let clock { add("clock:", Self.clockText(clock)) }
         return lines.joined(separator: "\n")
     }
 
     // MARK: - Pieces
+
+    /// The `clock:` line: its state, and what that means for the events stamped now.
+    static func clockText(_ clock: ClockInfo) -> String {
+        var text: String
+        switch clock.state {
+        case .synced:
+            text = "synced"
+        case .unknown:
+            text = "unknown (the kernel does not say it is synchronized; times are used as they are)"
+        case .wrong:
+            text =
+                "WRONG — it read \(RFC3339.format(millis: clock.readAtMillis)), before \(RFC3339.format(millis: clock.floorMillis)),"
+                + " a time known to have passed; events stamped now carry its time. Fix: start NTP (timedatectl set-ntp true)"
+        }
+        if !clock.bootIDKnown { text += "; the boot id cannot be read: event ages across restarts use the wall clock" }
+        return text
+    }
 
     /// Width of the label column ("last success: " and friends).
     static let labelWidth = 14
@@ -109,6 +127,7 @@ extension StatusReport {
         if deadLetters > 0 {
             reasons.append("\(Self.formatCount(deadLetters)) dead letter\(deadLetters == 1 ? "" : "s")")
         }
+        if clock?.state == .wrong { reasons.append("the clock is wrong") }
         switch health {
         case .critical:
             return "CRITICAL — " + reasons.joined(separator: ", ")

@@ -92,6 +92,19 @@ extension StatusReport {
             out.key("endpoint")
             out.string(endpoint)
         }
+        if let clock {
+            out.key("clock")
+            out.beginObject()
+            out.key("state")
+            out.string(clock.state.rawValue)
+            out.key("read_at")
+            out.time(clock.readAtMillis)
+            out.key("floor")
+            out.time(clock.floorMillis)
+            out.key("boot_id_known")
+            out.bool(clock.bootIDKnown)
+            out.endObject()
+        }
         out.endObject()
         return out.text
     }

@@ -68,6 +68,11 @@ extension StatusReport {
             kinds.map { ("{kind=\"\(Self.labelValue($0))\"}", flag(alert?.kind == $0)) })
 
         single("database_size_bytes", "gauge", "Size of the queue database in bytes.", String(database.sizeBytes))
+        if let clock {
+            family(
+                "clock_state", "gauge", "The host clock's state (synced, unknown, wrong): 1 for the current one, 0 for the others.",
+                ClockState.allCases.map { ("{state=\"\($0.rawValue)\"}", flag($0 == clock.state)) })
+        }
         return out
     }
 

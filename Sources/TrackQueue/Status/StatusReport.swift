@@ -99,6 +99,25 @@ public struct StatusReport: Sendable, Equatable {
         }
     }
 
+    /// The host's clock, as the daemon last recorded it in this boot (or as read now, when
+    /// it has recorded nothing in this boot yet).
+    public struct ClockInfo: Sendable, Equatable {
+        public var state: ClockState
+        /// The wall clock of that reading: as the clock said, right or wrong.
+        public var readAtMillis: Int64
+        /// No true clock reads less (see ``ClockJudge``).
+        public var floorMillis: Int64
+        /// False when the boot id cannot be read: ages across restarts are then the wall clock's.
+        public var bootIDKnown: Bool
+
+        public init(state: ClockState, readAtMillis: Int64, floorMillis: Int64, bootIDKnown: Bool) {
+            self.state = state
+            self.readAtMillis = readAtMillis
+            self.floorMillis = floorMillis
+            self.bootIDKnown = bootIDKnown
+        }
+    }
+
     public var version: String
     public var daemon: DaemonInfo
     public var queue: QueueInfo
@@ -112,12 +131,16 @@ public struct StatusReport: Sendable, Equatable {
     /// Beyond the documented keys: the configured endpoint when known (human text, and `"endpoint"` in
     /// JSON, omitted when nil).
     public var endpoint: String?
+    /// Beyond the documented keys: the clock (`"clock"` in JSON), nil for a database older
+    /// than the clock's record.
+    public var clock: ClockInfo?
 
     public init(
         version: String, daemon: DaemonInfo, queue: QueueInfo, delivery: DeliveryInfo,
         totals: Totals, deadLetters: Int64, alert: AlertInfo?, database: DatabaseInfo,
-        endpoint: String? = nil
+        endpoint: String? = nil, clock: ClockInfo? = nil
     ) {
+        self.clock = clock
         self.version = version
         self.daemon = daemon
         self.queue = queue
@@ -130,7 +153,7 @@ public struct StatusReport: Sendable, Equatable {
     }
 
     /// Monitoring-plugin convention (README, "Operating trackq"): 0 healthy; 1 warning (delivery backing off,
-    /// or dead letters present); 2 critical (alert active, or daemon not running).
+    /// dead letters present, or a clock that is certainly wrong); 2 critical (alert active, or daemon not running).
     /// 3 (database unreadable) is decided by the caller, which then has no report.
     public var exitCode: Int32 {
         switch health {
@@ -152,7 +175,7 @@ public struct StatusReport: Sendable, Equatable {
 
     var health: Health {
         if !daemon.running || alertActive { return .critical }
-        if delivery.state == "backoff" || deadLetters > 0 { return .warning }
+        if delivery.state == "backoff" || deadLetters > 0 || clock?.state == .wrong { return .warning }
         return .ok
     }
 }

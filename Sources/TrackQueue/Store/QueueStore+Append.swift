@@ -55,15 +55,21 @@ struct IngestSubmission: Sendable {
 extension QueueStore {
     /// Appends a group of submissions in one transaction: the group commit.
     ///
+    /// - Parameter clock: the state of the clock each submission was read at.
     /// - Returns: one answer per line of each submission, in order; lines that would take
     ///   the queue past `maxQueueBytes` are refused with `queue_full`.
     /// - Throws: when the transaction failed; nothing of the group was stored.
-    func append(_ group: [IngestSubmission], maxQueueBytes limit: Int64) throws -> [[LineAnswer]] {
-        try transaction { delta in try append(group, maxQueueBytes: limit, delta: &delta) }
+    func append(
+        _ group: [IngestSubmission], maxQueueBytes limit: Int64, clock: (IngestSubmission) -> ClockState = { _ in .unknown }
+    ) throws -> [[LineAnswer]] {
+        try transaction { delta in try append(group, maxQueueBytes: limit, clock: clock, delta: &delta) }
     }
 
-    /// ``append(_:maxQueueBytes:)`` inside a transaction already open.
-    func append(_ group: [IngestSubmission], maxQueueBytes limit: Int64, delta: inout QueueCounters) throws -> [[LineAnswer]] {
+    /// ``append(_:maxQueueBytes:clock:)`` inside a transaction already open.
+    func append(
+        _ group: [IngestSubmission], maxQueueBytes limit: Int64, clock: (IngestSubmission) -> ClockState,
+        delta: inout QueueCounters
+    ) throws -> [[LineAnswer]] {
         var answers: [[LineAnswer]] = []
         answers.reserveCapacity(group.count)
         let boot = try ensureBootRow()
@@ -104,7 +110,7 @@ extension QueueStore {
                 }
             }
             // 2. Insert them, many rows a statement; their ids are consecutive.
-            if let firstID = try insertEvents(of: submission, ranges: accepted, boot: boot) {
+            if let firstID = try insertEvents(of: submission, ranges: accepted, boot: boot, clockState: clock(submission)) {
                 for (i, answer) in lineAnswers.enumerated() {
                     if case .accepted(let count, let first, let last) = answer, count > 0 {
                         lineAnswers[i] = .accepted(count: count, firstID: firstID + first, lastID: firstID + last)
@@ -119,7 +125,9 @@ extension QueueStore {
     /// Inserts the events of `ranges` of the submission's batch, in order, up to
     /// ``maxRowsPerInsert`` a statement, binding their bytes without copying them.
     /// - Returns: the id of the first; the others follow it one by one. Nil if none.
-    private func insertEvents(of submission: IngestSubmission, ranges: [Range<Int>], boot: Int64) throws -> Int64? {
+    private func insertEvents(
+        of submission: IngestSubmission, ranges: [Range<Int>], boot: Int64, clockState: ClockState
+    ) throws -> Int64? {
         let total = ranges.reduce(0) { $0 + $1.count }
         guard total > 0 else { return nil }
         let batch = submission.batch
@@ -135,7 +143,7 @@ extension QueueStore {
                     let start = i == 0 ? 0 : batch.ends[i - 1]
                     try statement.bindEvent(
                         UnsafeRawBufferPointer(rebasing: all[start..<batch.ends[i]]), slot: slot, acceptedAtMillis: wall,
-                        boottimeMillis: boottime, boot: boot)
+                        boottimeMillis: boottime, boot: boot, clockState: clockState)
                     slot += 1
                     guard slot == slots else { continue }
                     _ = try statement.step()
@@ -162,14 +170,16 @@ extension SQLiteStatement {
     /// Binds one event's columns as row `slot` of a multi-row `INSERT INTO queue`; `body`
     /// must stay valid until the next `step()`.
     func bindEvent(
-        _ body: UnsafeRawBufferPointer, slot: Int, acceptedAtMillis: Int64, boottimeMillis: Int64, boot: Int64
+        _ body: UnsafeRawBufferPointer, slot: Int, acceptedAtMillis: Int64, boottimeMillis: Int64, boot: Int64,
+        clockState: ClockState
     ) throws(SQLiteError) {
-        let base = Int32(slot * 5)
+        let base = Int32(slot * 6)
         try bindText(body, at: base + 1)
         try bind(body.count, at: base + 2)
         try bind(acceptedAtMillis, at: base + 3)
         try bind(boottimeMillis, at: base + 4)
         try bind(boot, at: base + 5)
+        try bind(clockState.code, at: base + 6)
     }
 }
 

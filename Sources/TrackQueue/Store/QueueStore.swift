@@ -51,7 +51,7 @@ final class QueueStore {
     /// Our row in `boots`, for this boot of the machine; nil until it could be written (the
     /// daemon starts on a full disk too). ``append(_:maxQueueBytes:)`` tries again.
     private(set) var bootRow: Int64?
-    private let bootID: String
+    let bootID: String
     /// The counters as of the last commit; refreshed from the database after a rollback.
     private(set) var counters = QueueCounters()
 
@@ -63,8 +63,8 @@ final class QueueStore {
     private var insertStatements = [SQLiteStatement?](repeating: nil, count: maxRowsPerInsert + 1)
 
     static func insertEventsSQL(rows: Int) -> String {
-        "INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot) VALUES "
-            + repeatElement("(?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+        "INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state) VALUES "
+            + repeatElement("(?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
     }
 
     /// The prepared `INSERT` of `rows` events (1…``maxRowsPerInsert``), reset.
@@ -189,9 +189,13 @@ final class QueueStore {
 
     /// Appends one normalized event to the end of the queue; call inside ``transaction(_:)``.
     /// - Returns: its queue id.
-    func insertEvent(_ body: UnsafeRawBufferPointer, acceptedAtMillis: Int64, boottimeMillis: Int64) throws(SQLiteError) -> Int64 {
+    func insertEvent(
+        _ body: UnsafeRawBufferPointer, acceptedAtMillis: Int64, boottimeMillis: Int64, clockState: ClockState = .unknown
+    ) throws(SQLiteError) -> Int64 {
         let stmt = try insertStatement(rows: 1)
-        try stmt.bindEvent(body, slot: 0, acceptedAtMillis: acceptedAtMillis, boottimeMillis: boottimeMillis, boot: bootRow ?? 0)
+        try stmt.bindEvent(
+            body, slot: 0, acceptedAtMillis: acceptedAtMillis, boottimeMillis: boottimeMillis, boot: bootRow ?? 0,
+            clockState: clockState)
         _ = try stmt.step()
         stmt.reset()
         return db.lastInsertRowID

@@ -64,6 +64,17 @@ enum Schema {
         """
         ALTER TABLE counters ADD COLUMN dead_dropped INTEGER NOT NULL DEFAULT 0;
         """,
+        // 3: the clock's truth. Each boot keeps its latest clock reading (at least once a
+        // minute, and at each step of the wall clock) and its latest one while synchronized;
+        // each event, the clock's state when it was accepted (ClockState.code; NULL before).
+        """
+        ALTER TABLE boots ADD COLUMN wall_ms INTEGER;             -- the latest reading: wall clock, ms
+        ALTER TABLE boots ADD COLUMN boottime_ms INTEGER;         --   CLOCK_BOOTTIME then: the boot ran at least this long
+        ALTER TABLE boots ADD COLUMN clock_state TEXT;            --   'synced', 'unknown' or 'wrong'
+        ALTER TABLE boots ADD COLUMN synced_wall_ms INTEGER;      -- the latest reading while synced
+        ALTER TABLE boots ADD COLUMN synced_boottime_ms INTEGER;
+        ALTER TABLE queue ADD COLUMN clock_state INTEGER;
+        """,
     ]
 
     /// Applies the migrations the database has not seen, each in its own transaction.

@@ -12,7 +12,7 @@ import Darwin
 /// every query is a primary-key lookup or an index walk of one row (the queue's size lives in
 /// the `counters` row), so it stays fast with millions of events pending.
 public enum StatusReader {
-    public static func read(database path: String, endpoint: String? = nil) throws(StoreError) -> StatusReport {
+    public static func read(database path: String, endpoint: String? = nil, clock: HostClock = .system) throws(StoreError) -> StatusReport {
         var info = stat()
         guard stat(path, &info) == 0 else {
             if errno == EACCES { throw .io(notReadable(path)) }
@@ -20,7 +20,7 @@ public enum StatusReader {
         }
         guard access(path, R_OK) == 0 else { throw .io(notReadable(path)) }
         let db = try Database.open(path, .readOnly)
-        return try read(db, path: path, endpoint: endpoint)
+        return try read(db, path: path, endpoint: endpoint, clock: clock)
     }
 
     /// What to do when the caller may not read the database: it belongs to the daemon's user.
@@ -31,7 +31,7 @@ public enum StatusReader {
 
     /// The report from an open connection (the daemon's metrics scrape confines it to the
     /// blocking pool).
-    static func read(_ db: SQLiteConnection, path: String, endpoint: String?) throws(StoreError) -> StatusReport {
+    static func read(_ db: SQLiteConnection, path: String, endpoint: String?, clock: HostClock) throws(StoreError) -> StatusReport {
         do {
             let running = DatabaseLock.isHeld(database: path)
             let counters = try QueueCounters.read(db)
@@ -67,10 +67,32 @@ public enum StatusReader {
                 deadLetters: deadLetters,
                 alert: alert,
                 database: .init(path: path, sizeBytes: fileSize(path) + fileSize(path + "-wal")),
-                endpoint: endpoint)
+                endpoint: endpoint,
+                clock: try Database.schemaVersion(db) >= 3 ? clockInfo(db, clock: clock) : nil)
         } catch {
             throw StoreError(error)
         }
+    }
+
+    /// This boot's clock as the daemon last recorded it, or as `clock` reads now when the
+    /// daemon has recorded nothing in this boot.
+    static func clockInfo(_ db: SQLiteConnection, clock: HostClock) throws(SQLiteError) -> StatusReport.ClockInfo {
+        let history = try Database.clockHistory(excludingBootID: clock.storedBootID, in: db)
+        let recorded = try db.queryRow(
+            "SELECT wall_ms, clock_state FROM boots WHERE boot_id = ? AND wall_ms IS NOT NULL", [.text(clock.storedBootID)]
+        ) { row in
+            // The file is not trusted: a state it does not name is unknown.
+            (row.int64(0), row.text(1).flatMap(ClockState.init(rawValue:)) ?? .unknown)
+        }
+        let (readAt, state): (Int64, ClockState)
+        if let recorded {
+            (readAt, state) = recorded
+        } else {
+            let reading = clock.read()
+            (readAt, state) = (reading.wallMillis, history.judge.state(of: reading))
+        }
+        return .init(
+            state: state, readAtMillis: readAt, floorMillis: history.judge.floorMillis, bootIDKnown: clock.bootID != nil)
     }
 
     private static func fileSize(_ path: String) -> Int64 {

@@ -82,9 +82,13 @@ final class StoreReader: Sendable {
     private let reads = NIOLockedValueBox(0)
     var batchesRead: Int { reads.withLockedValue { $0 } }
 
-    init(path: String, pool: BlockingPool) {
+    /// The host's clocks, for the status's `clock`.
+    private let clock: HostClock
+
+    init(path: String, pool: BlockingPool, clock: HostClock = .system) {
         self.path = path
         self.pool = pool
+        self.clock = clock
     }
 
     /// The next batch of the queue; see ``QueueReader/readBatch(afterID:maxEvents:maxBytes:)``.
@@ -104,10 +108,10 @@ final class StoreReader: Sendable {
 
     /// The status report, as `trackq status` reads it, for a metrics scrape or `GET /status`.
     func status(on eventLoop: any EventLoop, endpoint: String? = nil) -> EventLoopFuture<StatusReport> {
-        pool.run(on: eventLoop) { [path] in
+        pool.run(on: eventLoop) { [path, clock] in
             let db = try Database.open(path, .readOnly)
             db.confinedToBlockingThreads = true
-            return try StatusReader.read(db, path: path, endpoint: endpoint)
+            return try StatusReader.read(db, path: path, endpoint: endpoint, clock: clock)
         }
     }
 }

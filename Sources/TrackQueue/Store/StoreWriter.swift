@@ -20,12 +20,13 @@ final class StoreWriter: @unchecked Sendable {
     struct Options: Sendable {
         var path: String
         var durability: Durability
-        var bootID: String
         var maxQueueBytes: Int
         /// The most dead letters kept; the oldest beyond it are dropped and counted.
         var maxDeadLetters = 10_000
         /// When delivery's writes join a group commit, and space is given back.
         var pacing = WriterPacing()
+        /// The host's clocks: this boot's id, and the kernel's word on each group's clock.
+        var clock = HostClock.system
     }
 
     /// What the database held when it was opened.
@@ -33,6 +34,10 @@ final class StoreWriter: @unchecked Sendable {
         /// This boot's row in `boots`, if it could be written at the start.
         var bootRow: Int64?
         var pendingEvents: Int64
+        /// The clock as earlier boots left it, and as it read at the start.
+        var clockHistory: ClockHistory
+        var clockReading: ClockReading
+        var clockState: ClockState
     }
 
     private enum Job {
@@ -63,6 +68,9 @@ final class StoreWriter: @unchecked Sendable {
     private var stopWaiters: [CheckedContinuation<Void, Never>] = []
 
     private var store: QueueStore!
+    private let clock: HostClock
+    /// Judges the clock of each group; set when the store opens.
+    private var judge = ClockJudge(floorMillis: ClockJudge.releaseFloorMillis)
     private let maxQueueBytes: Int64
     private let maxDeadLetters: Int
     private let logger: Logger
@@ -83,9 +91,10 @@ final class StoreWriter: @unchecked Sendable {
     var partsHeld: Int { counts.withLockedValue { $0.held } }
 
     private init(
-        maxQueueBytes: Int, maxDeadLetters: Int, pacing: WriterPacing, logger: Logger, metrics: DaemonMetrics?,
-        onAccepted: @escaping @Sendable () -> Void
+        maxQueueBytes: Int, maxDeadLetters: Int, pacing: WriterPacing, clock: HostClock, logger: Logger,
+        metrics: DaemonMetrics?, onAccepted: @escaping @Sendable () -> Void
     ) {
+        self.clock = clock
         self.maxQueueBytes = Int64(maxQueueBytes)
         self.pacing = pacing
         self.maxDeadLetters = maxDeadLetters
@@ -101,17 +110,22 @@ final class StoreWriter: @unchecked Sendable {
         onAccepted: @escaping @Sendable () -> Void = {}
     ) async throws -> (StoreWriter, Opened) {
         let writer = StoreWriter(
-            maxQueueBytes: options.maxQueueBytes, maxDeadLetters: options.maxDeadLetters, pacing: options.pacing, logger: logger,
-            metrics: metrics,
-            onAccepted: onAccepted)
+            maxQueueBytes: options.maxQueueBytes, maxDeadLetters: options.maxDeadLetters, pacing: options.pacing,
+            clock: options.clock, logger: logger, metrics: metrics, onAccepted: onAccepted)
         let opened = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Opened, any Error>) in
             let thread = Thread {
                 BlockingThreads.markCurrentThread()
                 do {
-                    let store = try QueueStore(path: options.path, durability: options.durability, bootID: options.bootID)
+                    let store = try QueueStore(
+                        path: options.path, durability: options.durability, bootID: options.clock.storedBootID)
                     store.db.confinedToBlockingThreads = true
+                    let history = try store.clockHistory()
+                    writer.judge = history.judge
+                    let reading = options.clock.read()
+                    let clockState = history.judge.state(of: reading)
                     do {
-                        try store.recordStart(pid: getpid(), version: TrackQueue.version, atMillis: SystemClock.wallMillis())
+                        try store.recordStart(pid: getpid(), version: TrackQueue.version, atMillis: reading.wallMillis)
+                        try store.recordClock(reading, state: clockState)
                     } catch {
                         // A full disk: start all the same; lines are answered `unavailable`
                         // until delivery or the operator makes room.
@@ -119,7 +133,10 @@ final class StoreWriter: @unchecked Sendable {
                             "cannot record the start in the database; starting anyway", metadata: ["error": "\(error)"])
                     }
                     writer.store = store
-                    continuation.resume(returning: Opened(bootRow: store.bootRow, pendingEvents: store.counters.pendingEvents))
+                    continuation.resume(
+                        returning: Opened(
+                            bootRow: store.bootRow, pendingEvents: store.counters.pendingEvents, clockHistory: history,
+                            clockReading: reading, clockState: clockState))
                 } catch {
                     writer.finish()
                     continuation.resume(throwing: StoreError(error))
@@ -145,7 +162,7 @@ final class StoreWriter: @unchecked Sendable {
         enqueue(
             .work(
                 run: { store in
-                    try? store.recordStop(atMillis: SystemClock.wallMillis())
+                    try? store.recordStop(atMillis: self.clock.wallMillis())
                     store.checkpoint()
                 }, cancel: {}))
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -213,6 +230,11 @@ final class StoreWriter: @unchecked Sendable {
             if !refused.isEmpty { try store.trimDeadLetters(keeping: limit, delta: &delta) }
             try store.saveDeliveryRecord(record)
         }
+    }
+
+    /// Records a reading of the clock as this boot's latest (see ``ClockWatch``).
+    func recordClock(_ reading: ClockReading, state: ClockState) async throws {
+        try await performPart { store, _ in try store.recordClock(reading, state: state) }
     }
 
     /// Moves events older than `--max-event-age` to the dead letters, in one transaction.
@@ -364,7 +386,14 @@ final class StoreWriter: @unchecked Sendable {
                     results.append(try store.part(&delta) { own in try part.body(store, &own) })
                 }
                 if !group.isEmpty {
-                    switch try store.part(&delta, { own in try store.append(group, maxQueueBytes: maxQueueBytes, delta: &own) }) {
+                    // The kernel's word, once a group; each line's own wall clock reading.
+                    let (store, judge, synced, limit) = (store!, judge, clock.kernelSynced(), maxQueueBytes)
+                    let appending = { (own: inout QueueCounters) in
+                        try store.append(
+                            group, maxQueueBytes: limit,
+                            clock: { judge.state(wallMillis: $0.readAtMillis, kernelSynced: synced) }, delta: &own)
+                    }
+                    switch try store.part(&delta, appending) {
                     case .success(let appended): answers = appended
                     case .failure(let error): appendError = error
                     }

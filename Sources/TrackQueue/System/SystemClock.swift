@@ -1,3 +1,5 @@
+import CClock
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -35,11 +37,28 @@ public enum SystemClock {
     }
 
     /// This boot's id (`/proc/sys/kernel/random/boot_id`), or `"unknown"` where there is none.
-    public static let bootID: String = {
-        guard let text = readSmallFile("/proc/sys/kernel/random/boot_id") else { return "unknown" }
+    public static let bootID: String = readBootID() ?? HostClock.unknownBootID
+
+    /// This boot's id, or nil where it cannot be read. Only a UUID's characters are taken,
+    /// so a strange file cannot put anything else into the database or a log.
+    static func readBootID() -> String? {
+        guard let text = readSmallFile("/proc/sys/kernel/random/boot_id", limit: 64) else { return nil }
         let trimmed = text.filter { !$0.isWhitespace }
-        return trimmed.isEmpty ? "unknown" : trimmed
-    }()
+        guard (1...40).contains(trimmed.count), trimmed.allSatisfy({ $0.isHexDigit || $0 == "-" }) else { return nil }
+        return trimmed
+    }
+
+    /// Whether the kernel says the wall clock is synchronized (`adjtimex`: no `STA_UNSYNC`).
+    /// Under systemd's `ProtectClock=`, which refuses `adjtimex` even to read, the flag
+    /// systemd-timesyncd leaves in `/run/systemd/timesync/synchronized` says synced; with
+    /// neither, nil: the kernel cannot be asked.
+    @Sendable public static func kernelSynced() -> Bool? {
+        switch cclock_kernel_synced() {
+        case 1: return true
+        case 0: return false
+        default: return access("/run/systemd/timesync/synchronized", F_OK) == 0 ? true : nil
+        }
+    }
 
     private static func millis(_ clock: clockid_t) -> Int64 {
         var ts = timespec()

@@ -17,6 +17,7 @@ final class InProcessDaemon: Sendable {
         directory: borrowing TestDirectory,
         environment: [String: String] = ["TRACKQ_TOKEN": "test-token"],
         random: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator(),
+        clock: HostClock = .system,
         configure: (inout DaemonSettings) -> Void = { _ in }
     ) async throws {
         var settings = try DaemonSettings.resolve(
@@ -29,7 +30,7 @@ final class InProcessDaemon: Sendable {
         let (ready, readyContinuation) = AsyncStream<Void>.makeStream()
         let daemon = Daemon(
             settings: settings, environment: environment, logger: logger,
-            onReady: { readyContinuation.yield() }, randomSource: { random })
+            onReady: { readyContinuation.yield() }, randomSource: { random }, clock: clock)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger))
