@@ -201,7 +201,7 @@ public struct Daemon: Service {
         let delivery = DeliveryLoop(
             .init(
                 settings: settings, writer: writer, reader: reader, sender: sender, tokens: tokens, wake: wake,
-                clock: clock, earlierBoots: opened.clockHistory.earlierBoots,
+                clock: clock, clockHistory: opened.clockHistory,
                 alertCommand: settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) },
                 notifier: notifier, metrics: metrics, pool: pool, logger: logger),
             clock: ContinuousClock(), randomSource: randomSource)
@@ -217,7 +217,8 @@ public struct Daemon: Service {
         services.append(ReloadService(wake: wake, notifier: notifier, logger: logger))
         services.append(
             ClockWatch(
-                clock: clock, judge: opened.clockHistory.judge, writer: writer, checkEvery: settings.clockCheckInterval,
+                clock: clock, judge: opened.clockHistory.judge, writer: writer, wake: wake,
+                checkEvery: settings.clockCheckInterval,
                 start: (opened.clockReading, opened.clockState), logger: logger))
         return services
     }

@@ -230,6 +230,117 @@ private let year: Int64 = 365 * 86_400_000
         try await daemon.stop()
     }
 
+    /// The events of every request the server received, in order.
+    static func received(_ server: TestHTTPServer) -> [[String: Any]] {
+        server.requests.flatMap { $0.jsonArray ?? [] }
+    }
+
+    static func note(_ event: [String: Any]) -> [String: String] {
+        ((event["context"] as? [String: Any])?["trackq"] as? [String: String]) ?? [:]
+    }
+
+    @Test func eventsStampedAt1970WaitForTheClockAndGoWithTheirTrueTimes() async throws {
+        let server = try await TestHTTPServer.start { _, _ in .ok() }
+        let dir = try TestDirectory()
+        let clock = TestHostClock(wallMillis: 5_000, boottimeMillis: 5_000, kernelSynced: false, bootID: "boot-1970")
+        let daemon = try await InProcessDaemon(directory: dir, clock: clock.hostClock) {
+            $0.endpoint = server.url
+            $0.clockCheckInterval = .milliseconds(20)
+            $0.batchLinger = .zero
+        }
+        let probe = DatabaseProbe(path: daemon.database)
+        // One write, one group commit, one batch: an event with the app's own time, then
+        // three trackq stamps at 1970.
+        let client = try UnixClient(path: daemon.socket)
+        var lines = #"{"event_name":"app_timed","user_id":"u","timestamp":"2026-01-02T03:04:05Z"}"# + "\n"
+        for i in 0..<3 { lines += #"{"event_name":"stamped","user_id":"u","properties":{"seq":\#(i)}}"# + "\n" }
+        try client.write(lines)
+        _ = try client.readLines(4)
+        let accepted = try probe.strings("SELECT accepted_boottime_ms FROM queue WHERE stamped = 1 ORDER BY id").compactMap { Int64($0) }
+        #expect(accepted.count == 3)
+
+        // The app's event goes at once; the stamps wait for the clock.
+        try await waitUntil("the app's event to arrive") { try probe.scalar("SELECT delivered FROM counters") >= 1 }
+        var events = Self.received(server)
+        #expect(events.count == 1)
+        #expect(events.first?["timestamp"] as? String == "2026-01-02T03:04:05Z")
+        #expect(Self.note(events[0])["clock"] == "wrong")
+        #expect(try probe.queued == 3)
+
+        // NTP reaches a server and steps the clock to the true time.
+        let now = SystemClock.wallMillis()
+        clock.setWall(now, kernelSynced: true)
+        try await waitUntil("the stamped events to arrive") { try probe.queued == 0 }
+        events = Self.received(server)
+        #expect(events.count == 4)
+        let offset = clock.offsetMillis
+        for (event, boottime) in zip(events.dropFirst(), accepted) {
+            // To the millisecond: the boottime at accept plus the clock's offset now.
+            let truth = RFC3339.format(millis: boottime + offset)
+            #expect(event["timestamp"] as? String == truth)
+            #expect(Self.note(event)["clock"] == "repaired")
+            #expect(Self.note(event)["accepted_at"] == truth)
+            #expect((Self.note(event)["sent_at"] ?? "") >= RFC3339.format(millis: now))
+        }
+        #expect(!server.requests.contains { $0.bodyText.contains("1970-01-01T00:00:0") && $0.bodyText.contains("stamped") })
+        try await daemon.stop()
+        try await server.stop()
+    }
+
+    @Test func afterTheSyncWaitStampsGoAsTheyAreAndSaySo() async throws {
+        let server = try await TestHTTPServer.start { _, _ in .ok() }
+        let dir = try TestDirectory()
+        let clock = TestHostClock(wallMillis: 5_000, boottimeMillis: 5_000, kernelSynced: false, bootID: "boot-1970")
+        let daemon = try await InProcessDaemon(directory: dir, clock: clock.hostClock) {
+            $0.endpoint = server.url
+            $0.clockSyncWait = .milliseconds(300)
+        }
+        try DeliveryTests.enqueue(2, socket: daemon.socket)
+        let stored = try DatabaseProbe(path: daemon.database).strings("SELECT accepted_at_ms FROM queue ORDER BY id")
+        try await waitUntil("the events to arrive") { Self.received(server).count == 2 }
+        for (event, acceptedAt) in zip(Self.received(server), stored) {
+            let stamp = RFC3339.format(millis: Int64(acceptedAt)!)
+            #expect(event["timestamp"] as? String == stamp)
+            #expect(Self.note(event) == ["clock": "wrong", "accepted_at": stamp, "sent_at": Self.note(event)["sent_at"] ?? "?"])
+            #expect(Self.note(event)["sent_at"]?.hasPrefix("1970-01-01T00:00:0") == true)
+        }
+        try await daemon.stop()
+        try await server.stop()
+    }
+
+    @Test func onAnUnknownClockNothingIsHeldOrChangedAndTheNoteCanBeTurnedOff() async throws {
+        let server = try await TestHTTPServer.start { _, _ in .ok() }
+        for annotate in [true, false] {
+            let dir = try TestDirectory()
+            let clock = TestHostClock(wallMillis: SystemClock.wallMillis(), kernelSynced: nil, bootID: "boot-vm")
+            let daemon = try await InProcessDaemon(directory: dir, clock: clock.hostClock) {
+                $0.endpoint = server.url
+                $0.clockAnnotation = annotate
+            }
+            let probe = DatabaseProbe(path: daemon.database)
+            let before = Self.received(server).count
+            let client = try UnixClient(path: daemon.socket)
+            try client.write(#"{"event_name":"e","user_id":"u","context":{"ip":"10.0.0.1"}}"# + "\n")
+            _ = try client.readLine()
+            let stored = try probe.strings("SELECT body FROM queue")
+            try await waitUntil("the event to arrive") { try probe.queued == 0 }
+            let sent = server.requests.last!.bodyText
+            if annotate {
+                let event = Self.received(server)[before]
+                let stamp = try #require((stored.first?.split(separator: "\"").dropLast().last).map(String.init))
+                #expect(event["timestamp"] as? String == stamp)
+                #expect((event["context"] as? [String: Any])?["ip"] as? String == "10.0.0.1")
+                #expect(Self.note(event)["clock"] == "unknown")
+                #expect(Self.note(event)["accepted_at"] == stamp)
+            } else {
+                // Byte for byte what was stored.
+                #expect(sent == "[" + stored[0] + "]")
+            }
+            try await daemon.stop()
+        }
+        try await server.stop()
+    }
+
     @Test func anUnknownClockAndAnUnreadableBootIDAreSaidAsSuch() async throws {
         let dir = try TestDirectory()
         let clock = TestHostClock(wallMillis: SystemClock.wallMillis(), kernelSynced: nil, bootID: nil)

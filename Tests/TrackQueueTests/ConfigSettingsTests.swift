@@ -83,6 +83,8 @@ private let configPrecedenceCases: [ConfigPrecedenceCase] = [
         String($0.maxQueueBytes)
     },
     .init("max-event-age", ("1d", "12h", "90d")) { DurationParser.format($0.maxEventAge) },
+    .init("clock-sync-wait", ("1m", "0", "1h"), expected: ("1m", "0s", "1h")) { DurationParser.format($0.clockSyncWait) },
+    .init("clock-annotation", ("false", "no", "off"), expected: ("false", "false", "false")) { String($0.clockAnnotation) },
     .init("max-dead-letters", ("1", "500", "10000000")) { String($0.maxDeadLetters) },
     .init("durability", ("normal", "NORMAL", "normal"), expected: ("normal", "normal", "normal")) {
         $0.durability.rawValue
@@ -141,7 +143,7 @@ struct DaemonSettingsTests {
         for info in DaemonSettings.catalog where !info.defaultText.hasPrefix("$") && !info.defaultText.hasPrefix("none") {
             lines.append("\(info.flag) = \(info.defaultText)")
         }
-        #expect(lines.count == 16)
+        #expect(lines.count == 18)
         #expect(try resolve(file: lines.joined(separator: "\n")) == plainDefaults)
     }
 
@@ -162,6 +164,8 @@ struct DaemonSettingsTests {
                 "--max-event-bytes SIZE | TRACKQ_MAX_EVENT_BYTES | 64KiB",
                 "--max-queue-bytes SIZE | TRACKQ_MAX_QUEUE_BYTES | 1GiB",
                 "--max-event-age DURATION | TRACKQ_MAX_EVENT_AGE | 30d",
+                "--clock-sync-wait DURATION | TRACKQ_CLOCK_SYNC_WAIT | 10m",
+                "--clock-annotation true|false | TRACKQ_CLOCK_ANNOTATION | true",
                 "--max-dead-letters N | TRACKQ_MAX_DEAD_LETTERS | 10000",
                 "--durability full|normal | TRACKQ_DURABILITY | full",
                 "--socket-mode OCTAL | TRACKQ_SOCKET_MODE | 0660",

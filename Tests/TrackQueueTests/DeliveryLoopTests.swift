@@ -78,7 +78,7 @@ private struct LoopRun {
             .init(
                 settings: settings, writer: writer, reader: reader, sender: sender,
                 tokens: TokenSource(environment: ["TRACKQ_TOKEN": "t"], file: nil), wake: WakeSignal(),
-                clock: .system, earlierBoots: opened.clockHistory.earlierBoots, alertCommand: nil,
+                clock: .system, clockHistory: opened.clockHistory, alertCommand: nil,
                 notifier: SystemdNotifier(environment: [:]),
                 metrics: DaemonMetrics(factory: NOOPMetricsHandler.instance), pool: pool, logger: logger),
             clock: clock, randomSource: { SplitMix64(seed: seed) })

@@ -83,6 +83,12 @@ public struct DaemonSettings: Sendable, Equatable {
     public var maxQueueBytes: Int = 0
     /// Events older than this are dropped (> 0).
     public var maxEventAge: Duration = .zero
+    /// How long an event stamped while the clock was wrong waits for the clock to be set
+    /// before it is sent with the best time known; zero holds nothing.
+    public var clockSyncWait: Duration = .seconds(600)
+    /// Whether each event is sent with `context.trackq` (what the clock was, when it was
+    /// accepted and sent).
+    public var clockAnnotation = true
     /// The most dead letters kept (the oldest beyond it are dropped and counted).
     public var maxDeadLetters: Int = 0
     /// How hard the queue works to survive crashes.
@@ -451,6 +457,16 @@ extension DaemonSettings {
             ) { text, settings, context throws(ConfigurationError) in
                 settings.maxEventAge = try context.positive(context.duration(text))
             },
+            Setting(
+                rawValue: "clock-sync-wait", valueName: "DURATION", defaultValue: "10m",
+                help: "How long events stamped while the clock is certainly wrong wait for it to be set (0: no wait)."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.clockSyncWait = text == "0" ? .zero : try context.duration(text)
+            },
+            Setting(
+                rawValue: "clock-annotation", valueName: "true|false", defaultValue: "true",
+                help: "Send each event with context.trackq: the clock's state, when it was accepted and sent."
+            ) { text, settings, context throws(ConfigurationError) in settings.clockAnnotation = try context.boolean(text) },
             Setting(
                 rawValue: "max-dead-letters", valueName: "N", defaultValue: "10000",
                 help: "Most dead letters kept; the oldest beyond it are dropped and counted (1 to 10000000)."

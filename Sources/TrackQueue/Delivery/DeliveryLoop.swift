@@ -35,9 +35,10 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         var sender: any DeliverySender
         var tokens: TokenSource
         var wake: WakeSignal
-        /// The host's clocks, and the boots before this one: for `--max-event-age`.
+        /// The host's clocks, and what earlier boots left of them: for `--max-event-age`, and
+        /// the times events are sent with.
         var clock: HostClock
-        var earlierBoots: BootSpans
+        var clockHistory: ClockHistory
         var alertCommand: AlertCommand?
         var notifier: SystemdNotifier
         var metrics: DaemonMetrics
@@ -86,6 +87,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         _ = await readToken(&scheduler, &keeper)
 
         var batch: OutgoingBatch?
+        var holding = false
         while !Task.isCancelled {
             if wake.take([.shutdown]) != nil { break }
             if wake.take([.reload]) != nil { await reload(&scheduler, &keeper) }
@@ -118,8 +120,25 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
                     if await wait(for: [.shutdown], until: clock.now.advanced(by: settings.batchLinger)) == .shutdown { break }
                     continue
                 }
-                batch = read
-                scheduler.begin(batchCount: read.count)
+                // Events stamped while the clock is wrong wait for it to be set (--clock-sync-wait).
+                let times = eventTimes()
+                let (ready, holdUntil) = read.releasable(times)
+                if ready == 0, let holdUntil {
+                    if !holding {
+                        holding = true
+                        parts.logger.notice(
+                            "holding events stamped while the clock is wrong until it is set, at most --clock-sync-wait",
+                            metadata: ["clock.sync_wait": "\(DurationParser.format(settings.clockSyncWait))"])
+                    }
+                    let millis = min(max(1, holdUntil.saturatingSubtract(times.now.boottimeMillis)), 60_000)
+                    let reason = await wait(for: [.clock, .reload, .shutdown], until: clock.now.advanced(by: .milliseconds(millis)))
+                    if reason == .shutdown { break }
+                    if reason == .reload { await reload(&scheduler, &keeper) }
+                    continue
+                }
+                holding = false
+                batch = ready < read.count ? read.prefix(ready) : read
+                scheduler.begin(batchCount: ready)
             }
             guard let current = batch else { continue }
 
@@ -153,7 +172,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             let token = await readToken(&scheduler, &keeper).token
             scheduler.tokenMissing = token == nil
             let whole = range == 0..<current.count
-            let body = whole ? current.body : Self.body(of: current, range)
+            let body = current.sendBody(range, times: eventTimes(), annotate: settings.clockAnnotation)
             let prefetchAfter = whole && scheduler.consecutiveFailures == 0 ? current.lastID : nil
             async let prefetched = prefetchAfter.asyncMap { [reader = parts.reader] after in
                 try? await reader.readBatch(afterID: after, maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes)
@@ -191,7 +210,8 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
                 // All of it delivered and recorded: the events after it are already read.
                 if let next = await prefetched ?? nil, !next.isEmpty, scheduler.consecutiveFailures == 0,
                     case .response(let status, _, _) = outcome,
-                    ResponseClassifier.classify(status: status) == .success
+                    ResponseClassifier.classify(status: status) == .success,
+                    next.releasable(eventTimes()).count == next.count
                 {
                     batch = next
                     scheduler.begin(batchCount: next.count)
@@ -230,7 +250,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
     /// Moves the expired ones of `events` to the dead letters.
     private func deadLetterExpired(_ events: ArraySlice<OutgoingBatch.Event>) async -> Expiry {
         let age = EventAge(
-            maxAge: parts.settings.maxEventAge, now: parts.clock.read(), earlierBoots: parts.earlierBoots,
+            maxAge: parts.settings.maxEventAge, now: parts.clock.read(), earlierBoots: parts.clockHistory.earlierBoots,
             bootIDKnown: parts.clock.bootID != nil)
         let expired = events.filter(age.isExpired)
         guard !expired.isEmpty else { return .none }
@@ -305,15 +325,13 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         try? await parts.writer.saveDeliveryRecord(record)
     }
 
-    /// `[...]` of the events in `range` of `batch`.
-    static func body(of batch: OutgoingBatch, _ range: Range<Int>) -> [UInt8] {
-        var body: [UInt8] = [UInt8(ascii: "[")]
-        for event in batch.events[range] {
-            if body.count > 1 { body.append(UInt8(ascii: ",")) }
-            body += batch.body[event.range]
-        }
-        body.append(UInt8(ascii: "]"))
-        return body
+    /// What the clock says of queued events' times, now.
+    private func eventTimes() -> EventTimes {
+        let now = parts.clock.read()
+        return EventTimes(
+            now: now, nowState: parts.clockHistory.judge.state(of: now),
+            syncWaitMillis: max(0, parts.settings.clockSyncWait.milliseconds), bootIDKnown: parts.clock.bootID != nil,
+            history: parts.clockHistory)
     }
 }
 

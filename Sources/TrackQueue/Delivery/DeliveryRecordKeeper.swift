@@ -181,17 +181,3 @@ extension Duration {
         return total
     }
 }
-
-extension Int64 {
-    /// `self + other`, saturating instead of trapping.
-    func saturatingAdd(_ other: Int64) -> Int64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? (other < 0 ? .min : .max) : sum
-    }
-
-    /// `self - other`, saturating instead of trapping.
-    func saturatingSubtract(_ other: Int64) -> Int64 {
-        let (difference, overflow) = subtractingReportingOverflow(other)
-        return overflow ? (other < 0 ? .max : .min) : difference
-    }
-}

@@ -8,6 +8,8 @@ enum WakeReason: UInt8, Sendable {
     case reload = 2
     /// Stop after the request in flight.
     case shutdown = 4
+    /// The wall clock was set, or its state changed: events held for it may go.
+    case clock = 8
 }
 
 /// A set of ``WakeReason``s in one byte: the writer signals after every commit, so this is
@@ -39,7 +41,7 @@ final class WakeSignal: Sendable {
 
     private let state = NIOLockedValueBox(State())
     /// The order ``take(_:)`` prefers reasons in.
-    private static let priority: [WakeReason] = [.shutdown, .reload, .newEvents]
+    private static let priority: [WakeReason] = [.shutdown, .reload, .clock, .newEvents]
 
     func signal(_ reason: WakeReason) {
         let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in

@@ -4,11 +4,14 @@ public struct EventBatch: Sendable {
     public private(set) var bytes: [UInt8]
     /// `ends[i]` is the end offset (exclusive) of event `i` in `bytes`.
     public private(set) var ends: [Int]
+    /// `stamped[i]`: whether trackq stamped event `i`'s `timestamp` (the app gave none).
+    public private(set) var stamped: [Bool]
 
     /// Creates an empty batch.
     public init() {
         bytes = []
         ends = []
+        stamped = []
     }
 
     /// The number of events in the batch.
@@ -27,18 +30,21 @@ public struct EventBatch: Sendable {
     public mutating func reserveCapacity(bytes: Int, events: Int) {
         self.bytes.reserveCapacity(bytes)
         ends.reserveCapacity(events)
+        stamped.reserveCapacity(events)
     }
 
     /// Removes all events, optionally keeping the allocated storage for reuse.
     public mutating func removeAll(keepingCapacity: Bool) {
         bytes.removeAll(keepingCapacity: keepingCapacity)
         ends.removeAll(keepingCapacity: keepingCapacity)
+        stamped.removeAll(keepingCapacity: keepingCapacity)
     }
 
-    /// Appends one already-normalized event.
+    /// Appends one already-normalized event (its `timestamp`, if any, the app's).
     public mutating func append(_ bytes: some Sequence<UInt8>) {
         self.bytes.append(contentsOf: bytes)
         ends.append(self.bytes.count)
+        stamped.append(false)
     }
 }
 
@@ -59,6 +65,7 @@ extension EventBatch {
     mutating func rollBack(to mark: Mark) {
         bytes.removeLast(bytes.count - mark.byteCount)
         ends.removeLast(ends.count - mark.eventCount)
+        stamped.removeLast(stamped.count - mark.eventCount)
     }
 
     @inline(__always)
@@ -77,13 +84,14 @@ extension EventBatch {
     }
 
     /// Turns a trailing `,` into `}` (or appends `}`), then records the event end.
-    mutating func closeEvent() {
+    mutating func closeEvent(stamped: Bool) {
         if let last = bytes.last, last == UInt8(ascii: ",") {
             bytes[bytes.count - 1] = UInt8(ascii: "}")
         } else {
             bytes.append(UInt8(ascii: "}"))
         }
         ends.append(bytes.count)
+        self.stamped.append(stamped)
     }
 
     /// Appends an RFC 3339 timestamp for `millis` (no quotes).

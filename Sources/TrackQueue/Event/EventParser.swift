@@ -215,13 +215,16 @@ public struct EventParser: Sendable {
         if !state.seen(.userID) {
             state.report(.userID, "missing (must be a non-empty string)", into: &fault)
         }
-        if !state.seen(.timestamp) {
+        // The stamp is always the last member: delivery finds it there to repair it
+        // (EventRewriter).
+        let stamp = !state.seen(.timestamp)
+        if stamp {
             batch.appendRaw(UnsafeRawBufferPointer(Self.stampPrefix))
             batch.appendTimestamp(millis: stampMillis)
             batch.appendByte(UInt8(ascii: "\""))
             batch.appendByte(UInt8(ascii: ","))
         }
-        batch.closeEvent()
+        batch.closeEvent(stamped: stamp)
         if batch.bytesWritten - start > maxEventBytes, fault == nil {
             fault = IngestError(.tooLarge, state.prefix + "event exceeds max-event-bytes (\(maxEventBytes))")
         }

@@ -143,7 +143,7 @@ extension QueueStore {
                     let start = i == 0 ? 0 : batch.ends[i - 1]
                     try statement.bindEvent(
                         UnsafeRawBufferPointer(rebasing: all[start..<batch.ends[i]]), slot: slot, acceptedAtMillis: wall,
-                        boottimeMillis: boottime, boot: boot, clockState: clockState)
+                        boottimeMillis: boottime, boot: boot, clockState: clockState, stamped: batch.stamped[i])
                     slot += 1
                     guard slot == slots else { continue }
                     _ = try statement.step()
@@ -171,15 +171,16 @@ extension SQLiteStatement {
     /// must stay valid until the next `step()`.
     func bindEvent(
         _ body: UnsafeRawBufferPointer, slot: Int, acceptedAtMillis: Int64, boottimeMillis: Int64, boot: Int64,
-        clockState: ClockState
+        clockState: ClockState, stamped: Bool
     ) throws(SQLiteError) {
-        let base = Int32(slot * 6)
+        let base = Int32(slot * 7)
         try bindText(body, at: base + 1)
         try bind(body.count, at: base + 2)
         try bind(acceptedAtMillis, at: base + 3)
         try bind(boottimeMillis, at: base + 4)
         try bind(boot, at: base + 5)
         try bind(clockState.code, at: base + 6)
+        try bind(stamped ? 1 : 0, at: base + 7)
     }
 }
 

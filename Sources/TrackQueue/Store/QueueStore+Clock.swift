@@ -1,11 +1,3 @@
-/// What the database knows of the clock in boots before this one.
-struct ClockHistory: Sendable, Equatable {
-    /// Judges this boot's clock: its floor is the latest synchronized wall time of an earlier boot.
-    var judge: ClockJudge
-    /// How long each earlier boot ran, for ages across boots.
-    var earlierBoots: BootSpans
-}
-
 extension QueueStore {
     /// Records `reading` as this boot's latest clock reading, and as its latest synchronized
     /// one when `state` is `synced`. Alone, or inside a transaction.
@@ -33,13 +25,20 @@ extension Database {
     static func clockHistory(excludingBootID bootID: String, in db: SQLiteConnection) throws(SQLiteError) -> ClockHistory {
         var boots: [(id: Int64, spanMillis: Int64?)] = []
         var latestSynced: Int64?
-        let stmt = try db.statement("SELECT id, boottime_ms, synced_wall_ms FROM boots WHERE boot_id <> ? ORDER BY id")
+        var syncedOffsets: [Int64: Int64] = [:]
+        let stmt = try db.statement(
+            "SELECT id, boottime_ms, synced_wall_ms, synced_boottime_ms FROM boots WHERE boot_id <> ? ORDER BY id")
         defer { stmt.reset() }
         try stmt.bind(bootID, at: 1)
         while try stmt.step() {
-            boots.append((stmt.int64(0), stmt.optionalInt64(1)))
-            if let synced = stmt.optionalInt64(2) { latestSynced = max(latestSynced ?? .min, synced) }
+            let boot = stmt.int64(0)
+            boots.append((boot, stmt.optionalInt64(1)))
+            if let wall = stmt.optionalInt64(2), let boottime = stmt.optionalInt64(3) {
+                latestSynced = max(latestSynced ?? .min, wall)
+                syncedOffsets[boot] = wall.saturatingSubtract(boottime)
+            }
         }
-        return ClockHistory(judge: ClockJudge(latestSyncedWallMillis: latestSynced), earlierBoots: BootSpans(boots))
+        return ClockHistory(
+            judge: ClockJudge(latestSyncedWallMillis: latestSynced), earlierBoots: BootSpans(boots), syncedOffsets: syncedOffsets)
     }
 }

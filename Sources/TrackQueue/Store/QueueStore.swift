@@ -63,8 +63,8 @@ final class QueueStore {
     private var insertStatements = [SQLiteStatement?](repeating: nil, count: maxRowsPerInsert + 1)
 
     static func insertEventsSQL(rows: Int) -> String {
-        "INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state) VALUES "
-            + repeatElement("(?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+        "INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state, stamped) VALUES "
+            + repeatElement("(?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
     }
 
     /// The prepared `INSERT` of `rows` events (1…``maxRowsPerInsert``), reset.
@@ -190,12 +190,13 @@ final class QueueStore {
     /// Appends one normalized event to the end of the queue; call inside ``transaction(_:)``.
     /// - Returns: its queue id.
     func insertEvent(
-        _ body: UnsafeRawBufferPointer, acceptedAtMillis: Int64, boottimeMillis: Int64, clockState: ClockState = .unknown
+        _ body: UnsafeRawBufferPointer, acceptedAtMillis: Int64, boottimeMillis: Int64, clockState: ClockState = .unknown,
+        stamped: Bool = false
     ) throws(SQLiteError) -> Int64 {
         let stmt = try insertStatement(rows: 1)
         try stmt.bindEvent(
             body, slot: 0, acceptedAtMillis: acceptedAtMillis, boottimeMillis: boottimeMillis, boot: bootRow ?? 0,
-            clockState: clockState)
+            clockState: clockState, stamped: stamped)
         _ = try stmt.step()
         stmt.reset()
         return db.lastInsertRowID

@@ -75,6 +75,11 @@ enum Schema {
         ALTER TABLE boots ADD COLUMN synced_boottime_ms INTEGER;
         ALTER TABLE queue ADD COLUMN clock_state INTEGER;
         """,
+        // 4: whether trackq stamped the event's timestamp (1) or the app gave it (0; NULL
+        // before): only a time trackq stamped is ever repaired.
+        """
+        ALTER TABLE queue ADD COLUMN stamped INTEGER;
+        """,
     ]
 
     /// Applies the migrations the database has not seen, each in its own transaction.

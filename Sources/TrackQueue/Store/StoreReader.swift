@@ -12,6 +12,10 @@ public struct OutgoingBatch: Sendable, Equatable {
         public var acceptedBoottimeMillis: Int64
         /// Its row in `boots`; compare with the current boot's before trusting boottime.
         public var boot: Int64
+        /// The clock's state when it was accepted (nil: accepted before trackq recorded it).
+        public var clockState: ClockState? = nil
+        /// Whether trackq stamped its `timestamp` (only such a time is ever repaired).
+        public var stamped = false
     }
 
     /// `[e1,e2,...]`, exactly the bytes to POST.
@@ -42,7 +46,10 @@ final class QueueReader {
     /// most `maxBytes` (always at least one event, when there is one, whatever its size).
     func readBatch(afterID: Int64 = 0, maxEvents: Int, maxBytes: Int) throws(SQLiteError) -> OutgoingBatch {
         let stmt = try db.statement(
-            "SELECT id, body, accepted_at_ms, accepted_boottime_ms, boot FROM queue WHERE id > ? ORDER BY id LIMIT ?")
+            """
+            SELECT id, body, accepted_at_ms, accepted_boottime_ms, boot, clock_state, stamped
+            FROM queue WHERE id > ? ORDER BY id LIMIT ?
+            """)
         try stmt.bind(afterID, at: 1)
         try stmt.bind(maxEvents, at: 2)
         defer { stmt.reset() }
@@ -58,7 +65,8 @@ final class QueueReader {
                 batch.events.append(
                     .init(
                         id: stmt.int64(0), range: start..<batch.body.count,
-                        acceptedAtMillis: stmt.int64(2), acceptedBoottimeMillis: stmt.int64(3), boot: stmt.int64(4)))
+                        acceptedAtMillis: stmt.int64(2), acceptedBoottimeMillis: stmt.int64(3), boot: stmt.int64(4),
+                        clockState: stmt.optionalInt64(5).flatMap(ClockState.init(code:)), stamped: stmt.int64(6) == 1))
                 return true
             }
             if !fits { break }

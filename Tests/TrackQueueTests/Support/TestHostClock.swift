@@ -36,6 +36,9 @@ final class TestHostClock: Sendable {
 
     var reading: ClockReading { hostClock.read() }
 
+    /// `wall - boottime`: what the wall clock read at boot, as it is set now.
+    var offsetMillis: Int64 { state.withLockedValue { $0.offsetMillis } }
+
     var hostClock: HostClock {
         let state = self.state
         return HostClock(

@@ -34,6 +34,8 @@ struct ClockWatch: Service {
     var clock: HostClock
     var judge: ClockJudge
     var writer: StoreWriter
+    /// Told of a step or a change of state: delivery may hold events for the clock.
+    var wake: WakeSignal?
     /// How often the clock is read (three system calls).
     var checkEvery: Duration
     var policy = ClockRecordPolicy()
@@ -49,7 +51,10 @@ struct ClockWatch: Service {
                 try await Task.sleep(for: checkEvery)
                 let reading = clock.read()
                 let now = (reading: reading, state: judge.state(of: reading))
-                if case .step(let by) = policy.decide(last: seen.reading, lastState: seen.state, now: now.reading, state: now.state) {
+                let change = policy.decide(last: seen.reading, lastState: seen.state, now: now.reading, state: now.state)
+                var stepped = false
+                if case .step(let by) = change {
+                    stepped = true
                     logger.notice(
                         "the wall clock was set", metadata: ["clock.step_ms": "\(by)", "clock.state": "\(now.state.rawValue)"])
                 }
@@ -58,6 +63,7 @@ struct ClockWatch: Service {
                         level: now.state == .wrong ? .warning : .notice, "the clock's state changed",
                         metadata: ["clock.state": "\(now.state.rawValue)", "clock.was": "\(seen.state.rawValue)"])
                 }
+                if stepped || now.state != seen.state { wake?.signal(.clock) }
                 seen = now
                 guard policy.decide(last: recorded.reading, lastState: recorded.state, now: now.reading, state: now.state) != .skip
                 else { continue }

@@ -1,0 +1,181 @@
+/// What `context.trackq.clock` says of an event's time.
+public enum ClockWord: String, Sendable, Equatable {
+    /// The clock was synchronized when trackq accepted it.
+    case synced
+    /// The kernel did not say; the time is used as the clock gave it.
+    case unknown
+    /// trackq stamped it on a wrong clock, and has since learned the true time of the stamp
+    /// exactly (the clock was set in the same boot, or that boot's clock synchronized later).
+    case repaired
+    /// trackq stamped it on a wrong clock in an earlier boot that never synchronized: its time
+    /// is now's true time less the event's age on the boots' clocks, which leaves out any time
+    /// the host was off, so it errs late.
+    case estimated
+    /// The clock was wrong when trackq accepted it, and no better time is known.
+    case wrong
+
+    init(_ state: ClockState) {
+        switch state {
+        case .synced: self = .synced
+        case .unknown: self = .unknown
+        case .wrong: self = .wrong
+        }
+    }
+}
+
+/// How delivery sends one event's time.
+struct EventTimeFix: Sendable, Equatable {
+    /// The `timestamp` to send instead of the stored one; only ever for a time trackq stamped.
+    var timestampMillis: Int64?
+    var word: ClockWord
+    /// `context.trackq.accepted_at`: when trackq accepted it, in true time when that is known.
+    var acceptedAtMillis: Int64
+}
+
+enum EventTimeVerdict: Sendable, Equatable {
+    /// Not yet: stamped on a wrong clock that may still be set. Ask again at this boottime.
+    case hold(untilBoottimeMillis: Int64)
+    case send(EventTimeFix)
+}
+
+/// Decides, for each queued event, whether it waits for the clock and what time it is sent
+/// with: a pure value, made for one moment (`now`).
+///
+/// - This boot: the clock's offset (`wall - boottime`) changes only when the clock is set.
+///   When it moved by more than a second since the event was accepted, and the clock is no
+///   longer wrong, the true accept time is `boottime_at_accept + offset_now`. (An event
+///   stamped on a synchronized clock is only re-derived from a clock that is synchronized
+///   too: a clock set wrong by hand later must not rewrite a true time.)
+/// - An earlier boot whose clock synchronized at some point: the same, with that boot's
+///   synchronized offset.
+/// - An earlier boot that never synchronized, its event stamped while the clock was wrong:
+///   estimated, once the clock is not wrong, as now less the event's age across boots.
+/// - A time stamped while the clock was wrong waits, while it still is, at most
+///   `--clock-sync-wait` of boottime from its accept (from this boot's start, for an
+///   earlier boot's), then goes with the best time known.
+/// - A time the app gave is never changed; only `accepted_at` and the word tell.
+/// - Without a boot id, boottimes of different boots cannot be told apart: nothing is
+///   repaired or held.
+struct EventTimes: Sendable {
+    var now: ClockReading
+    var nowState: ClockState
+    /// `--clock-sync-wait` in ms; 0 holds nothing.
+    var syncWaitMillis: Int64
+    var bootIDKnown: Bool
+    var history: ClockHistory
+
+    /// The least move of the clock's offset that counts as the clock being set.
+    static let stepMillis: Int64 = 1000
+
+    func verdict(for event: OutgoingBatch.Event) -> EventTimeVerdict {
+        let state = event.clockState ?? .unknown
+        let asStored = EventTimeFix(timestampMillis: nil, word: ClockWord(state), acceptedAtMillis: event.acceptedAtMillis)
+        guard bootIDKnown else { return .send(asStored) }
+        let clockWrong = nowState == .wrong
+
+        if let elapsed = history.earlierBoots.millisAfter(event.acceptedBoottimeMillis, inBoot: event.boot) {
+            if let offset = history.syncedOffsets[event.boot] {
+                return .send(fix(event, state: state, trueAcceptMillis: event.acceptedBoottimeMillis.saturatingAdd(offset)))
+            }
+            guard state == .wrong else { return .send(asStored) }
+            if clockWrong {
+                if event.stamped && now.boottimeMillis < syncWaitMillis { return .hold(untilBoottimeMillis: syncWaitMillis) }
+                return .send(asStored)
+            }
+            let estimate = now.wallMillis.saturatingSubtract(elapsed.saturatingAdd(max(0, now.boottimeMillis)))
+            return .send(
+                EventTimeFix(
+                    timestampMillis: event.stamped ? estimate : nil, word: event.stamped ? .estimated : .wrong,
+                    acceptedAtMillis: estimate))
+        }
+
+        // This boot.
+        let moved = now.offsetMillis.saturatingSubtract(
+            event.acceptedAtMillis.saturatingSubtract(event.acceptedBoottimeMillis))
+        if !clockWrong, moved > Self.stepMillis || moved < -Self.stepMillis, state != .synced || nowState == .synced {
+            return .send(fix(event, state: state, trueAcceptMillis: event.acceptedBoottimeMillis.saturatingAdd(now.offsetMillis)))
+        }
+        if clockWrong, event.stamped, state == .wrong, syncWaitMillis > 0 {
+            let until = event.acceptedBoottimeMillis.saturatingAdd(syncWaitMillis)
+            if now.boottimeMillis < until { return .hold(untilBoottimeMillis: until) }
+        }
+        return .send(asStored)
+    }
+
+    /// The event with its true accept time known: a stamp that was off by more than a
+    /// second is repaired; the app's own time is left alone.
+    private func fix(_ event: OutgoingBatch.Event, state: ClockState, trueAcceptMillis: Int64) -> EventTimeFix {
+        let off = trueAcceptMillis.saturatingSubtract(event.acceptedAtMillis)
+        guard event.stamped, off > Self.stepMillis || off < -Self.stepMillis else {
+            return EventTimeFix(timestampMillis: nil, word: ClockWord(state), acceptedAtMillis: trueAcceptMillis)
+        }
+        return EventTimeFix(timestampMillis: trueAcceptMillis, word: .repaired, acceptedAtMillis: trueAcceptMillis)
+    }
+}
+
+extension EventTimes {
+    /// The time `event` is sent with now, held or not (a batch already chosen goes whole).
+    func fix(for event: OutgoingBatch.Event) -> EventTimeFix {
+        switch verdict(for: event) {
+        case .send(let fix): return fix
+        case .hold: return EventTimeFix(timestampMillis: nil, word: .wrong, acceptedAtMillis: event.acceptedAtMillis)
+        }
+    }
+}
+
+extension OutgoingBatch {
+    /// How many events from the first may be sent now; when none may, the boottime at which
+    /// to ask again (events behind a held one wait with it: the queue keeps its order).
+    func releasable(_ times: EventTimes) -> (count: Int, holdUntilBoottimeMillis: Int64?) {
+        for (i, event) in events.enumerated() {
+            if case .hold(let until) = times.verdict(for: event) { return (i, until) }
+        }
+        return (events.count, nil)
+    }
+
+    /// The first `count` events.
+    func prefix(_ count: Int) -> OutgoingBatch {
+        var batch = OutgoingBatch()
+        batch.body = body(of: 0..<count)
+        var offset = 1
+        for event in events.prefix(count) {
+            var moved = event
+            moved.range = offset..<(offset + event.range.count)
+            offset = moved.range.upperBound + 1
+            batch.events.append(moved)
+        }
+        return batch
+    }
+
+    /// The bytes to POST for the events of `range`: as stored when nothing is to change,
+    /// otherwise each event with its repaired time and `context.trackq` (``EventRewriter``).
+    func sendBody(_ range: Range<Int>, times: EventTimes, annotate: Bool) -> [UInt8] {
+        let fixes = events[range].map(times.fix(for:))
+        guard annotate || fixes.contains(where: { $0.timestampMillis != nil }) else {
+            return range == events.indices ? body : body(of: range)
+        }
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        out.reserveCapacity(body.count + range.count * 128)
+        body.withUnsafeBytes { all in
+            for (event, fix) in zip(events[range], fixes) {
+                if out.count > 1 { out.append(UInt8(ascii: ",")) }
+                EventRewriter.append(
+                    UnsafeRawBufferPointer(rebasing: all[event.range]), fix: fix, sentAtMillis: times.now.wallMillis,
+                    annotate: annotate, to: &out)
+            }
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
+    }
+
+    /// The stored bytes of the events of `range`, as one JSON array.
+    func body(of range: Range<Int>) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        for event in events[range] {
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            out += body[event.range]
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
+    }
+}
