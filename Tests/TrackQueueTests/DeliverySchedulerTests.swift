@@ -46,7 +46,8 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(scheduler.consecutiveFailures == 0)
     }
 
-    @Test(arguments: [408, 429, 500, 502, 503, 504, 302, 100])
+    // 429 paces instead: see rateLimitingPacesTheHost.
+    @Test(arguments: [408, 500, 502, 503, 504, 302, 100])
     func retryableStatusesBackOffWithExactJitter(status: Int) {
         var scheduler = makeScheduler()
         var rng = SplitMix64(seed: 99)
@@ -101,7 +102,7 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         var rng = SplitMix64(seed: 8)
         let now = ManualInstant(offset: .seconds(100))
         let seconds = scheduler.handle(
-            .response(status: 429, retryAfter: .seconds(120), body: ""), now: now, using: &rng)
+            .response(status: 503, retryAfter: .seconds(120), body: ""), now: now, using: &rng)
         #expect(seconds == [.waitUntil(now.advanced(by: .seconds(120)))])
         // An HTTP date, parsed by the loop with RetryAfter, 45 s ahead of the wall clock.
         let wall: Int64 = 784_111_777_000 - 45_000
@@ -117,6 +118,52 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         let short = scheduler.handle(
             .response(status: 500, retryAfter: .nanoseconds(1), body: ""), now: now, using: &rng)
         #expect(short == [.waitUntil(now.advanced(by: expected))])
+    }
+
+    @Test func rateLimitingPacesTheHost() {
+        var scheduler = makeScheduler()
+        var rng = SplitMix64(seed: 12)
+        var now = ManualInstant()
+        let limited = DeliveryOutcome.response(status: 429, retryAfter: .seconds(1), body: "slow down")
+        // Each 429 doubles the pace, from the Retry-After up to 32 times it; the retry comes
+        // after a draw in [pace/2, 3·pace/2], never before the Retry-After.
+        for expected in [1, 2, 4, 8, 16, 32, 32].map({ Duration.seconds($0) }) {
+            let actions = scheduler.handle(limited, now: now, using: &rng)
+            #expect(scheduler.pace == expected)
+            guard case .waitUntil(let until)? = actions.first, actions.count == 1 else {
+                Issue.record("a 429 is one wait: \(actions)")
+                return
+            }
+            let wait = now.duration(to: until)
+            #expect(wait >= max(expected / 2, .seconds(1)) && wait <= expected * 3 / 2)
+            #expect(scheduler.state == .backoff)
+            now = until
+        }
+        // A 2xx takes an eighth off, and the next batch waits about one pace: not a backoff.
+        #expect(scheduler.handle(apiAnswer(200), now: now, using: &rng) == [.deliver(0..<10)])
+        #expect(scheduler.pace == .seconds(28))
+        let paced = try? #require(scheduler.pacedUntil)
+        #expect(scheduler.sendNotBefore == paced)
+        #expect(paced.map { now.duration(to: $0) }.map { $0 >= .seconds(14) && $0 <= .seconds(42) } == true)
+        #expect(scheduler.state == .idle)
+        #expect(scheduler.consecutiveFailures == 0)
+        // SIGHUP: retry now, pace or not.
+        var reloaded = scheduler
+        _ = reloaded.retryNow()
+        #expect(reloaded.sendNotBefore == nil)
+        // Successes bring the pace down to nothing.
+        var successes = 0
+        while scheduler.pace > .zero {
+            scheduler.begin(batchCount: 10)
+            _ = scheduler.handle(apiAnswer(200), now: now, using: &rng)
+            successes += 1
+        }
+        #expect(successes == 48)  // 28 s × (7/8)^48 < 50 ms
+        #expect(scheduler.pacedUntil == nil)
+        // Other retryable answers keep the plain backoff, and do not pace.
+        scheduler.begin(batchCount: 10)
+        _ = scheduler.handle(apiAnswer(503), now: now, using: &rng)
+        #expect(scheduler.pace == .zero)
     }
 
     @Test func successResetsFailures() {

@@ -143,7 +143,7 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             guard let current = batch else { continue }
 
             // 2. Not before the scheduler says so (backoff, alert pause).
-            if let notBefore = scheduler.notBefore, notBefore > clock.now {
+            if let notBefore = scheduler.sendNotBefore, notBefore > clock.now {
                 let reason = await wait(for: [.shutdown, .reload], until: notBefore)
                 if reason == .shutdown { break }
                 if reason == .reload { await reload(&scheduler, &keeper) }

@@ -133,6 +133,31 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     /// The pending wait, if any: nothing is to be sent before it.
     public private(set) var notBefore: Instant?
 
+    /// While the API rate-limits (429): the time a host leaves between its requests. Each
+    /// 429 doubles it (to at least its `Retry-After`, at most the retry maximum); each 2xx
+    /// takes an eighth off, and below ``minimumPace`` it is gone. So a fleet that the API
+    /// turns away slows down together, and speeds up again as the API takes it: about one
+    /// request in six is turned away, instead of most.
+    public private(set) var pace: Duration = .zero
+    /// After a 2xx while pacing: the next request waits until then. Not a backoff: status
+    /// shows the sender as sending.
+    public private(set) var pacedUntil: Instant?
+    /// When the next request may go: after the wait and the pace, whichever is later.
+    public var sendNotBefore: Instant? {
+        switch (notBefore, pacedUntil) {
+        case (let wait?, let paced?): return Swift.max(wait, paced)
+        case (let wait?, nil): return wait
+        case (nil, let paced): return paced
+        }
+    }
+    /// A pace below this is no pace.
+    public static var minimumPace: Duration { .milliseconds(50) }
+    /// The pace grows to at most this many times the larger of `Retry-After` and
+    /// `--retry-initial` (and never past `--retry-max`): a host turned away often still asks
+    /// again within about half a minute, so the fleet's last hosts do not sit idle while the
+    /// API has room. (The fleet simulation in BENCHMARKS.md chose 32 over 8, 64 and 128.)
+    public static var paceCeilingFactor: Int { 32 }
+
     /// Ranges of the current batch still to send; the last is sent next.
     private(set) var pending: [Pending] = []
 
@@ -179,12 +204,14 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     ) -> [DeliveryAction<Instant>] {
         guard let sent = pending.last else { return [] }
         notBefore = nil
+        pacedUntil = nil
         switch outcome {
         case .transportError:
             return retryLater(retryAfter: nil, now: now, using: &rng)
         case .response(let status, let retryAfter, let body):
             switch ResponseClassifier.classify(status: status) {
             case .success:
+                slowPace(now: now, using: &rng)
                 return delivered(sent.range)
             case .rejected where sent.isProbe:
                 return refusesEverything(status: status, now: now)
@@ -194,6 +221,8 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
                 return alertAndWait(.forStatus(status, kind: .auth, tokenMissing: tokenMissing), now: now)
             case .endpoint:
                 return alertAndWait(.forStatus(status, kind: .endpoint), now: now)
+            case .retryable where status == 429:
+                return rateLimited(retryAfter: retryAfter, now: now, using: &rng)
             case .retryable:
                 return retryLater(retryAfter: retryAfter, now: now, using: &rng)
             }
@@ -234,6 +263,7 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     /// Failures and the alert are kept: the alert stays until a 2xx clears it.
     /// - Returns: Whether a wait was dropped.
     public mutating func retryNow() -> Bool {
+        pacedUntil = nil
         guard notBefore != nil else { return false }
         notBefore = nil
         return true
@@ -328,6 +358,41 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         let until = now.advanced(by: delay)
         notBefore = until
         return [.waitUntil(until)]
+    }
+
+    /// A 429: the pace doubles, and the same range is retried after about one pace (a
+    /// uniform draw in [pace/2, 3·pace/2], so a fleet turned away at once does not come back
+    /// at once), never before the answer's `Retry-After`.
+    private mutating func rateLimited(
+        retryAfter: Duration?, now: Instant, using rng: inout some RandomNumberGenerator
+    ) -> [DeliveryAction<Instant>] {
+        consecutiveFailures = Self.incremented(consecutiveFailures)
+        let base = Swift.max(retryAfter ?? .zero, backoff.initial, Self.minimumPace)
+        let ceiling = Swift.min(Swift.max(backoff.maximum, .zero), base * Self.paceCeilingFactor)
+        let doubled = pace > ceiling / 2 ? ceiling : pace * 2
+        pace = Swift.min(Swift.max(doubled, base), ceiling)
+        let wait = Swift.max(Self.uniform(pace / 2, pace * 3 / 2, using: &rng), retryAfter ?? .zero)
+        let until = now.advanced(by: wait)
+        notBefore = until
+        return [.waitUntil(until)]
+    }
+
+    /// A 2xx while pacing: an eighth off the pace, and the next request about one pace later.
+    private mutating func slowPace(now: Instant, using rng: inout some RandomNumberGenerator) {
+        guard pace > .zero else { return }
+        pace = pace - pace / 8
+        guard pace >= Self.minimumPace else {
+            pace = .zero
+            return
+        }
+        pacedUntil = now.advanced(by: Self.uniform(pace / 2, pace * 3 / 2, using: &rng))
+    }
+
+    /// Uniform in `[low, high]` at nanosecond resolution (one draw).
+    static func uniform(_ low: Duration, _ high: Duration, using rng: inout some RandomNumberGenerator) -> Duration {
+        let from = Backoff.wholeNanoseconds(low)
+        let to = Swift.max(from, Backoff.wholeNanoseconds(high))
+        return .nanoseconds(UInt64.random(in: from...to, using: &rng))
     }
 
     // MARK: - Helpers
