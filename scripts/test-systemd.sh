@@ -184,6 +184,14 @@ if as_app trackq status >"$work/status-app" 2>&1; then fail "an app user cannot 
 grep -q "sudo trackq status" "$work/status-app" || fail "status tells an app user what to do: $(cat "$work/status-app")"
 check "trackq status run by an app user says: $(tr '\n' ' ' <"$work/status-app")"
 
+# The clock under the unit's ProtectClock=, which refuses adjtimex even to read: the state comes
+# from systemd-timesyncd's flag or is unknown, never a crash; events say what the clock was.
+inside trackq status --json >"$work/status.json" || fail "trackq status --json: $(cat "$work/status.json")"
+grep -Eq '"clock":\{"state":"(synced|unknown)"' "$work/status.json" || fail "status shows the clock's state: $(cat "$work/status.json")"
+grep -q '"boot_id_known":true' "$work/status.json" || fail "the daemon reads the boot id in its sandbox: $(cat "$work/status.json")"
+grep -q '"trackq": {"clock": "' "$work/sink/events" || fail "events reach the API with context.trackq"
+check "the sandboxed daemon reads the clock ($(grep -o '"clock":{"state":"[a-z]*"' "$work/status.json")); events carry context.trackq"
+
 # kill -9: the service restarts by itself; nothing acked is lost; apps are not refused.
 echo 503 >"$work/sink/mode"
 events b 300 | as_app trackq send - >"$work/answers-b" || fail "300 events acked while the API answers 503"

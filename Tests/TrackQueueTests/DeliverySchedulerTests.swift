@@ -142,7 +142,8 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         // A 2xx takes an eighth off, and the next batch waits about one pace: not a backoff.
         #expect(scheduler.handle(apiAnswer(200), now: now, using: &rng) == [.deliver(0..<10)])
         #expect(scheduler.pace == .seconds(28))
-        let paced = try? #require(scheduler.pacedUntil)
+        let paced = scheduler.pacedUntil
+        #expect(paced != nil)
         #expect(scheduler.sendNotBefore == paced)
         #expect(paced.map { now.duration(to: $0) }.map { $0 >= .seconds(14) && $0 <= .seconds(42) } == true)
         #expect(scheduler.state == .idle)

@@ -5,109 +5,163 @@
 /// trackq stamped is the event's last member, `"timestamp":"<24 bytes>"}`; `context`, when
 /// present, is an object. Anything else (which would be a bug, or a file changed by hand) is
 /// sent as stored rather than guessed at.
+///
+/// On the delivery path for every event: it scans the event once, up to its `context`, and
+/// copies it into the request body in at most three pieces, with no allocation of its own.
 enum EventRewriter {
     /// Appends `event` as it is sent to `out`.
     static func append(
         _ event: UnsafeRawBufferPointer, fix: EventTimeFix, sentAtMillis: Int64, annotate: Bool, to out: inout [UInt8]
     ) {
-        let start = out.count
-        out.append(contentsOf: event)
-        if let millis = fix.timestampMillis { replaceStamp(in: &out, from: start, with: millis) }
-        guard annotate else { return }
-        var note: [UInt8] = []
-        note.reserveCapacity(112)
-        appendNote(fix, sentAtMillis: sentAtMillis, to: &note)
-        annotateContext(in: &out, from: start, with: note)
+        let n = event.count
+        var stamp: Range<Int>?
+        if fix.timestampMillis != nil, hasStampAtEnd(event) { stamp = (n - 26)..<(n - 2) }
+        var note: (at: Range<Int>, lead: StaticString, trail: StaticString)?
+        if annotate {
+            switch locateNote(in: event) {
+            case .replace(let range): note = (range, "", "")
+            case .intoContext(let open, let empty): note = (open..<open, #""trackq":"#, empty ? "" : ",")
+            case .newContext: note = ((n - 1)..<(n - 1), #","context":{"trackq":"#, "}")
+            case .nowhere: note = nil
+            }
+        }
+
+        var cursor = 0
+        func copy(upTo end: Int) {
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: event[cursor..<end]))
+            cursor = end
+        }
+        func writeStamp() {
+            guard let stamp, let millis = fix.timestampMillis else { return }
+            copy(upTo: stamp.lowerBound)
+            RFC3339.appendTimestamp(millis: millis, to: &out)
+            cursor = stamp.upperBound
+        }
+        func writeNote() {
+            guard let note else { return }
+            copy(upTo: note.at.lowerBound)
+            out.append(note.lead)
+            appendNote(fix, sentAtMillis: sentAtMillis, to: &out)
+            out.append(note.trail)
+            cursor = note.at.upperBound
+        }
+        if let at = note?.at.lowerBound, let stamp, stamp.lowerBound < at {
+            writeStamp()
+            writeNote()
+        } else {
+            writeNote()
+            writeStamp()
+        }
+        copy(upTo: n)
     }
 
-    private static let stampKey = Array(#""timestamp":""#.utf8)
     /// `"timestamp":"` + 24 bytes + `"}`.
-    private static let stampTailCount = stampKey.count + 24 + 2
+    private static let stampKey: StaticString = #""timestamp":""#
 
-    /// Writes `millis` over the stamp at the end of the event that starts at `start`.
-    static func replaceStamp(in out: inout [UInt8], from start: Int, with millis: Int64) {
-        let end = out.count
-        guard end - start >= stampTailCount + 1, out[end - 1] == UInt8(ascii: "}"), out[end - 2] == UInt8(ascii: "\""),
-            out[(end - stampTailCount)..<(end - 26)].elementsEqual(stampKey)
-        else { return }
-        var stamp: [UInt8] = []
-        stamp.reserveCapacity(24)
-        RFC3339.appendTimestamp(millis: millis, to: &stamp)
-        out.replaceSubrange((end - 26)..<(end - 2), with: stamp)
+    /// Whether the event ends with a stamp as the parser writes it.
+    static func hasStampAtEnd(_ event: UnsafeRawBufferPointer) -> Bool {
+        let n = event.count
+        let keyCount = stampKey.utf8CodeUnitCount
+        guard n >= keyCount + 26 + 1, event[n - 1] == UInt8(ascii: "}"), event[n - 2] == UInt8(ascii: "\"") else {
+            return false
+        }
+        let key = UnsafeRawBufferPointer(start: stampKey.utf8Start, count: keyCount)
+        return event[(n - 26 - keyCount)..<(n - 26)].elementsEqual(key)
     }
 
     /// `{"clock":"…","accepted_at":"…","sent_at":"…"}`
-    static func appendNote(_ fix: EventTimeFix, sentAtMillis: Int64, to note: inout [UInt8]) {
-        note.append(contentsOf: #"{"clock":""#.utf8)
-        note.append(contentsOf: fix.word.rawValue.utf8)
-        note.append(contentsOf: #"","accepted_at":""#.utf8)
-        RFC3339.appendTimestamp(millis: fix.acceptedAtMillis, to: &note)
-        note.append(contentsOf: #"","sent_at":""#.utf8)
-        RFC3339.appendTimestamp(millis: sentAtMillis, to: &note)
-        note.append(contentsOf: #""}"#.utf8)
+    static func appendNote(_ fix: EventTimeFix, sentAtMillis: Int64, to out: inout [UInt8]) {
+        out.append(#"{"clock":""#)
+        out.append(contentsOf: fix.word.rawValue.utf8)
+        out.append(#"","accepted_at":""#)
+        RFC3339.appendTimestamp(millis: fix.acceptedAtMillis, to: &out)
+        out.append(#"","sent_at":""#)
+        RFC3339.appendTimestamp(millis: sentAtMillis, to: &out)
+        out.append(#""}"#)
     }
 
-    /// Puts `note` at `context.trackq` of the event that starts at `start`: in the event's
-    /// `context` (replacing a `trackq` the app put there), or in a new `context`.
-    static func annotateContext(in out: inout [UInt8], from start: Int, with note: [UInt8]) {
-        let found: (context: Range<Int>?, trackq: Range<Int>?)? = out.withUnsafeBytes { all in
-            let event = UnsafeRawBufferPointer(rebasing: all[start...])
-            guard let context = member(named: "context", inObjectAt: 0, of: event, level: 1) else { return (nil, nil) }
-            guard event[context.lowerBound] == UInt8(ascii: "{") else { return nil }
-            return (context, member(named: "trackq", inObjectAt: context.lowerBound, of: event, level: 2))
-        }
-        guard let found else { return }
-        switch found {
-        case (_, let trackq?):
-            out.replaceSubrange((start + trackq.lowerBound)..<(start + trackq.upperBound), with: note)
-        case (let context?, nil):
-            let open = start + context.lowerBound + 1
-            // The parser copies values as they came: "{ }" is empty too.
-            let isEmpty = out[open..<(start + context.upperBound - 1)].allSatisfy(Self.isSpace)
-            var insert = Array(#""trackq":"#.utf8) + note
-            if !isEmpty { insert.append(UInt8(ascii: ",")) }
-            out.insert(contentsOf: insert, at: open)
-        case (nil, nil):
-            guard out.last == UInt8(ascii: "}") else { return }
-            out.insert(contentsOf: Array(#","context":{"trackq":"#.utf8) + note + [UInt8(ascii: "}")], at: out.count - 1)
+    /// Where `context.trackq` goes in an event.
+    enum NotePlace: Equatable {
+        /// Over the value of the `trackq` the app put in its `context`.
+        case replace(Range<Int>)
+        /// Just after the `{` of the event's `context` at `open`; `empty` when it has no member.
+        case intoContext(open: Int, empty: Bool)
+        /// A new `context` member, before the event's closing `}`.
+        case newContext
+        /// Not an object where one was expected: sent as it is.
+        case nowhere
+    }
+
+    static func locateNote(in event: UnsafeRawBufferPointer) -> NotePlace {
+        guard event.last == UInt8(ascii: "}") else { return .nowhere }
+        switch member(named: "context", inObjectAt: 0, of: event, level: 1) {
+        case .malformed:
+            return .nowhere
+        case .absent:
+            return .newContext
+        case .found(let context):
+            guard event[context.lowerBound] == UInt8(ascii: "{") else { return .nowhere }
+            switch member(named: "trackq", inObjectAt: context.lowerBound, of: event, level: 2) {
+            case .found(let trackq): return .replace(trackq)
+            case .absent:
+                let inside = event[(context.lowerBound + 1)..<(context.upperBound - 1)]
+                return .intoContext(open: context.lowerBound + 1, empty: inside.allSatisfy(isSpace))
+            case .malformed: return .nowhere
+            }
         }
     }
 
     private static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
 
-    /// The value range of the member `name` of the object at `offset` in `bytes`, if any;
-    /// nil too when the text there is not a well-formed object.
-    static func member(
-        named name: String, inObjectAt offset: Int, of bytes: UnsafeRawBufferPointer, level: Int
-    ) -> Range<Int>? {
+    enum Lookup: Equatable {
+        case found(Range<Int>)
+        case absent
+        case malformed
+    }
+
+    /// The value range of the member `name` of the object at `offset` in `bytes`.
+    static func member(named name: StaticString, inObjectAt offset: Int, of bytes: UnsafeRawBufferPointer, level: Int) -> Lookup {
         var s = JSONScanner(bytes)
         s.position = offset
-        guard s.peek() == UInt8(ascii: "{") else { return nil }
+        guard s.peek() == UInt8(ascii: "{") else { return .malformed }
         s.position += 1
         s.skipWhitespace()
-        if s.peek() == UInt8(ascii: "}") { return nil }
-        let wanted = Array(name.utf8)
+        if s.peek() == UInt8(ascii: "}") { return .absent }
+        let wanted = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
         do throws(JSONSyntaxError) {
             while true {
-                guard s.peek() == UInt8(ascii: "\"") else { return nil }
+                guard s.peek() == UInt8(ascii: "\"") else { return .malformed }
                 let keyStart = s.position + 1
                 let escaped = try s.scanString()
                 let key = UnsafeRawBufferPointer(rebasing: bytes[keyStart..<(s.position - 1)])
                 s.skipWhitespace()
-                guard s.peek() == UInt8(ascii: ":") else { return nil }
+                guard s.peek() == UInt8(ascii: ":") else { return .malformed }
                 s.position += 1
                 s.skipWhitespace()
                 let valueStart = s.position
                 try s.scanValue(level: level + 1)
-                let matches = escaped ? JSONScanner.decodeString(key) == wanted : key.elementsEqual(wanted)
-                if matches { return valueStart..<s.position }
+                let matches = escaped ? JSONScanner.decodeString(key).elementsEqual(wanted) : key.elementsEqual(wanted)
+                if matches { return .found(valueStart..<s.position) }
                 s.skipWhitespace()
-                guard s.peek() == UInt8(ascii: ",") else { return nil }
-                s.position += 1
-                s.skipWhitespace()
+                switch s.peek() {
+                case UInt8(ascii: ","):
+                    s.position += 1
+                    s.skipWhitespace()
+                case UInt8(ascii: "}"):
+                    return .absent
+                default:
+                    return .malformed
+                }
             }
         } catch {
-            return nil
+            return .malformed
         }
+    }
+}
+
+extension [UInt8] {
+    /// Appends the bytes of a static string.
+    fileprivate mutating func append(_ text: StaticString) {
+        append(contentsOf: UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 }
