@@ -94,9 +94,10 @@ public enum ClockState: String, Sendable, CaseIterable {
 ///
 /// A clock is `wrong` when it is behind a floor no true clock can be behind: the day this
 /// version of trackq was made, or the latest wall time this database recorded while the
-/// kernel said the clock was synchronized, in an earlier boot. (A time recorded while nobody
-/// vouched for the clock is no floor: a clock once set years ahead would make every true
-/// clock after it look wrong.)
+/// kernel said the clock was synchronized, in an earlier boot, less ``driftAllowanceMillis``.
+/// (A time recorded while nobody vouched for the clock is no floor: a clock once set years
+/// ahead would make every true clock after it look wrong. The allowance keeps a real-time
+/// clock a few seconds slow, rebooted at once, from being called wrong and holding stamps.)
 public struct ClockJudge: Sendable, Equatable {
     /// No true clock reads less than this, in ms since the Unix epoch.
     public var floorMillis: Int64
@@ -108,8 +109,12 @@ public struct ClockJudge: Sendable, Equatable {
     /// The judge for a database whose earlier boots last saw a synchronized clock at
     /// `latestSyncedWallMillis` (nil: never).
     public init(latestSyncedWallMillis: Int64?) {
-        floorMillis = max(Self.releaseFloorMillis, latestSyncedWallMillis ?? .min)
+        floorMillis = max(Self.releaseFloorMillis, (latestSyncedWallMillis ?? .min).saturatingSubtract(Self.driftAllowanceMillis))
     }
+
+    /// How far behind an earlier boot's last synchronized time a clock may be and still not
+    /// count as wrong: a minute.
+    public static let driftAllowanceMillis: Int64 = 60_000
 
     /// 2026-11-01T00:00:00Z: no clock that runs this version can truly be earlier.
     public static let releaseFloorMillis: Int64 = 1_793_491_200_000
