@@ -148,7 +148,8 @@ public struct Daemon: Service {
                 socketGroup: settings.socketGroup,
                 maxEventBytes: settings.maxEventBytes,
                 maxConnections: settings.maxConnections,
-                inheritedSocket: SocketActivation.listeningSocket(environment: environment), clock: clock),
+                inheritedSocket: SocketActivation.listeningSocket(environment: environment), clock: clock,
+                eventSendOverhead: settings.clockAnnotation ? EventRewriter.maxNoteBytes : 0),
             writer: writer, group: eventLoopGroup, logger: logger, metrics: metrics, http: http)
 
         var httpListener: HTTPListener?

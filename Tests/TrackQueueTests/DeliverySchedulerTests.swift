@@ -146,12 +146,19 @@ private func apiAnswer(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(paced != nil)
         #expect(scheduler.sendNotBefore == paced)
         #expect(paced.map { now.duration(to: $0) }.map { $0 >= .seconds(14) && $0 <= .seconds(42) } == true)
-        #expect(scheduler.state == .idle)
+        #expect(scheduler.state == .sending, "paced, the next batch is on its way")
         #expect(scheduler.consecutiveFailures == 0)
         // SIGHUP: retry now, pace or not.
         var reloaded = scheduler
-        _ = reloaded.retryNow()
+        let retried = reloaded.retryNow()
+        #expect(retried)
         #expect(reloaded.sendNotBefore == nil)
+        // A 400 is the API answering for itself: the halves keep the pace.
+        var splitting = scheduler
+        splitting.begin(batchCount: 10)
+        _ = splitting.handle(apiAnswer(400), now: now, using: &rng)
+        #expect(splitting.nextRange() == 0..<5)
+        #expect(splitting.pacedUntil != nil)
         // Successes bring the pace down to nothing.
         var successes = 0
         while scheduler.pace > .zero {

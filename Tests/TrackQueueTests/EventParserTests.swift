@@ -240,6 +240,21 @@ import Testing
         expectError(spaced, .tooLarge, "max-event-bytes", maxEventBytes: normalized - 1)
     }
 
+    @Test func maxEventBytesCountsWhatDeliveryAddsWhenItAddsSomething() throws {
+        let line = #"{\#(base),"timestamp":"2026-11-27T05:00:00Z","pad":"xxxx"}"#
+        let size = line.utf8.count
+        let sending = EventParser(maxEventBytes: size + 128, sendOverheadBytes: 128)
+        var batch = EventBatch()
+        #expect(try sending.parse(line, stampMillis: 0, into: &batch) == 1)
+        let tight = EventParser(maxEventBytes: size + 127, sendOverheadBytes: 128)
+        #expect(throws: IngestError.self) { try tight.parse(line, stampMillis: 0, into: &batch) }
+        do {
+            _ = try tight.parse(line, stampMillis: 0, into: &batch)
+        } catch {
+            #expect(error.message.hasSuffix("event exceeds max-event-bytes (\(size + 127)) as sent (context.trackq adds 128 bytes)"))
+        }
+    }
+
     @Test func syntaxErrorsWinOverEventErrors() {
         expectError(#"{"user_id":1,"x":}"#, .invalidJSON, "invalid JSON at byte 17")
         expectError(#"[1, {"#, .invalidJSON, "invalid JSON")

@@ -64,6 +64,32 @@ private let hour: Int64 = 3_600_000
         #expect(now.verdict(for: stamped) == .send(.init(timestampMillis: nil, word: .unknown, acceptedAtMillis: trueNow)))
     }
 
+    @Test func aStampIsReDerivedOnlyFromAClockMoreToBeTrustedThanItsOwn() {
+        // fake-hwclock restored a time 20 minutes behind (not below any floor: unknown);
+        // NTP then stepped it: the stamps are repaired.
+        let restored = event(wall: trueNow - 20 * 60_000, boottime: 5_000, state: .unknown)
+        let synced = times(wall: trueNow + 35_000, boottime: 40_000, state: .synced)
+        let truth = 5_000 + (trueNow + 35_000 - 40_000)
+        #expect(synced.verdict(for: restored) == .send(.init(timestampMillis: truth, word: .repaired, acceptedAtMillis: truth)))
+        // The same step on a clock the kernel still does not vouch for changes nothing.
+        let stillUnknown = times(wall: trueNow + 35_000, boottime: 40_000, state: .unknown)
+        #expect(
+            stillUnknown.verdict(for: restored)
+                == .send(.init(timestampMillis: nil, word: .unknown, acceptedAtMillis: trueNow - 20 * 60_000)))
+        // A VM paused for an hour: its boottime stood still, then NTP stepped the synced
+        // clock. The synced stamp was true and stays so.
+        let beforePause = event(wall: trueNow, boottime: 5_000, state: .synced)
+        let resumed = times(wall: trueNow + hour + 10_000, boottime: 15_000, state: .synced)
+        #expect(resumed.verdict(for: beforePause) == .send(.init(timestampMillis: nil, word: .synced, acceptedAtMillis: trueNow)))
+    }
+
+    @Test func aHoldNeverOutlastsTheWaitFromNowWhateverTheFileSays() {
+        // An accept boottime far ahead of now in the same boot (a restored or edited file).
+        let ahead = event(wall: 5_000, boottime: 900 * hour, state: .wrong)
+        let now = times(wall: 9_000, boottime: 9_000, state: .wrong)
+        #expect(now.verdict(for: ahead) == .hold(untilBoottimeMillis: 9_000 + hour))
+    }
+
     @Test func aTrueStampIsNotRewrittenFromAClockSetWrongLater() {
         let stamped = event(wall: trueNow, boottime: 5_000, state: .synced)
         // Someone set the clock a year ahead by hand; the kernel no longer says synchronized.
@@ -167,6 +193,15 @@ private let hour: Int64 = 3_600_000
         let fix = EventTimeFix(timestampMillis: nil, word: .synced, acceptedAtMillis: 1_795_824_000_123)
         #expect(rewrite(stored, fix: fix, annotate: false) == stored)
         #expect(rewrite(stored, fix: fix).hasPrefix(#"{"event_name":"e","user_id":"u","timestamp":"2026-01-02T03:04:05.000Z","#))
+    }
+
+    @Test func theNoteNeverAddsMoreThanBatchesAndMaxEventBytesAllowFor() {
+        // The longest note: a new context, the longest word, the widest times.
+        let fix = EventTimeFix(timestampMillis: nil, word: .estimated, acceptedAtMillis: .max)
+        let stored = #"{"event_name":"e","user_id":"u"}"#
+        let sent = rewrite(stored, fix: fix)
+        #expect(sent.utf8.count - stored.utf8.count <= EventRewriter.maxNoteBytes)
+        #expect(sent.utf8.count - stored.utf8.count > EventRewriter.maxNoteBytes - 16, "the allowance is not far above the need")
     }
 
     @Test func aStoredTextOfAnotherShapeIsSentAsItIs() {

@@ -48,7 +48,8 @@ import Testing
 
     @Test func answersOneLinePerNonBlankLineInOrderWithEachErrorCode() async throws {
         let dir = try TestDirectory()
-        let daemon = try await InProcessDaemon(directory: dir) { $0.maxEventBytes = 200 }
+        // 200 bytes stored, and the 128 that context.trackq adds when sent.
+        let daemon = try await InProcessDaemon(directory: dir) { $0.maxEventBytes = 200 + EventRewriter.maxNoteBytes }
         let client = try UnixClient(path: daemon.socket)
         let big = #"{"event_name":"e","user_id":"u","properties":{"pad":""# + String(repeating: "x", count: 300) + #""}}"#
         let lines = [

@@ -46,6 +46,17 @@ import Testing
         withExtendedLifetime(store) {}
     }
 
+    @Test func theByteLimitCountsWhatDeliveryAddsToEachEvent() throws {
+        let dir = try TestDirectory()
+        let store = try filledStore(dir, count: 1000)
+        let reader = try QueueReader(path: dir.database)
+        let batch = try reader.readBatch(maxEvents: 1000, maxBytes: 50_000, extraPerEvent: EventRewriter.maxNoteBytes)
+        // 100 + 128 bytes an event as sent, and a comma: 218 fit in 50,000, where 495 did.
+        #expect(batch.count == 218)
+        #expect(batch.body.count + batch.count * EventRewriter.maxNoteBytes <= 50_000)
+        withExtendedLifetime(store) {}
+    }
+
     @Test func eventLimitBindsBeforeByteLimit() throws {
         let dir = try TestDirectory()
         let store = try filledStore(dir, count: 30)

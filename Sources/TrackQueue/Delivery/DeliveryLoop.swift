@@ -88,6 +88,8 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
 
         var batch: OutgoingBatch?
         var holding = false
+        // What context.trackq adds to each event: batches stay within --batch-max-bytes as sent.
+        let noteBytes = settings.clockAnnotation ? EventRewriter.maxNoteBytes : 0
         while !Task.isCancelled {
             if wake.take([.shutdown]) != nil { break }
             if wake.take([.reload]) != nil { await reload(&scheduler, &keeper) }
@@ -96,7 +98,8 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             if batch == nil {
                 let read: OutgoingBatch
                 do {
-                    read = try await parts.reader.readBatch(maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes)
+                    read = try await parts.reader.readBatch(
+                        maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes, extraPerEvent: noteBytes)
                 } catch {
                     parts.logger.error("cannot read the queue; retrying", metadata: ["error": "\(error)"])
                     if await wait(for: [.shutdown], until: clock.now.advanced(by: settings.retryInitial)) == .shutdown { break }
@@ -175,7 +178,8 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             let body = current.sendBody(range, times: eventTimes(), annotate: settings.clockAnnotation)
             let prefetchAfter = whole && scheduler.consecutiveFailures == 0 ? current.lastID : nil
             async let prefetched = prefetchAfter.asyncMap { [reader = parts.reader] after in
-                try? await reader.readBatch(afterID: after, maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes)
+                try? await reader.readBatch(
+                    afterID: after, maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes, extraPerEvent: noteBytes)
             }
             let attemptAt = parts.clock.wallMillis()
             let started = clock.now

@@ -108,11 +108,17 @@ struct DeliveryRecordKeeper: Sendable {
             effects.append(.backoffSeconds(0))
         }
         record.state = scheduler.state.rawValue
+        // While the API rate-limits (the scheduler paces), a 429 now and then is the pace
+        // working, not news: said at info, not as a failure and a recovery each time.
+        let pacing = scheduler.pace > .zero
         if record.consecutiveFailures == 1 && failuresBefore == 0 {
-            effects.append(.log(.warning, "delivery failed; backing off", metadata: ["error": record.lastError ?? ""]))
+            effects.append(
+                .log(
+                    pacing ? .info : .warning, pacing ? "rate limited by the API; pacing" : "delivery failed; backing off",
+                    metadata: ["error": record.lastError ?? ""]))
             effects.append(.status("backoff: \(record.lastError ?? "")"))
         } else if record.consecutiveFailures == 0 && failuresBefore > 0 {
-            effects.append(.log(.notice, "delivery recovered", metadata: ["failures": "\(failuresBefore)"]))
+            effects.append(.log(pacing ? .info : .notice, "delivery recovered", metadata: ["failures": "\(failuresBefore)"]))
             effects.append(.status("sending"))
         }
         commit.record = record

@@ -170,7 +170,8 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     /// waiting otherwise, `sending` while a batch is in progress, else `idle`.
     public var state: DeliveryState {
         if notBefore != nil { return alert != nil ? .alert : .backoff }
-        return pending.isEmpty ? .idle : .sending
+        // Paced: the next batch goes at `pacedUntil`.
+        return pending.isEmpty && pacedUntil == nil ? .idle : .sending
     }
 
     /// Starts work on a freshly read batch of `batchCount` events, dropping any unfinished one.
@@ -216,6 +217,8 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
             case .rejected where sent.isProbe:
                 return refusesEverything(status: status, now: now)
             case .rejected:
+                // The API answered for itself: room again, as for a 2xx; the halves keep the pace.
+                slowPace(now: now, using: &rng)
                 return rejected(sent.range, status: status, body: body)
             case .credentials:
                 return alertAndWait(.forStatus(status, kind: .auth, tokenMissing: tokenMissing), now: now)
@@ -263,10 +266,10 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     /// Failures and the alert are kept: the alert stays until a 2xx clears it.
     /// - Returns: Whether a wait was dropped.
     public mutating func retryNow() -> Bool {
-        pacedUntil = nil
-        guard notBefore != nil else { return false }
+        let waited = notBefore != nil || pacedUntil != nil
         notBefore = nil
-        return true
+        pacedUntil = nil
+        return waited
     }
 
     // MARK: - Answers

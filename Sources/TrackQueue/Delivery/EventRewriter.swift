@@ -55,6 +55,12 @@ enum EventRewriter {
         copy(upTo: n)
     }
 
+    /// The most the note adds to an event: `,"context":{"trackq":` and `}` around
+    /// `{"clock":"estimated","accepted_at":"<24>","sent_at":"<24>"}` (a repaired stamp keeps
+    /// its length). Batches and `--max-event-bytes` count it, so a request is never larger
+    /// than the limits say.
+    static let maxNoteBytes = 128
+
     /// `"timestamp":"` + 24 bytes + `"}`.
     private static let stampKey: StaticString = #""timestamp":""#
 

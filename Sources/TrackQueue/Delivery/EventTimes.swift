@@ -42,10 +42,13 @@ enum EventTimeVerdict: Sendable, Equatable {
 /// with: a pure value, made for one moment (`now`).
 ///
 /// - This boot: the clock's offset (`wall - boottime`) changes only when the clock is set.
-///   When it moved by more than a second since the event was accepted, and the clock is no
-///   longer wrong, the true accept time is `boottime_at_accept + offset_now`. (An event
-///   stamped on a synchronized clock is only re-derived from a clock that is synchronized
-///   too: a clock set wrong by hand later must not rewrite a true time.)
+///   When it moved by more than a second since the event was accepted, the true accept time
+///   is `boottime_at_accept + offset_now`, if the clock is now more to be trusted than it
+///   was: a stamp made while `wrong`, once the clock is not; a stamp made while `unknown`,
+///   once it is `synced` (NTP stepping a clock fake-hwclock restored). A `synced` stamp is
+///   never re-derived (a VM paused and resumed steps a synced clock, and its boottime did not
+///   run meanwhile), nor an `unknown` one from a clock still `unknown` (set by hand, maybe
+///   wrongly): `unknown` alters nothing by itself.
 /// - An earlier boot whose clock synchronized at some point: the same, with that boot's
 ///   synchronized offset.
 /// - An earlier boot that never synchronized, its event stamped while the clock was wrong:
@@ -74,7 +77,8 @@ struct EventTimes: Sendable {
         let clockWrong = nowState == .wrong
 
         if let elapsed = history.earlierBoots.millisAfter(event.acceptedBoottimeMillis, inBoot: event.boot) {
-            if let offset = history.syncedOffsets[event.boot] {
+            // That boot's synchronized offset is more to be trusted than any unsynced stamp of it.
+            if state != .synced, let offset = history.syncedOffsets[event.boot] {
                 return .send(fix(event, state: state, trueAcceptMillis: event.acceptedBoottimeMillis.saturatingAdd(offset)))
             }
             guard state == .wrong else { return .send(asStored) }
@@ -92,14 +96,25 @@ struct EventTimes: Sendable {
         // This boot.
         let moved = now.offsetMillis.saturatingSubtract(
             event.acceptedAtMillis.saturatingSubtract(event.acceptedBoottimeMillis))
-        if !clockWrong, moved > Self.stepMillis || moved < -Self.stepMillis, state != .synced || nowState == .synced {
+        if moved > Self.stepMillis || moved < -Self.stepMillis, Self.trustGrew(from: state, to: nowState) {
             return .send(fix(event, state: state, trueAcceptMillis: event.acceptedBoottimeMillis.saturatingAdd(now.offsetMillis)))
         }
         if clockWrong, event.stamped, state == .wrong, syncWaitMillis > 0 {
-            let until = event.acceptedBoottimeMillis.saturatingAdd(syncWaitMillis)
+            // Never longer than the wait from now: a boottime from the file may lie ahead.
+            let until = min(
+                event.acceptedBoottimeMillis.saturatingAdd(syncWaitMillis), now.boottimeMillis.saturatingAdd(syncWaitMillis))
             if now.boottimeMillis < until { return .hold(untilBoottimeMillis: until) }
         }
         return .send(asStored)
+    }
+
+    /// Whether a clock now in state `now` tells a stamp's time better than it was told when
+    /// the stamp was made in state `then`.
+    static func trustGrew(from then: ClockState, to now: ClockState) -> Bool {
+        switch (then, now) {
+        case (.wrong, .synced), (.wrong, .unknown), (.unknown, .synced): true
+        default: false
+        }
     }
 
     /// The event with its true accept time known: a stamp that was off by more than a

@@ -6,14 +6,19 @@
 /// tokens, `event` renamed to `event_name`, and a `timestamp` appended when
 /// absent. Nested values are copied verbatim.
 public struct EventParser: Sendable {
-    /// The largest normalized event, in bytes.
+    /// The largest event, in bytes, as it is sent.
     public var maxEventBytes: Int
+    /// What delivery adds to each event (`context.trackq`): counted against ``maxEventBytes``,
+    /// so an event the API's own size limit would refuse is refused here, not dead-lettered.
+    public var sendOverheadBytes: Int
     /// The most events one array line may hold.
     public static let maxBatchEvents = 1000
 
-    /// Creates a parser refusing normalized events longer than `maxEventBytes`.
-    public init(maxEventBytes: Int) {
+    /// Creates a parser refusing events longer than `maxEventBytes` once normalized and sent
+    /// with `sendOverheadBytes` more.
+    public init(maxEventBytes: Int, sendOverheadBytes: Int = 0) {
         self.maxEventBytes = maxEventBytes
+        self.sendOverheadBytes = max(0, sendOverheadBytes)
     }
 
     /// Parses one request line, appending its normalized events to `batch`.
@@ -225,8 +230,9 @@ public struct EventParser: Sendable {
             batch.appendByte(UInt8(ascii: ","))
         }
         batch.closeEvent(stamped: stamp)
-        if batch.bytesWritten - start > maxEventBytes, fault == nil {
-            fault = IngestError(.tooLarge, state.prefix + "event exceeds max-event-bytes (\(maxEventBytes))")
+        if batch.bytesWritten - start > maxEventBytes - sendOverheadBytes, fault == nil {
+            let sent = sendOverheadBytes > 0 ? " as sent (context.trackq adds \(sendOverheadBytes) bytes)" : ""
+            fault = IngestError(.tooLarge, state.prefix + "event exceeds max-event-bytes (\(maxEventBytes))" + sent)
         }
     }
 

@@ -32,6 +32,8 @@ final class IngestServer: Service {
         var inheritedSocket: Int32?
         /// Stamps the time each line was read.
         var clock = HostClock.system
+        /// What delivery adds to each event, counted against `maxEventBytes`.
+        var eventSendOverhead = 0
     }
 
     private let channel: any Channel
@@ -58,7 +60,7 @@ final class IngestServer: Service {
     ) async throws -> IngestServer {
         let connections = ConnectionTracker(limit: options.maxConnections)
         let budget = IngestBudget(limit: options.maxBytesInFlight)
-        let parser = EventParser(maxEventBytes: options.maxEventBytes)
+        let parser = EventParser(maxEventBytes: options.maxEventBytes, sendOverheadBytes: options.eventSendOverhead)
         let face = http.map {
             HTTPFace(
                 $0, writer: writer, parser: parser, budget: budget, metrics: metrics, connections: connections,

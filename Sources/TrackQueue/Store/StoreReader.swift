@@ -43,8 +43,9 @@ final class QueueReader {
     }
 
     /// The oldest events with an id above `afterID`: at most `maxEvents`, and a body of at
-    /// most `maxBytes` (always at least one event, when there is one, whatever its size).
-    func readBatch(afterID: Int64 = 0, maxEvents: Int, maxBytes: Int) throws(SQLiteError) -> OutgoingBatch {
+    /// most `maxBytes` once each event has grown by `extraPerEvent` when sent (always at least
+    /// one event, when there is one, whatever its size).
+    func readBatch(afterID: Int64 = 0, maxEvents: Int, maxBytes: Int, extraPerEvent: Int = 0) throws(SQLiteError) -> OutgoingBatch {
         let stmt = try db.statement(
             """
             SELECT id, body, accepted_at_ms, accepted_boottime_ms, boot, clock_state, stamped
@@ -54,12 +55,14 @@ final class QueueReader {
         try stmt.bind(maxEvents, at: 2)
         defer { stmt.reset() }
         var batch = OutgoingBatch()
+        var grown = 0
         while try stmt.step() {
             let fits = stmt.withBytes(1) { text -> Bool in
-                // "[" + events joined by "," + "]"
-                let needed = batch.body.count + (batch.events.isEmpty ? 0 : 1) + text.count + 1
+                // "[" + events joined by "," + "]", each event as it is sent
+                let needed = batch.body.count + grown + extraPerEvent + (batch.events.isEmpty ? 0 : 1) + text.count + 1
                 guard batch.events.isEmpty || needed <= maxBytes else { return false }
                 if !batch.events.isEmpty { batch.body.append(UInt8(ascii: ",")) }
+                grown += extraPerEvent
                 let start = batch.body.count
                 batch.body.append(contentsOf: text)
                 batch.events.append(
@@ -99,8 +102,8 @@ final class StoreReader: Sendable {
         self.clock = clock
     }
 
-    /// The next batch of the queue; see ``QueueReader/readBatch(afterID:maxEvents:maxBytes:)``.
-    func readBatch(afterID: Int64 = 0, maxEvents: Int, maxBytes: Int) async throws -> OutgoingBatch {
+    /// The next batch of the queue; see ``QueueReader/readBatch(afterID:maxEvents:maxBytes:extraPerEvent:)``.
+    func readBatch(afterID: Int64 = 0, maxEvents: Int, maxBytes: Int, extraPerEvent: Int = 0) async throws -> OutgoingBatch {
         defer { reads.withLockedValue { $0 += 1 } }
         return try await pool.run { [path, queue] in
             try queue.withLockedValue { box in
@@ -109,7 +112,8 @@ final class StoreReader: Sendable {
                     reader.confineToBlockingThreads()
                     box = QueueReaderBox(reader: reader)
                 }
-                return try box!.reader.readBatch(afterID: afterID, maxEvents: maxEvents, maxBytes: maxBytes)
+                return try box!.reader.readBatch(
+                    afterID: afterID, maxEvents: maxEvents, maxBytes: maxBytes, extraPerEvent: extraPerEvent)
             }
         }
     }
