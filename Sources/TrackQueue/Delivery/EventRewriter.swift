@@ -136,28 +136,11 @@ enum EventRewriter {
         let wanted = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
         do throws(JSONSyntaxError) {
             while true {
-                guard s.peek() == UInt8(ascii: "\"") else { return .malformed }
-                let keyStart = s.position + 1
-                let escaped = try s.scanString()
-                let key = UnsafeRawBufferPointer(rebasing: bytes[keyStart..<(s.position - 1)])
-                s.skipWhitespace()
-                guard s.peek() == UInt8(ascii: ":") else { return .malformed }
-                s.position += 1
-                s.skipWhitespace()
-                let valueStart = s.position
-                try s.scanValue(level: level + 1)
-                let matches = escaped ? JSONScanner.decodeString(key).elementsEqual(wanted) : key.elementsEqual(wanted)
-                if matches { return .found(valueStart..<s.position) }
-                s.skipWhitespace()
-                switch s.peek() {
-                case UInt8(ascii: ","):
-                    s.position += 1
-                    s.skipWhitespace()
-                case UInt8(ascii: "}"):
-                    return .absent
-                default:
-                    return .malformed
-                }
+                let (member, isLast) = try s.scanMember(level: level)
+                let key = member.keyContent(in: bytes)
+                let matches = member.keyEscaped ? JSONScanner.decodeString(key).elementsEqual(wanted) : key.elementsEqual(wanted)
+                if matches { return .found(member.value) }
+                if isLast { return .absent }
             }
         } catch {
             return .malformed

@@ -168,42 +168,15 @@ public struct EventParser: Sendable {
         if s.peek() == UInt8(ascii: "}") {
             s.position += 1
         } else {
-            while true {
-                guard s.peek() == UInt8(ascii: "\"") else { throw s.fail("expected a string key") }
-                let keyStart = s.position
-                let keyEscaped = try s.scanString()
-                let keyEnd = s.position
-                s.skipWhitespace()
-                guard s.peek() == UInt8(ascii: ":") else { throw s.fail("expected ':'") }
-                s.position += 1
-                s.skipWhitespace()
-                let valueStart = s.position
-                var valueEscaped = false
-                if s.peek() == UInt8(ascii: "\"") {
-                    valueEscaped = try s.scanString()
-                } else {
-                    try s.scanValue(level: level + 1)
-                }
-                let member = EventMember(
-                    key: keyStart..<keyEnd, keyEscaped: keyEscaped,
-                    value: valueStart..<s.position, valueEscaped: valueEscaped)
-                let known = EventKnownKey(member.keyContent(in: s.bytes), escaped: keyEscaped)
+            var isLast = false
+            while !isLast {
+                let member: JSONMember
+                (member, isLast) = try s.scanMember(level: level)
+                let known = EventKnownKey(member.keyContent(in: s.bytes), escaped: member.keyEscaped)
                 if known == .other {
                     write(member, from: s.bytes, to: &batch)
                 } else {
                     handle(known, member, from: s.bytes, state: &state, batch: &batch, fault: &fault, unchecked: &unchecked)
-                }
-                s.skipWhitespace()
-                switch s.peek() {
-                case UInt8(ascii: ","):
-                    s.position += 1
-                    s.skipWhitespace()
-                case UInt8(ascii: "}"):
-                    s.position += 1
-                    finish(start: start, state: state, stampMillis: stampMillis, batch: &batch, fault: &fault)
-                    return
-                default:
-                    throw s.fail("expected ',' or '}'")
                 }
             }
         }
@@ -241,7 +214,7 @@ public struct EventParser: Sendable {
 
     /// Writes `key:value,` with the key's and value's raw source text.
     @inline(__always)
-    private func write(_ member: EventMember, from source: UnsafeRawBufferPointer, to batch: inout EventBatch) {
+    private func write(_ member: JSONMember, from source: UnsafeRawBufferPointer, to batch: inout EventBatch) {
         if member.key.upperBound + 1 == member.value.lowerBound {
             // `"key":value` is contiguous in the source: one copy.
             batch.appendRaw(UnsafeRawBufferPointer(rebasing: source[member.key.lowerBound..<member.value.upperBound]))
@@ -254,7 +227,7 @@ public struct EventParser: Sendable {
     }
 
     /// Writes `"event_name":value,`.
-    private func writeRenamed(_ member: EventMember, from source: UnsafeRawBufferPointer, to batch: inout EventBatch) {
+    private func writeRenamed(_ member: JSONMember, from source: UnsafeRawBufferPointer, to batch: inout EventBatch) {
         batch.appendRaw(UnsafeRawBufferPointer(Self.eventNameKey))
         batch.appendByte(UInt8(ascii: ":"))
         batch.appendRaw(UnsafeRawBufferPointer(rebasing: source[member.value]))
@@ -264,7 +237,7 @@ public struct EventParser: Sendable {
     /// Applies the rule of one of the six known keys and writes the member; a timestamp
     /// forwarded unchecked adds one to `unchecked`.
     private func handle(
-        _ key: EventKnownKey, _ member: EventMember, from source: UnsafeRawBufferPointer,
+        _ key: EventKnownKey, _ member: JSONMember, from source: UnsafeRawBufferPointer,
         state: inout EventParseState, batch: inout EventBatch, fault: inout IngestError?, unchecked: inout Int
     ) {
         if state.seen(key) {
@@ -328,7 +301,7 @@ public struct EventParser: Sendable {
     }
 
     /// Whether two string members hold the same decoded text.
-    private static func sameString(_ a: EventMember, _ b: EventMember, in source: UnsafeRawBufferPointer) -> Bool {
+    private static func sameString(_ a: JSONMember, _ b: JSONMember, in source: UnsafeRawBufferPointer) -> Bool {
         let ca = a.valueContent(in: source)
         let cb = b.valueContent(in: source)
         if !a.valueEscaped, !b.valueEscaped {
@@ -358,16 +331,7 @@ public struct ParseWarnings: Sendable, Equatable {
 
 /// One top-level member of an event: source ranges of its key and value
 /// (strings include their quotes).
-private struct EventMember {
-    var key: Range<Int>
-    var keyEscaped: Bool
-    var value: Range<Int>
-    var valueEscaped: Bool
-
-    func keyContent(in source: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: source[(key.lowerBound + 1)..<(key.upperBound - 1)])
-    }
-
+extension JSONMember {
     /// The bytes between the quotes of a string value.
     func valueContent(in source: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: source[(value.lowerBound + 1)..<(value.upperBound - 1)])
@@ -437,9 +401,9 @@ private struct EventParseState {
     var index: Int?
     var seenBits: UInt8 = 0
     /// The `event_name` member, once seen and valid.
-    var eventName: EventMember?
+    var eventName: JSONMember?
     /// The `event` alias member and where its renamed copy was written.
-    var alias: (member: EventMember, output: Range<Int>)?
+    var alias: (member: JSONMember, output: Range<Int>)?
 
     init(index: Int?) {
         self.index = index

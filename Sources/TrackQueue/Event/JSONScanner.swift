@@ -5,6 +5,21 @@ struct JSONSyntaxError: Error {
     var reason: String
 }
 
+/// One member of a JSON object, as ranges into the scanned buffer.
+struct JSONMember {
+    /// The key, quotes included.
+    var key: Range<Int>
+    var keyEscaped: Bool
+    var value: Range<Int>
+    /// For a string value: whether it holds a backslash escape.
+    var valueEscaped: Bool
+
+    /// The key between its quotes.
+    func keyContent(in source: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: source[(key.lowerBound + 1)..<(key.upperBound - 1)])
+    }
+}
+
 /// A single-pass, validating, byte-level JSON scanner over one buffer.
 ///
 /// It never builds values: it only checks the grammar (including UTF-8 and
@@ -96,25 +111,45 @@ struct JSONScanner {
             position += 1
             return
         }
-        while true {
-            guard peek() == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-            _ = try scanString()
-            skipWhitespace()
-            guard peek() == UInt8(ascii: ":") else { throw fail("expected ':'") }
+        while try !scanMember(level: level).isLast {}
+    }
+
+    /// Scans one member of the object of nesting `level`, starting at its key, and the `,`
+    /// after it (with the white space that follows) or the object's closing `}`.
+    ///
+    /// The one walk of an object's members: ``scanObject(level:)``, the event parser and the
+    /// delivery's rewriter all step through members with it.
+    /// - Returns: the member, and whether it was the object's last (its `}` is consumed).
+    @inline(__always)
+    mutating func scanMember(level: Int) throws(JSONSyntaxError) -> (member: JSONMember, isLast: Bool) {
+        guard peek() == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+        let keyStart = position
+        let keyEscaped = try scanString()
+        let keyEnd = position
+        skipWhitespace()
+        guard peek() == UInt8(ascii: ":") else { throw fail("expected ':'") }
+        position += 1
+        skipWhitespace()
+        let valueStart = position
+        var valueEscaped = false
+        if peek() == UInt8(ascii: "\"") {
+            valueEscaped = try scanString()
+        } else {
+            try scanValue(level: level + 1)
+        }
+        let member = JSONMember(
+            key: keyStart..<keyEnd, keyEscaped: keyEscaped, value: valueStart..<position, valueEscaped: valueEscaped)
+        skipWhitespace()
+        switch peek() {
+        case UInt8(ascii: ","):
             position += 1
             skipWhitespace()
-            try scanValue(level: level + 1)
-            skipWhitespace()
-            switch peek() {
-            case UInt8(ascii: ","):
-                position += 1
-                skipWhitespace()
-            case UInt8(ascii: "}"):
-                position += 1
-                return
-            default:
-                throw fail("expected ',' or '}'")
-            }
+            return (member, false)
+        case UInt8(ascii: "}"):
+            position += 1
+            return (member, true)
+        default:
+            throw fail("expected ',' or '}'")
         }
     }
 
