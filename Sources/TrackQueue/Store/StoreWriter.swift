@@ -31,8 +31,6 @@ final class StoreWriter: @unchecked Sendable {
 
     /// What the database held when it was opened.
     struct Opened: Sendable {
-        /// This boot's row in `boots`, if it could be written at the start.
-        var bootRow: Int64?
         var pendingEvents: Int64
         /// The clock as earlier boots left it, and as it read at the start.
         var clockHistory: ClockHistory
@@ -135,7 +133,7 @@ final class StoreWriter: @unchecked Sendable {
                     writer.store = store
                     continuation.resume(
                         returning: Opened(
-                            bootRow: store.bootRow, pendingEvents: store.counters.pendingEvents, clockHistory: history,
+                            pendingEvents: store.counters.pendingEvents, clockHistory: history,
                             clockReading: reading, clockState: clockState))
                 } catch {
                     writer.finish()
