@@ -56,10 +56,9 @@ private struct LoopRun {
                 for i in 0..<events {
                     let text = #"{"event_name":"e","user_id":"u","seq":\#(i)}"#
                     _ = try Array(text.utf8).withUnsafeBytes {
-                        try store.insertEvent($0, acceptedAtMillis: SystemClock.wallMillis(), boottimeMillis: SystemClock.boottimeMillis())
+                        try store.insertEvent(
+                            $0, acceptedAtMillis: SystemClock.wallMillis(), boottimeMillis: SystemClock.boottimeMillis(), delta: &delta)
                     }
-                    delta.pendingEvents += 1
-                    delta.pendingBytes += Int64(text.utf8.count)
                 }
             }
         }

@@ -91,7 +91,7 @@ import Testing
             dir, ["--endpoint", server.url, "--retry-initial", "50ms", "--retry-max", "100ms"],
             environment: ["TRACKQ_TOKEN": "t"])
         let pad = String(repeating: "z", count: 2000)
-        for _ in 0..<10 { try DeliveryTests.enqueue(1000, socket: dir.socket, extra: { _ in #","pad":"\#(pad)""# }) }
+        for _ in 0..<12 { try DeliveryTests.enqueue(1000, socket: dir.socket, extra: { _ in #","pad":"\#(pad)""# }) }
         let full = Self.fileSize(dir.database)
         #expect(full > 20 << 20, "\(full)")
 

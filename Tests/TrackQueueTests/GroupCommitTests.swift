@@ -26,17 +26,17 @@ import Testing
         return IngestSubmission(batch: batch, lines: entries, readAtMillis: 5, readAtBoottimeMillis: 6, completion: completion)
     }
 
-    /// Ids answered per line are those of the rows, in order, across statement boundaries
-    /// (32 rows a statement), refused lines and a second submission in the same group.
-    @Test func answeredIdsAreTheRowsIdsAcrossStatementBoundaries() throws {
+    /// Ids answered per line are those of the events, in order, across segment boundaries
+    /// (at most 256 events a segment), refused lines and a second submission in the same group.
+    @Test func answeredIdsAreTheEventsIdsAcrossSegmentBoundaries() throws {
         let dir = try TestDirectory()
         let store = try QueueStore(path: dir.database, durability: .full, bootID: "b")
         _ = try store.append([try submission([1], tag: "warm")], maxQueueBytes: 1 << 30)
         let answers = try store.append(
-            [try submission([40, nil, 1, 0, 31, nil, 33], tag: "a"), try submission([3, 65], tag: "b")], maxQueueBytes: 1 << 30)
+            [try submission([40, nil, 1, 0, 231, nil, 33], tag: "a"), try submission([3, 65], tag: "b")], maxQueueBytes: 1 << 30)
         let probe = DatabaseProbe(path: dir.database)
         var expected: [String] = []
-        let lines: [(Int, [Int?], String)] = [(0, [40, nil, 1, 0, 31, nil, 33], "a"), (1, [3, 65], "b")]
+        let lines: [(Int, [Int?], String)] = [(0, [40, nil, 1, 0, 231, nil, 33], "a"), (1, [3, 65], "b")]
         for (s, counts, tag) in lines {
             for (l, count) in counts.enumerated() {
                 switch (answers[s][l], count) {
@@ -54,8 +54,9 @@ import Testing
             }
         }
         #expect(try probe.strings("SELECT json_extract(body, '$.event_name') FROM queue WHERE id > 1 ORDER BY id") == expected)
-        #expect(try probe.scalar("SELECT count(*) FROM queue WHERE accepted_at_ms = 5 AND accepted_boottime_ms = 6") == 174)
-        #expect(store.counters.pendingEvents == 174)
+        #expect(try probe.scalar("SELECT count(*) FROM queue WHERE accepted_at_ms = 5 AND accepted_boottime_ms = 6") == 374)
+        #expect(try probe.scalar("SELECT count(*) FROM segments WHERE accepted_at_ms = 5") == 4)  // 1, 256 + 49, 68
+        #expect(store.counters.pendingEvents == 374)
     }
 
     /// A run already partly gone (an at-least-once repeat) is counted by what it removed.

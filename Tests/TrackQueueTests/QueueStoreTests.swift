@@ -4,16 +4,22 @@ import Testing
 @testable import TrackQueue
 
 @Suite struct QueueStoreTests {
-    /// A store with `count` events of `size` bytes each, written through the real writer path.
-    private func filledStore(_ dir: borrowing TestDirectory, count: Int, size: Int = 100) throws -> QueueStore {
+    /// A store with `count` events of `size` bytes each, `perSegment` a segment, written
+    /// through the writer's own segment path.
+    private func filledStore(_ dir: borrowing TestDirectory, count: Int, size: Int = 100, perSegment: Int = 7) throws -> QueueStore {
         let store = try QueueStore(path: dir.database, durability: .full, bootID: "test-boot")
         try store.transaction { delta in
+            store.segment.reset()
             for i in 0..<count {
                 let prefix = #"{"event_name":"e","user_id":"u","i":\#(i),"pad":""#
                 let text = prefix + String(repeating: "p", count: max(0, size - prefix.utf8.count - 2)) + "\"}"
-                _ = try Array(text.utf8).withUnsafeBytes { try store.insertEvent($0, acceptedAtMillis: 1000 + Int64(i), boottimeMillis: 7) }
-                delta.pendingEvents += 1
-                delta.pendingBytes += Int64(text.utf8.count)
+                Array(text.utf8).withUnsafeBytes { store.segment.append($0, stamped: i % 3 == 0) }
+                if store.segment.count == perSegment || i == count - 1 {
+                    try store.insertSegment(
+                        acceptedAtMillis: 1000 + Int64(i), boottimeMillis: 7, boot: store.ensureBootRow(), clockState: .synced,
+                        delta: &delta)
+                    store.segment.reset()
+                }
             }
         }
         return store
@@ -63,7 +69,10 @@ import Testing
         let reader = try QueueReader(path: dir.database)
         let batch = try reader.readBatch(maxEvents: 7, maxBytes: 2_000_000)
         #expect(batch.events.map(\.id) == Array(1...7))
-        #expect(batch.events.first?.acceptedAtMillis == 1000)
+        // The first seven are one segment: they share its accept time and clock state.
+        #expect(batch.events.map(\.acceptedAtMillis) == Array(repeating: 1006, count: 7))
+        #expect(batch.events.map(\.clockState) == Array(repeating: .synced, count: 7))
+        #expect(batch.events.map(\.stamped) == [true, false, false, true, false, false, true])
         #expect(batch.events.first?.acceptedBoottimeMillis == 7)
         withExtendedLifetime(store) {}
     }

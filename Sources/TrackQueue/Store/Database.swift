@@ -56,13 +56,14 @@ enum Database {
             """
             UPDATE counters SET accepted = accepted + ?, delivered = delivered + ?,
               dead_lettered = dead_lettered + ?, rejected = rejected + ?,
-              pending_events = pending_events + ?, pending_bytes = pending_bytes + ?, dead_dropped = dead_dropped + ?
+              pending_events = pending_events + ?, pending_bytes = pending_bytes + ?, dead_dropped = dead_dropped + ?,
+              last_id = last_id + ?, done_through = done_through + ?
             WHERE id = 1
             """,
             [
                 .integer(delta.accepted), .integer(delta.delivered), .integer(delta.deadLettered),
                 .integer(delta.rejected), .integer(delta.pendingEvents), .integer(delta.pendingBytes),
-                .integer(delta.deadDropped),
+                .integer(delta.deadDropped), .integer(delta.lastID), .integer(delta.doneThrough),
             ])
     }
 

@@ -70,16 +70,20 @@ public final class DeadLetterStore {
                 try db.queryRow("SELECT count(*), coalesce(sum(bytes), 0) FROM dead_letters \(filter)", bindings) {
                     ($0.int64(0), $0.int64(1))
                 } ?? (0, 0)
+            // Each one a segment of its own, with the next ids.
+            let lastID = try QueueCounters.read(db).lastID
             try db.run(
                 """
-                INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot)
-                SELECT body, bytes, ?, ?, ? FROM dead_letters \(filter) ORDER BY id
+                INSERT INTO segments (first_id, count, body, bytes, accepted_at_ms, accepted_boottime_ms, boot)
+                SELECT ? + row_number() OVER (ORDER BY id), 1, '[' || body || ']', bytes, ?, ?, ?
+                FROM dead_letters \(filter) ORDER BY id
                 """,
-                [.integer(nowMillis), .integer(boottimeMillis), .integer(boot)] + bindings)
+                [.integer(lastID), .integer(nowMillis), .integer(boottimeMillis), .integer(boot)] + bindings)
             try db.run("DELETE FROM dead_letters \(filter)", bindings)
             var delta = QueueCounters()
             delta.pendingEvents = moved
             delta.pendingBytes = bytes
+            delta.lastID = moved
             try Database.addToCounters(delta, in: db)
             return Int(moved)
         }

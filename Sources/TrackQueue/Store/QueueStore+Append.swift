@@ -73,7 +73,9 @@ extension QueueStore {
         var answers: [[LineAnswer]] = []
         answers.reserveCapacity(group.count)
         let boot = try ensureBootRow()
-        let pendingBefore = counters.pendingBytes
+        // Bytes queued as of this line: the counters, this transaction's earlier parts, and
+        // what this group accepted so far (counted in `delta` as each segment is inserted).
+        var pendingBytes = counters.pendingBytes + delta.pendingBytes
         var accepted: [Range<Int>] = []
         for submission in group {
             // 1. Which lines fit: answered with the ordinals of their events among the
@@ -96,7 +98,7 @@ extension QueueStore {
                         continue
                     }
                     let bytes = Int64(submission.batch.byteCount(of: range))
-                    if pendingBefore + delta.pendingBytes + bytes > limit {
+                    if pendingBytes + bytes > limit {
                         lineAnswers.append(.refused(.queueFull(limit: limit)))
                         delta.rejected += 1
                         continue
@@ -104,13 +106,13 @@ extension QueueStore {
                     accepted.append(range)
                     lineAnswers.append(.accepted(count: count, firstID: ordinal, lastID: ordinal + Int64(count) - 1))
                     ordinal += Int64(count)
-                    delta.accepted += Int64(count)
-                    delta.pendingEvents += Int64(count)
-                    delta.pendingBytes += bytes
+                    pendingBytes += bytes
                 }
             }
-            // 2. Insert them, many rows a statement; their ids are consecutive.
-            if let firstID = try insertEvents(of: submission, ranges: accepted, boot: boot, clockState: clock(submission)) {
+            // 2. Insert them, a segment at a time; their ids are consecutive.
+            if let firstID = try insertEvents(
+                of: submission, ranges: accepted, boot: boot, clockState: clock(submission), delta: &delta)
+            {
                 for (i, answer) in lineAnswers.enumerated() {
                     if case .accepted(let count, let first, let last) = answer, count > 0 {
                         lineAnswers[i] = .accepted(count: count, firstID: firstID + first, lastID: firstID + last)
@@ -122,65 +124,43 @@ extension QueueStore {
         return answers
     }
 
-    /// Inserts the events of `ranges` of the submission's batch, in order, up to
-    /// ``maxRowsPerInsert`` a statement, binding their bytes without copying them.
+    /// Inserts the events of `ranges` of the submission's batch, in order, as segments of
+    /// at most ``SegmentBuilder/maxEvents`` events.
     /// - Returns: the id of the first; the others follow it one by one. Nil if none.
     private func insertEvents(
-        of submission: IngestSubmission, ranges: [Range<Int>], boot: Int64, clockState: ClockState
-    ) throws -> Int64? {
-        let total = ranges.reduce(0) { $0 + $1.count }
-        guard total > 0 else { return nil }
+        of submission: IngestSubmission, ranges: [Range<Int>], boot: Int64, clockState: ClockState,
+        delta: inout QueueCounters
+    ) throws(SQLiteError) -> Int64? {
+        guard ranges.contains(where: { !$0.isEmpty }) else { return nil }
         let batch = submission.batch
         let (wall, boottime) = (submission.readAtMillis, submission.readAtBoottimeMillis)
-        return try batch.bytes.withUnsafeBytes { all -> Int64 in
-            var firstID: Int64?
-            var inserted = 0
-            var statement = try insertStatement(rows: min(total, Self.maxRowsPerInsert))
-            var slot = 0
-            var slots = min(total, Self.maxRowsPerInsert)
-            for range in ranges {
-                for i in range {
-                    let start = i == 0 ? 0 : batch.ends[i - 1]
-                    try statement.bindEvent(
-                        UnsafeRawBufferPointer(rebasing: all[start..<batch.ends[i]]), slot: slot, acceptedAtMillis: wall,
-                        boottimeMillis: boottime, boot: boot, clockState: clockState, stamped: batch.stamped[i])
-                    slot += 1
-                    guard slot == slots else { continue }
-                    _ = try statement.step()
-                    statement.reset()
-                    // AUTOINCREMENT gives one statement's rows ids one apart, each above every
-                    // id ever used; nothing else writes between our statements.
-                    let chunkFirst = db.lastInsertRowID - Int64(slots) + 1
-                    if let firstID, chunkFirst != firstID + Int64(inserted) {
-                        throw SQLiteError(code: SQLITE_INTERNAL, message: "queue ids are not consecutive")
+        var firstID: Int64?
+        var failure: SQLiteError?
+        batch.bytes.withUnsafeBytes { all in
+            do throws(SQLiteError) {
+                segment.reset()
+                for range in ranges {
+                    for i in range {
+                        let start = i == 0 ? 0 : batch.ends[i - 1]
+                        segment.append(UnsafeRawBufferPointer(rebasing: all[start..<batch.ends[i]]), stamped: batch.stamped[i])
+                        guard segment.isFull else { continue }
+                        let id = try insertSegment(
+                            acceptedAtMillis: wall, boottimeMillis: boottime, boot: boot, clockState: clockState, delta: &delta)
+                        firstID = firstID ?? id
+                        segment.reset()
                     }
-                    firstID = firstID ?? chunkFirst
-                    inserted += slots
-                    slot = 0
-                    slots = min(total - inserted, Self.maxRowsPerInsert)
-                    if slots > 0 && slots != Self.maxRowsPerInsert { statement = try insertStatement(rows: slots) }
                 }
+                if segment.count > 0 {
+                    let id = try insertSegment(
+                        acceptedAtMillis: wall, boottimeMillis: boottime, boot: boot, clockState: clockState, delta: &delta)
+                    firstID = firstID ?? id
+                }
+            } catch {
+                failure = error
             }
-            return firstID!
         }
-    }
-}
-
-extension SQLiteStatement {
-    /// Binds one event's columns as row `slot` of a multi-row `INSERT INTO queue`; `body`
-    /// must stay valid until the next `step()`.
-    func bindEvent(
-        _ body: UnsafeRawBufferPointer, slot: Int, acceptedAtMillis: Int64, boottimeMillis: Int64, boot: Int64,
-        clockState: ClockState, stamped: Bool
-    ) throws(SQLiteError) {
-        let base = Int32(slot * 7)
-        try bindText(body, at: base + 1)
-        try bind(body.count, at: base + 2)
-        try bind(acceptedAtMillis, at: base + 3)
-        try bind(boottimeMillis, at: base + 4)
-        try bind(boot, at: base + 5)
-        try bind(clockState.code, at: base + 6)
-        try bind(stamped ? 1 : 0, at: base + 7)
+        if let failure { throw failure }
+        return firstID
     }
 }
 

@@ -27,34 +27,10 @@ extension QueueStore {
     /// Removes delivered events from the queue, a run at a time; call inside ``transaction(_:)``.
     ///
     /// Each run is events that lie next to each other in a batch read in queue order (one
-    /// range the API answered 2xx), so the queue holds nothing else between its first id and
-    /// its last: later events get higher ids. One range `DELETE` removes the run. When the
-    /// whole run is still there (a `count(*)` of the range says so) the batch's own sizes
-    /// are counted; otherwise what the `DELETE` returns is, so events already gone are not
-    /// counted twice. (`RETURNING` costs about 1 µs an event; the count, a fraction of that.)
+    /// range the API answered 2xx). Events already gone are not counted twice.
     func removeDelivered(_ runs: [ArraySlice<OutgoingBatch.Event>], delta: inout QueueCounters) throws(SQLiteError) {
         for run in runs {
-            guard let first = run.first?.id, let last = run.last?.id else { continue }
-            let present =
-                try db.queryRow(
-                    "SELECT count(*) FROM queue WHERE id BETWEEN ? AND ?", [.integer(first), .integer(last)]
-                ) { $0.int(0) } ?? 0
-            if present == run.count {
-                try db.run("DELETE FROM queue WHERE id BETWEEN ? AND ?", [.integer(first), .integer(last)])
-                delta.delivered += Int64(run.count)
-                delta.pendingEvents -= Int64(run.count)
-                delta.pendingBytes -= Int64(run.reduce(0) { $0 + $1.range.count })
-                continue
-            }
-            let stmt = try db.statement("DELETE FROM queue WHERE id BETWEEN ? AND ? RETURNING bytes")
-            try stmt.bind(first, at: 1)
-            try stmt.bind(last, at: 2)
-            defer { stmt.reset() }
-            while try stmt.step() {
-                delta.delivered += 1
-                delta.pendingEvents -= 1
-                delta.pendingBytes -= stmt.int64(0)
-            }
+            delta.delivered += try finish(run, delta: &delta)
         }
     }
 
@@ -63,20 +39,124 @@ extension QueueStore {
         _ event: OutgoingBatch.Event, reason: DeadLetterReason, status: Int?, response: String?,
         failedAtMillis: Int64, delta: inout QueueCounters
     ) throws(SQLiteError) {
+        guard try isQueued(event.id, delta: delta) else { return }
+        let found = try withStoredEvent(event.id) { text throws(SQLiteError) -> Bool in
+            let stmt = try db.statement(
+                """
+                INSERT INTO dead_letters (event_id, body, bytes, accepted_at_ms, failed_at_ms, reason, status, response)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            defer { stmt.reset() }
+            try stmt.bind(
+                [
+                    .integer(event.id), .null, .integer(Int64(text.count)), .integer(event.acceptedAtMillis),
+                    .integer(failedAtMillis), .text(reason.rawValue), status.map { .integer(Int64($0)) } ?? .null,
+                    response.map { .text(String($0.prefix(Self.maxStoredAnswer))) } ?? .null,
+                ])
+            try stmt.bindText(text, at: 2)
+            _ = try stmt.step()
+            return true
+        }
+        guard found == true else { return }
+        delta.deadLettered += try finish(CollectionOfOne(event), delta: &delta)
+    }
+
+    // MARK: Events leave the queue
+
+    /// Takes `run` (events next to each other in queue order) out of the queue: the mark
+    /// moves past them if nothing queued lies before them, otherwise they become gaps.
+    /// Segments wholly behind the mark are deleted.
+    /// - Returns: how many of them were still queued (and are counted out of `pending`).
+    private func finish(_ run: some Collection<OutgoingBatch.Event>, delta: inout QueueCounters) throws(SQLiteError) -> Int64 {
+        guard let first = run.first?.id, let last = run.map(\.id).max() else { return 0 }
+        let mark = counters.doneThrough + delta.doneThrough
+        guard last > mark else { return 0 }
+        var gone = Set<Int64>()
+        let gaps = try db.statement("SELECT id FROM gaps WHERE id BETWEEN ? AND ?")
+        try gaps.bind(max(first, mark + 1), at: 1)
+        try gaps.bind(last, at: 2)
+        while try gaps.step() { gone.insert(gaps.int64(0)) }
+        gaps.reset()
+        var left: Int64 = 0
+        var bytes: Int64 = 0
+        for event in run where event.id > mark && !gone.contains(event.id) {
+            left += 1
+            bytes += Int64(event.range.count)
+        }
+        delta.pendingEvents -= left
+        delta.pendingBytes -= bytes
+        var nothingQueuedBefore = first <= mark + 1
+        if !nothingQueuedBefore { nothingQueuedBefore = try firstQueued(after: mark, delta: delta) >= first }
+        if nothingQueuedBefore {
+            try advanceMark(to: last, delta: &delta)
+        } else {
+            let insert = try db.statement("INSERT OR IGNORE INTO gaps (id) VALUES (?)")
+            for event in run where event.id > mark && !gone.contains(event.id) {
+                try insert.bind(event.id, at: 1)
+                _ = try insert.step()
+                insert.reset()
+            }
+        }
+        return left
+    }
+
+    /// Moves the mark to `target`, then past the gaps and ids without events right after it,
+    /// and deletes what lies behind it.
+    private func advanceMark(to target: Int64, delta: inout QueueCounters) throws(SQLiteError) {
+        let mark = counters.doneThrough + delta.doneThrough
+        guard target > mark else { return }
+        let next = try firstQueued(after: target, delta: delta)
+        let newMark = next - 1
+        try db.run("DELETE FROM gaps WHERE id <= ?", [.integer(newMark)])
         try db.run(
-            """
-            INSERT INTO dead_letters (event_id, body, bytes, accepted_at_ms, failed_at_ms, reason, status, response)
-            SELECT id, body, bytes, accepted_at_ms, ?, ?, ?, ? FROM queue WHERE id = ?
-            """,
-            [
-                .integer(failedAtMillis), .text(reason.rawValue), status.map { .integer(Int64($0)) } ?? .null,
-                response.map { .text(String($0.prefix(Self.maxStoredAnswer))) } ?? .null, .integer(event.id),
-            ])
-        guard db.changes == 1 else { return }
-        try db.run("DELETE FROM queue WHERE id = ?", [.integer(event.id)])
-        delta.deadLettered += 1
-        delta.pendingEvents -= 1
-        delta.pendingBytes -= Int64(event.range.count)
+            "DELETE FROM segments WHERE first_id <= ? AND first_id + count - 1 <= ?", [.integer(newMark), .integer(newMark)])
+        delta.doneThrough += newMark - mark
+    }
+
+    /// The smallest id above `id` of an event still queued; one past the last id given if none.
+    private func firstQueued(after id: Int64, delta: QueueCounters) throws(SQLiteError) -> Int64 {
+        let segments = try db.statement("SELECT first_id, count FROM segments WHERE first_id + count - 1 > ? ORDER BY first_id")
+        defer { segments.reset() }
+        try segments.bind(id, at: 1)
+        let gap = try db.statement("SELECT 1 FROM gaps WHERE id = ?")
+        var candidate = id + 1
+        while try segments.step() {
+            let last = segments.int64(0) + segments.int64(1) - 1
+            candidate = max(candidate, segments.int64(0))
+            while candidate <= last {
+                try gap.bind(candidate, at: 1)
+                let isGap = try gap.step()
+                gap.reset()
+                if !isGap { return candidate }
+                candidate += 1
+            }
+        }
+        return counters.lastID + delta.lastID + 1
+    }
+
+    /// Whether event `id` is still in the queue: behind no mark, in no gap.
+    private func isQueued(_ id: Int64, delta: QueueCounters) throws(SQLiteError) -> Bool {
+        guard id > counters.doneThrough + delta.doneThrough else { return false }
+        return try db.queryRow("SELECT 1 FROM gaps WHERE id = ?", [.integer(id)]) { _ in true } == nil
+    }
+
+    /// Hands the stored JSON of event `id` to `body`; nil if no segment holds it.
+    private func withStoredEvent<T>(_ id: Int64, _ body: (UnsafeRawBufferPointer) throws(SQLiteError) -> T) throws(SQLiteError) -> T? {
+        let stmt = try db.statement("SELECT first_id, count, body, ends FROM segments WHERE first_id <= ? ORDER BY first_id DESC LIMIT 1")
+        defer { stmt.reset() }
+        try stmt.bind(id, at: 1)
+        guard try stmt.step() else { return nil }
+        let index = Int(id - stmt.int64(0))
+        let count = stmt.int(1)
+        guard index >= 0, index < count else { return nil }
+        return try stmt.withBytes(2) { text throws(SQLiteError) -> T? in
+            try stmt.withBytes(3) { ends throws(SQLiteError) -> T? in
+                guard let view = SegmentView(count: count, body: text, ends: ends, stamped: .init(start: nil, count: 0)),
+                    let range = view.range(of: index)
+                else { return nil }
+                return try body(UnsafeRawBufferPointer(rebasing: text[range]))
+            }
+        }
     }
 
     /// The most of an API's answer a dead letter keeps, in characters.

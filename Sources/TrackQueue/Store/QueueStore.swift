@@ -10,6 +10,10 @@ public struct QueueCounters: Sendable, Equatable {
     public var pendingBytes: Int64 = 0
     /// Dead letters dropped, oldest first, to keep within `--max-dead-letters`.
     public var deadDropped: Int64 = 0
+    /// The highest event id ever given (ids are never reused).
+    public var lastID: Int64 = 0
+    /// Every event with an id up to this one has left the queue (see ``QueueStore/finish(_:delta:)``).
+    public var doneThrough: Int64 = 0
 
     public init() {}
 
@@ -21,12 +25,18 @@ public struct QueueCounters: Sendable, Equatable {
         pendingEvents += delta.pendingEvents
         pendingBytes += delta.pendingBytes
         deadDropped += delta.deadDropped
+        lastID += delta.lastID
+        doneThrough += delta.doneThrough
     }
 
     /// The `counters` row, from any connection (the writer's, or `trackq status`'s).
     static func read(_ db: SQLiteConnection) throws(SQLiteError) -> QueueCounters {
         try db.queryRow(
-            "SELECT accepted, delivered, dead_lettered, rejected, pending_events, pending_bytes, dead_dropped FROM counters WHERE id = 1"
+            """
+            SELECT accepted, delivered, dead_lettered, rejected, pending_events, pending_bytes, dead_dropped, last_id,
+              done_through
+            FROM counters WHERE id = 1
+            """
         ) { row in
             var c = QueueCounters()
             c.accepted = row.int64(0)
@@ -36,6 +46,8 @@ public struct QueueCounters: Sendable, Equatable {
             c.pendingEvents = row.int64(4)
             c.pendingBytes = row.int64(5)
             c.deadDropped = row.int64(6)
+            c.lastID = row.int64(7)
+            c.doneThrough = row.int64(8)
             return c
         } ?? QueueCounters()
     }
@@ -55,27 +67,43 @@ final class QueueStore {
     /// The counters as of the last commit; refreshed from the database after a rollback.
     private(set) var counters = QueueCounters()
 
-    /// The most events one `INSERT` statement adds: one statement's fixed cost (and the
-    /// `AUTOINCREMENT` bookkeeping SQLite does per statement) is shared by that many rows.
-    static let maxRowsPerInsert = 32
+    /// The segment being built, in buffers kept from one commit to the next.
+    var segment = SegmentBuilder()
 
-    /// `INSERT` statements for 1…``maxRowsPerInsert`` rows, prepared on first use; index = rows.
-    private var insertStatements = [SQLiteStatement?](repeating: nil, count: maxRowsPerInsert + 1)
-
-    static func insertEventsSQL(rows: Int) -> String {
-        "INSERT INTO queue (body, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state, stamped) VALUES "
-            + repeatElement("(?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
-    }
-
-    /// The prepared `INSERT` of `rows` events (1…``maxRowsPerInsert``), reset.
-    func insertStatement(rows: Int) throws(SQLiteError) -> SQLiteStatement {
-        if let statement = insertStatements[rows] {
-            statement.reset()
-            return statement
+    /// Inserts ``segment`` as the queue's next segment, its events given the next ids;
+    /// call inside ``transaction(_:)``.
+    /// - Returns: the id of its first event.
+    @discardableResult
+    func insertSegment(
+        acceptedAtMillis: Int64, boottimeMillis: Int64, boot: Int64, clockState: ClockState, delta: inout QueueCounters
+    ) throws(SQLiteError) -> Int64 {
+        precondition(segment.count > 0, "an empty segment")
+        let firstID = counters.lastID + delta.lastID + 1
+        let stmt = try db.statement(
+            """
+            INSERT INTO segments (first_id, count, body, ends, stamped, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        defer { stmt.reset() }
+        try stmt.bind(firstID, at: 1)
+        try stmt.bind(segment.count, at: 2)
+        try stmt.bind(segment.bytes, at: 6)
+        try stmt.bind(acceptedAtMillis, at: 7)
+        try stmt.bind(boottimeMillis, at: 8)
+        try stmt.bind(boot, at: 9)
+        try stmt.bind(clockState.code, at: 10)
+        try segment.withColumns { body, ends, stamped throws(SQLiteError) in
+            // Bound without a copy: valid only until the closure returns.
+            try stmt.bindText(body, at: 3)
+            if let ends { try stmt.bindBlob(ends, at: 4) }
+            if let stamped { try stmt.bindBlob(stamped, at: 5) }
+            _ = try stmt.step()
         }
-        let statement = try db.statement(Self.insertEventsSQL(rows: rows))
-        insertStatements[rows] = statement
-        return statement
+        delta.lastID += Int64(segment.count)
+        delta.accepted += Int64(segment.count)
+        delta.pendingEvents += Int64(segment.count)
+        delta.pendingBytes += Int64(segment.bytes)
+        return firstID
     }
 
     /// The most the WAL keeps between checkpoints and across restarts: a reserve of space
@@ -187,19 +215,19 @@ final class QueueStore {
 
     // MARK: Queue
 
-    /// Appends one normalized event to the end of the queue; call inside ``transaction(_:)``.
+    /// Appends one normalized event to the end of the queue, a segment of its own; call
+    /// inside ``transaction(_:)``.
     /// - Returns: its queue id.
+    @discardableResult
     func insertEvent(
         _ body: UnsafeRawBufferPointer, acceptedAtMillis: Int64, boottimeMillis: Int64, clockState: ClockState = .unknown,
-        stamped: Bool = false
+        stamped: Bool = false, delta: inout QueueCounters
     ) throws(SQLiteError) -> Int64 {
-        let stmt = try insertStatement(rows: 1)
-        try stmt.bindEvent(
-            body, slot: 0, acceptedAtMillis: acceptedAtMillis, boottimeMillis: boottimeMillis, boot: bootRow ?? 0,
-            clockState: clockState, stamped: stamped)
-        _ = try stmt.step()
-        stmt.reset()
-        return db.lastInsertRowID
+        segment.reset()
+        segment.append(body, stamped: stamped)
+        return try insertSegment(
+            acceptedAtMillis: acceptedAtMillis, boottimeMillis: boottimeMillis, boot: bootRow ?? 0, clockState: clockState,
+            delta: &delta)
     }
 
     // MARK: Daemon state

@@ -179,6 +179,12 @@ final class SQLiteStatement {
         try check(sqlite3_bind_text(stmt, index, base, Int32(bytes.count), nil))
     }
 
+    /// Binds bytes as a BLOB without copying them: they must stay valid until the next
+    /// `step()` has returned.
+    func bindBlob(_ bytes: UnsafeRawBufferPointer, at index: Int32) throws(SQLiteError) {
+        try check(sqlite3_bind_blob(stmt, index, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(bytes.count), nil))
+    }
+
     /// Advances; true when a row is available.
     func step() throws(SQLiteError) -> Bool {
         let rc = sqlite3_step(stmt)
@@ -200,10 +206,10 @@ final class SQLiteStatement {
     }
 
     /// The column's bytes, valid until the next step or reset.
-    func withBytes<T>(_ column: Int32, _ body: (UnsafeRawBufferPointer) -> T) -> T {
+    func withBytes<T, E: Error>(_ column: Int32, _ body: (UnsafeRawBufferPointer) throws(E) -> T) throws(E) -> T {
         let p = sqlite3_column_blob(stmt, column)
         let n = Int(sqlite3_column_bytes(stmt, column))
-        return body(UnsafeRawBufferPointer(start: p, count: n))
+        return try body(UnsafeRawBufferPointer(start: p, count: n))
     }
 
     private func check(_ rc: Int32) throws(SQLiteError) {

@@ -80,6 +80,49 @@ enum Schema {
         """
         ALTER TABLE queue ADD COLUMN stamped INTEGER;
         """,
+        // 5: the queue a group commit at a time. A segment holds one submission's events as
+        // the JSON array they are sent as, so that accepting them is one row and delivering
+        // them one row's removal, not one of each per event. An event's id is its segment's
+        // first id plus its index. Events leave in order: every id up to `done_through` has
+        // left the queue; an event that left before an earlier one (a 400's bisection, a dead
+        // letter) is a row of `gaps` until the mark passes it. Events queued before this
+        // migration become segments of one event each; `queue` stays as a view for operators.
+        """
+        CREATE TABLE segments (
+            first_id             INTEGER PRIMARY KEY,  -- the id of its first event; the others follow one by one
+            count                INTEGER NOT NULL,     -- events
+            body                 TEXT NOT NULL,        -- "[e1,e2,...]", each event's normalized JSON
+            ends                 BLOB,                 -- where each event ends in body: 4 bytes each, little-endian; NULL for one event
+            stamped              BLOB,                 -- a byte an event, 1 if trackq stamped its timestamp; NULL if none was
+            bytes                INTEGER NOT NULL,     -- sum of the events' sizes
+            accepted_at_ms       INTEGER NOT NULL,
+            accepted_boottime_ms INTEGER NOT NULL,
+            boot                 INTEGER NOT NULL REFERENCES boots(id),
+            clock_state          INTEGER
+        );
+        CREATE TABLE gaps (
+            id INTEGER PRIMARY KEY                     -- an event above done_through that has left the queue
+        );
+        ALTER TABLE counters ADD COLUMN last_id INTEGER NOT NULL DEFAULT 0;       -- the highest event id ever given
+        ALTER TABLE counters ADD COLUMN done_through INTEGER NOT NULL DEFAULT 0;  -- every event up to it has left
+        UPDATE counters SET
+            last_id = max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'queue'), 0),
+                          coalesce((SELECT max(id) FROM queue), 0)),
+            done_through = coalesce((SELECT min(id) - 1 FROM queue),
+                                    (SELECT seq FROM sqlite_sequence WHERE name = 'queue'), 0)
+        WHERE id = 1;
+        INSERT INTO segments (first_id, count, body, ends, stamped, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state)
+            SELECT id, 1, '[' || body || ']', NULL, CASE WHEN stamped = 1 THEN x'01' END, bytes,
+                   accepted_at_ms, accepted_boottime_ms, boot, clock_state
+            FROM queue ORDER BY id;
+        DROP TABLE queue;
+        CREATE VIEW queue (id, body, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state, stamped) AS
+            SELECT s.first_id + e.key, e.value, length(CAST(e.value AS BLOB)), s.accepted_at_ms, s.accepted_boottime_ms,
+                   s.boot, s.clock_state, coalesce(hex(substr(s.stamped, e.key + 1, 1)) = '01', 0)
+            FROM segments AS s, json_each(s.body) AS e
+            WHERE s.first_id + e.key > (SELECT done_through FROM counters WHERE id = 1)
+              AND s.first_id + e.key NOT IN (SELECT id FROM gaps);
+        """,
     ]
 
     /// Applies the migrations the database has not seen, each in its own transaction.

@@ -35,7 +35,7 @@ public enum StatusReader {
         do {
             let running = DatabaseLock.isHeld(database: path)
             let counters = try QueueCounters.read(db)
-            let oldest = try db.queryRow("SELECT accepted_at_ms FROM queue ORDER BY id LIMIT 1") { $0.int64(0) }
+            let oldest = try db.queryRow("SELECT accepted_at_ms FROM segments ORDER BY first_id LIMIT 1") { $0.int64(0) }
             let deadLetters = try db.queryRow("SELECT count(*) FROM dead_letters") { $0.int64(0) } ?? 0
             let owner = try db.queryRow("SELECT pid, started_at_ms FROM daemon_state WHERE id = 1") {
                 ($0.optionalInt64(0), $0.optionalInt64(1))

@@ -1,3 +1,4 @@
+import CSQLite
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -31,10 +32,12 @@ public struct OutgoingBatch: Sendable, Equatable {
 
 /// Reads the queue in order, a bounded batch at a time, on a connection of its own.
 ///
-/// WAL lets it read while the writer commits. It never loads the queue: each read is one
-/// `id > ? ORDER BY id LIMIT ?` walk that stops at the event or byte limit.
+/// WAL lets it read while the writer commits. It never loads the queue: each read walks the
+/// segments from the first one holding an id above the cursor, and stops at the event or
+/// byte limit.
 final class QueueReader {
     private let db: SQLiteConnection
+    private var gaps: [Int64] = []
 
     func confineToBlockingThreads() { db.confinedToBlockingThreads = true }
 
@@ -46,36 +49,82 @@ final class QueueReader {
     /// most `maxBytes` once each event has grown by `extraPerEvent` when sent (always at least
     /// one event, when there is one, whatever its size).
     func readBatch(afterID: Int64 = 0, maxEvents: Int, maxBytes: Int, extraPerEvent: Int = 0) throws(SQLiteError) -> OutgoingBatch {
+        // One snapshot: the mark, the gaps and the segments agree with each other.
+        try db.execute("BEGIN")
+        defer { try? db.rollbackIfNeeded() }
+        let mark = try db.queryRow("SELECT done_through FROM counters WHERE id = 1") { $0.int64(0) } ?? 0
+        let after = max(afterID, mark)
+        // Gaps are rare (a 400's bisection leaves them); when there are any ahead, each
+        // segment's own are looked up as it is read.
+        let anyGaps = try db.queryRow("SELECT 1 FROM gaps WHERE id > ? LIMIT 1", [.integer(after)]) { _ in true } ?? false
+        let gapRows = try db.statement("SELECT id FROM gaps WHERE id BETWEEN ? AND ? ORDER BY id")
+
         let stmt = try db.statement(
             """
-            SELECT id, body, accepted_at_ms, accepted_boottime_ms, boot, clock_state, stamped
-            FROM queue WHERE id > ? ORDER BY id LIMIT ?
+            SELECT first_id, count, body, ends, stamped, accepted_at_ms, accepted_boottime_ms, boot, clock_state
+            FROM segments
+            WHERE first_id >= coalesce((SELECT max(first_id) FROM segments WHERE first_id <= ?), 0)
+            ORDER BY first_id
             """)
-        try stmt.bind(afterID, at: 1)
-        try stmt.bind(maxEvents, at: 2)
+        try stmt.bind(after &+ 1, at: 1)
         defer { stmt.reset() }
         var batch = OutgoingBatch()
         var grown = 0
-        while try stmt.step() {
-            let fits = stmt.withBytes(1) { text -> Bool in
-                // "[" + events joined by "," + "]", each event as it is sent
-                let needed = batch.body.count + grown + extraPerEvent + (batch.events.isEmpty ? 0 : 1) + text.count + 1
-                guard batch.events.isEmpty || needed <= maxBytes else { return false }
-                if !batch.events.isEmpty { batch.body.append(UInt8(ascii: ",")) }
-                grown += extraPerEvent
-                let start = batch.body.count
-                batch.body.append(contentsOf: text)
-                batch.events.append(
-                    .init(
-                        id: stmt.int64(0), range: start..<batch.body.count,
-                        acceptedAtMillis: stmt.int64(2), acceptedBoottimeMillis: stmt.int64(3), boot: stmt.int64(4),
-                        clockState: stmt.optionalInt64(5).flatMap(ClockState.init(code:)), stamped: stmt.int64(6) == 1))
-                return true
+        segments: while try stmt.step() {
+            let firstID = stmt.int64(0)
+            let count = stmt.int(1)
+            gaps.removeAll(keepingCapacity: true)
+            if anyGaps {
+                try gapRows.bind(firstID, at: 1)
+                try gapRows.bind(firstID &+ Int64(count), at: 2)
+                while try gapRows.step() { gaps.append(gapRows.int64(0)) }
+                gapRows.reset()
             }
-            if !fits { break }
+            var nextGap = 0
+            let clockState = stmt.optionalInt64(8).flatMap(ClockState.init(code:))
+            let (wall, boottime, boot) = (stmt.int64(5), stmt.int64(6), stmt.int64(7))
+            let full = try stmt.withBytes(2) { text throws(SQLiteError) -> Bool in
+                try stmt.withBytes(3) { ends throws(SQLiteError) -> Bool in
+                    try stmt.withBytes(4) { stamped throws(SQLiteError) -> Bool in
+                        guard let view = SegmentView(count: count, body: text, ends: ends, stamped: stamped) else {
+                            throw SQLiteError.damagedSegment(firstID)
+                        }
+                        for index in 0..<count {
+                            let id = firstID &+ Int64(index)
+                            guard id > after else { continue }
+                            guard batch.events.count < maxEvents else { return true }
+                            while nextGap < gaps.count && gaps[nextGap] < id { nextGap += 1 }
+                            if nextGap < gaps.count && gaps[nextGap] == id { continue }
+                            guard let range = view.range(of: index) else { throw SQLiteError.damagedSegment(firstID) }
+                            // "[" + events joined by "," + "]", each event as it is sent
+                            let needed =
+                                batch.body.count + grown + extraPerEvent + (batch.events.isEmpty ? 0 : 1) + range.count + 1
+                            guard batch.events.isEmpty || needed <= maxBytes else { return true }
+                            if !batch.events.isEmpty { batch.body.append(UInt8(ascii: ",")) }
+                            grown += extraPerEvent
+                            let start = batch.body.count
+                            batch.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: text[range]))
+                            batch.events.append(
+                                .init(
+                                    id: id, range: start..<batch.body.count, acceptedAtMillis: wall,
+                                    acceptedBoottimeMillis: boottime, boot: boot, clockState: clockState,
+                                    stamped: view.isStamped(index)))
+                        }
+                        return false
+                    }
+                }
+            }
+            if full { break segments }
         }
         batch.body.append(UInt8(ascii: "]"))
         return batch
+    }
+}
+
+extension SQLiteError {
+    /// A segment whose columns do not agree: only a damaged file holds one.
+    static func damagedSegment(_ firstID: Int64) -> SQLiteError {
+        SQLiteError(code: SQLITE_CORRUPT, message: "the queue's segment at id \(firstID) is damaged")
     }
 }
 
