@@ -127,3 +127,14 @@ import Testing
         }
     }
 }
+
+extension QueueStoreTests {
+    /// Delivered segments are freed without being written once more: the writer's connection
+    /// zeroes deleted content only where a page is written anyway (Debian's SQLite would
+    /// otherwise zero, and so write, every freed overflow page).
+    @Test func freedPagesAreNotZeroedAtTheCostOfAWrite() throws {
+        let dir = try TestDirectory()
+        let store = try QueueStore(path: dir.database, durability: .full, bootID: "b")
+        #expect(try store.db.queryRow("PRAGMA secure_delete") { $0.int(0) } == 2)
+    }
+}
