@@ -204,6 +204,33 @@ private let hour: Int64 = 3_600_000
         #expect(sent.utf8.count - stored.utf8.count > EventRewriter.maxNoteBytes - 16, "the allowance is not far above the need")
     }
 
+    /// The walk to `context` steps over strings holding brackets, quotes and escapes, and
+    /// over nested containers, without validating.
+    @Test func theWalkStepsOverAnyValueBeforeTheContext() {
+        let fix = EventTimeFix(timestampMillis: nil, word: .repaired, acceptedAtMillis: 1_795_824_000_123)
+        let stored = #"{"a":"x}\"{[","n":-1.5e3,"t":true,"z":null,"l":[1,{"c":"]"},[]],"context":{"b":[1,{"c":"}"}]}}"#
+        #expect(
+            rewrite(stored, fix: fix)
+                == #"{"a":"x}\"{[","n":-1.5e3,"t":true,"z":null,"l":[1,{"c":"]"},[]],"context":{"# + note
+                + #","b":[1,{"c":"}"}]}}"#)
+    }
+
+    /// A stored text damaged on disk is sent as it is (the API refuses it, and it becomes a
+    /// dead letter); nothing traps.
+    @Test func aDamagedStoredTextIsSentAsItIs() {
+        let fix = EventTimeFix(timestampMillis: nil, word: .repaired, acceptedAtMillis: 1_795_824_000_123)
+        for damaged in [
+            #"{"a":"x}"#, #"{"a":}"#, #"{"a" 1}"#, #"{"a":1 "b":2}"#, #"{"context":{"a":"x}"#, #"{"context":{"a":}}"#,
+            #"{"context":[1}"#, #"{"a":[[[[}"#, #"{:1}"#, #"{"a":1,}"#, #"{"a"#, "{\"context\":{\"x\":\"\\\"}",
+        ] {
+            var out: [UInt8] = []
+            Array(damaged.utf8).withUnsafeBytes {
+                EventRewriter.append($0, fix: fix, sentAtMillis: 1_795_824_060_000, annotate: true, to: &out)
+            }
+            #expect(String(decoding: out, as: UTF8.self) == damaged)
+        }
+    }
+
     @Test func aStoredTextOfAnotherShapeIsSentAsItIs() {
         // No stamp at the end to replace, a context that is not an object: nothing guessed.
         let odd = #"{"event_name":"e","context":"x"}"#

@@ -6,12 +6,26 @@
 /// present, is an object. Anything else (which would be a bug, or a file changed by hand) is
 /// sent as stored rather than guessed at.
 ///
-/// On the delivery path for every event: it scans the event once, up to its `context`, and
-/// copies it into the request body in at most three pieces, with no allocation of its own.
+/// On the delivery path for every event: it walks the event's members once, up to its
+/// `context`, and copies it into the request body in at most three pieces, with no
+/// allocation of its own. The walk does not validate: the text was validated when it was
+/// accepted, and the walk only finds where members begin and end, within bounds, so a text
+/// damaged on disk is at worst sent as it is and refused by the API.
 enum EventRewriter {
     /// Appends `event` as it is sent to `out`.
     static func append(
         _ event: UnsafeRawBufferPointer, fix: EventTimeFix, sentAtMillis: Int64, annotate: Bool, to out: inout [UInt8]
+    ) {
+        var times = TimeTexts()
+        append(event, fix: fix, sentAtMillis: sentAtMillis, annotate: annotate, to: &out, times: &times)
+    }
+
+    /// ``append(_:fix:sentAtMillis:annotate:to:)``, reusing the texts of times already
+    /// written for earlier events of the same request (they share `sent_at`, and the events
+    /// of one segment their `accepted_at`).
+    static func append(
+        _ event: UnsafeRawBufferPointer, fix: EventTimeFix, sentAtMillis: Int64, annotate: Bool, to out: inout [UInt8],
+        times: inout TimeTexts
     ) {
         let n = event.count
         var stamp: Range<Int>?
@@ -41,7 +55,7 @@ enum EventRewriter {
             guard let note else { return }
             copy(upTo: note.at.lowerBound)
             out.append(note.lead)
-            appendNote(fix, sentAtMillis: sentAtMillis, to: &out)
+            appendNote(fix, sentAtMillis: sentAtMillis, to: &out, times: &times)
             out.append(note.trail)
             cursor = note.at.upperBound
         }
@@ -76,14 +90,36 @@ enum EventRewriter {
     }
 
     /// `{"clock":"…","accepted_at":"…","sent_at":"…"}`
-    static func appendNote(_ fix: EventTimeFix, sentAtMillis: Int64, to out: inout [UInt8]) {
+    static func appendNote(_ fix: EventTimeFix, sentAtMillis: Int64, to out: inout [UInt8], times: inout TimeTexts) {
         out.append(#"{"clock":""#)
         out.append(contentsOf: fix.word.rawValue.utf8)
         out.append(#"","accepted_at":""#)
-        RFC3339.appendTimestamp(millis: fix.acceptedAtMillis, to: &out)
+        times.append(fix.acceptedAtMillis, slot: 0, to: &out)
         out.append(#"","sent_at":""#)
-        RFC3339.appendTimestamp(millis: sentAtMillis, to: &out)
+        times.append(sentAtMillis, slot: 1, to: &out)
         out.append(#""}"#)
+    }
+
+    /// The RFC 3339 texts of the last two times written (accepted, sent), so that the events
+    /// of one request do not format the same instant again and again.
+    struct TimeTexts {
+        private var millis: (Int64?, Int64?) = (nil, nil)
+        private var texts: ([UInt8], [UInt8]) = ([], [])
+
+        mutating func append(_ value: Int64, slot: Int, to out: inout [UInt8]) {
+            let known = slot == 0 ? millis.0 : millis.1
+            if known != value {
+                var text: [UInt8] = []
+                text.reserveCapacity(24)
+                RFC3339.appendTimestamp(millis: value, to: &text)
+                if slot == 0 {
+                    (millis.0, texts.0) = (value, text)
+                } else {
+                    (millis.1, texts.1) = (value, text)
+                }
+            }
+            out.append(contentsOf: slot == 0 ? texts.0 : texts.1)
+        }
     }
 
     /// Where `context.trackq` goes in an event.
@@ -126,24 +162,115 @@ enum EventRewriter {
     }
 
     /// The value range of the member `name` of the object at `offset` in `bytes`.
+    ///
+    /// A walk, not a validation (see the type's comment): strings are skipped to their
+    /// closing quote, containers by counting brackets outside strings, other values up to the
+    /// next delimiter. Every read is bounds-checked; what does not look like an object's
+    /// members is `malformed`.
     static func member(named name: StaticString, inObjectAt offset: Int, of bytes: UnsafeRawBufferPointer, level: Int) -> Lookup {
-        var s = JSONScanner(bytes)
-        s.position = offset
-        guard s.peek() == UInt8(ascii: "{") else { return .malformed }
-        s.position += 1
-        s.skipWhitespace()
-        if s.peek() == UInt8(ascii: "}") { return .absent }
+        var walk = StoredJSONWalk(bytes: bytes, position: offset)
+        guard walk.peek() == UInt8(ascii: "{") else { return .malformed }
+        walk.position += 1
+        walk.skipWhitespace()
+        if walk.peek() == UInt8(ascii: "}") { return .absent }
         let wanted = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-        do throws(JSONSyntaxError) {
-            while true {
-                let (member, isLast) = try s.scanMember(level: level)
-                let key = member.keyContent(in: bytes)
-                let matches = member.keyEscaped ? JSONScanner.decodeString(key).elementsEqual(wanted) : key.elementsEqual(wanted)
-                if matches { return .found(member.value) }
-                if isLast { return .absent }
+        while true {
+            guard walk.peek() == UInt8(ascii: "\""), let (keyEnd, keyEscaped) = walk.skipString() else { return .malformed }
+            let key = UnsafeRawBufferPointer(rebasing: bytes[(walk.position + 1)..<(keyEnd - 1)])
+            walk.position = keyEnd
+            walk.skipWhitespace()
+            guard walk.peek() == UInt8(ascii: ":") else { return .malformed }
+            walk.position += 1
+            walk.skipWhitespace()
+            let valueStart = walk.position
+            guard walk.skipValue() else { return .malformed }
+            let matches = keyEscaped ? JSONScanner.decodeString(key).elementsEqual(wanted) : key.elementsEqual(wanted)
+            if matches { return .found(valueStart..<walk.position) }
+            walk.skipWhitespace()
+            switch walk.peek() {
+            case UInt8(ascii: ","):
+                walk.position += 1
+                walk.skipWhitespace()
+            case UInt8(ascii: "}"):
+                return .absent
+            default:
+                return .malformed
             }
-        } catch {
-            return .malformed
+        }
+    }
+}
+
+/// Steps over the values of JSON text that was validated before it was stored.
+private struct StoredJSONWalk {
+    let bytes: UnsafeRawBufferPointer
+    var position: Int
+
+    func peek() -> UInt8 { position < bytes.count ? bytes[position] : 0 }
+
+    mutating func skipWhitespace() {
+        while position < bytes.count {
+            let b = bytes[position]
+            guard b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 else { return }
+            position += 1
+        }
+    }
+
+    /// The end (past the closing quote) of the string at `position`, and whether it holds an
+    /// escape; nil if it does not end.
+    func skipString() -> (end: Int, escaped: Bool)? {
+        var i = position + 1
+        var escaped = false
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "\""): return (i + 1, escaped)
+            case UInt8(ascii: "\\"):
+                escaped = true
+                i += 2
+            default: i += 1
+            }
+        }
+        return nil
+    }
+
+    /// Moves past the value at `position`; false if it does not end where a value should.
+    mutating func skipValue() -> Bool {
+        switch peek() {
+        case UInt8(ascii: "\""):
+            guard let (end, _) = skipString() else { return false }
+            position = end
+            return true
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            while position < bytes.count {
+                switch bytes[position] {
+                case UInt8(ascii: "\""):
+                    guard let (end, _) = skipString() else { return false }
+                    position = end
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth == 0 {
+                        position += 1
+                        return true
+                    }
+                default: break
+                }
+                position += 1
+            }
+            return false
+        case 0, UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), UInt8(ascii: ":"):
+            return false
+        default:
+            // A number or a literal: up to the next delimiter.
+            while position < bytes.count {
+                switch bytes[position] {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x0A, 0x0D, 0x09: return true
+                default: position += 1
+                }
+            }
+            return true
         }
     }
 }

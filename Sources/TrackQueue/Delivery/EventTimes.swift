@@ -171,12 +171,13 @@ extension OutgoingBatch {
         }
         var out: [UInt8] = [UInt8(ascii: "[")]
         out.reserveCapacity(body.count + range.count * 128)
+        var texts = EventRewriter.TimeTexts()
         body.withUnsafeBytes { all in
             for (event, fix) in zip(events[range], fixes) {
                 if out.count > 1 { out.append(UInt8(ascii: ",")) }
                 EventRewriter.append(
                     UnsafeRawBufferPointer(rebasing: all[event.range]), fix: fix, sentAtMillis: times.now.wallMillis,
-                    annotate: annotate, to: &out)
+                    annotate: annotate, to: &out, times: &texts)
             }
         }
         out.append(UInt8(ascii: "]"))
