@@ -507,3 +507,46 @@ import Testing
         }
     }
 }
+
+@Suite struct JSONScannerWordTests {
+    /// The eight-byte test of a string's plain run agrees with a byte-by-byte check, for
+    /// every byte value at every position among plain neighbours.
+    @Test func aWordIsPlainExactlyWhenEachOfItsBytesIs() {
+        func plain(_ b: UInt8) -> Bool { b >= 0x20 && b < 0x80 && b != UInt8(ascii: "\"") && b != UInt8(ascii: "\\") }
+        var generator = SystemRandomNumberGenerator()
+        for position in 0..<8 {
+            for value in 0...255 {
+                for _ in 0..<4 {
+                    var bytes = (0..<8).map { _ in UInt8.random(in: 0x20...0x7E, using: &generator) }
+                        .map { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") ? UInt8(ascii: "a") : $0 }
+                    bytes[position] = UInt8(value)
+                    let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                    #expect(JSONScanner.isPlainASCII(word) == bytes.allSatisfy(plain), "\(bytes)")
+                }
+            }
+        }
+    }
+
+    /// Strings longer than a word are still checked byte by byte where it matters: a control
+    /// character, a bad escape or bad UTF-8 after a plain run is refused, at its offset.
+    @Test func aFaultAfterAPlainRunIsStillFound() {
+        for (text, offset) in [
+            ("\"abcdefghijklmnop\u{01}q\"", 17), ("\"abcdefghijklmnop\\xq\"", 17), ("\"abcdefghijklmnopq", 18),
+        ] {
+            Array(text.utf8).withUnsafeBytes { raw in
+                var scanner = JSONScanner(raw)
+                do throws(JSONSyntaxError) {
+                    _ = try scanner.scanString()
+                    Issue.record("accepted \(text)")
+                } catch {
+                    #expect(error.offset == offset, "\(text)")
+                }
+            }
+        }
+        Array("\"abcdefghijklmnop\\\"qrstuvwxyz0123\"".utf8).withUnsafeBytes { raw in
+            var scanner = JSONScanner(raw)
+            #expect((try? scanner.scanString()) == true)
+            #expect(scanner.position == raw.count)
+        }
+    }
+}

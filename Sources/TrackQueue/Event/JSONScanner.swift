@@ -237,6 +237,11 @@ struct JSONScanner {
         var i = position + 1
         var escaped = false
         while i < n {
+            // Eight bytes at a time while they are printable ASCII other than `"` and `\\`.
+            if i + 8 <= n && Self.isPlainASCII(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
+                i += 8
+                continue
+            }
             let b = bytes[i]
             if b &- 0x20 < 0x60 {  // printable ASCII
                 if b == UInt8(ascii: "\"") {
@@ -262,6 +267,17 @@ struct JSONScanner {
         }
         position = n
         throw fail("unterminated string")
+    }
+
+    /// Whether none of the eight bytes of `word` is a control character, non-ASCII, `"` or
+    /// `\\` (a string's plain run, in which there is nothing to check byte by byte).
+    @inline(__always)
+    static func isPlainASCII(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ v: UInt64) -> Bool { (v &- ones) & ~v & highs != 0 }
+        let below0x20 = (word &- ones &* 0x20) & ~word & highs != 0
+        return word & highs == 0 && !below0x20 && !hasZeroByte(word ^ (ones &* 0x22)) && !hasZeroByte(word ^ (ones &* 0x5C))
     }
 
     /// Scans one escape sequence at a backslash.

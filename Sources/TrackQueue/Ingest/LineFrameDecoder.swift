@@ -1,5 +1,11 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One request line as the framing layer sees it.
 public enum LineFrame: Equatable, Sendable {
     /// A non-blank line, without its `\n` or `\r\n`.
@@ -54,12 +60,22 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
         return line.count > maxLineBytes ? .tooLong : .line(buffer.getSlice(at: line.lowerBound, length: line.count)!)
     }
 
+    /// The offset (from the reader index) of the first `\n` at or after `start`: `memchr`,
+    /// which looks at a word at a time.
+    private static func firstNewline(in buffer: ByteBuffer, from start: Int) -> Int? {
+        buffer.withUnsafeReadableBytes { raw in
+            guard start < raw.count, let base = raw.baseAddress,
+                let found = memchr(base + start, Int32(UInt8(ascii: "\n")), raw.count - start)
+            else { return nil }
+            return base.distance(to: UnsafeRawPointer(found))
+        }
+    }
+
     /// The next frame in `buffer`, consuming its bytes; nil when more data is needed.
     mutating func nextFrame(_ buffer: inout ByteBuffer) -> LineFrame? {
         while true {
             let view = buffer.readableBytesView
-            let searchStart = view.startIndex + scanned
-            guard let newline = view[searchStart...].firstIndex(of: UInt8(ascii: "\n")) else {
+            guard let newline = Self.firstNewline(in: buffer, from: scanned).map({ view.startIndex + $0 }) else {
                 if skipping {
                     buffer.moveReaderIndex(to: buffer.writerIndex)
                     scanned = 0
