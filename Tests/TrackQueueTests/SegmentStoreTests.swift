@@ -170,6 +170,27 @@ import Testing
         #expect(throws: SQLiteError.self) { try QueueReader(path: dir.database).readBatch(maxEvents: 10, maxBytes: 1 << 20) }
     }
 
+    /// Ids near the top of Int64 in a damaged file (the counters or a segment) make no
+    /// arithmetic trap: appending, reading and delivering go on or fail with an error.
+    @Test func idsAtTheEndOfTheRangeDoNotTrap() throws {
+        let dir = try TestDirectory()
+        let store = try store(dir, count: 3)
+        try store.db.execute("UPDATE counters SET last_id = 9223372036854775807, done_through = 9223372036854775806")
+        try store.db.execute("UPDATE segments SET first_id = 9223372036854775805")
+        try store.refreshCounters()
+        _ = try? store.append([try submission(tag: "late")], maxQueueBytes: 1 << 30)
+        let reader = try QueueReader(path: dir.database)
+        let batch = try reader.readBatch(maxEvents: 100, maxBytes: 1 << 20)
+        try? store.transaction { delta in try store.removeDelivered([batch.events[...]], delta: &delta) }
+        let all = try reader.readBatch(afterID: .min, maxEvents: 100, maxBytes: 1 << 20)
+        try? store.transaction { delta in
+            for event in all.events {
+                try store.moveToDeadLetters(event, reason: .expired, status: nil, response: nil, failedAtMillis: 1, delta: &delta)
+            }
+        }
+        #expect(try store.db.queryRow("PRAGMA integrity_check") { $0.text(0) } == "ok")
+    }
+
     /// `trackq dead requeue` puts dead letters back as segments of their own with new ids.
     @Test func requeuedDeadLettersGetTheNextIds() throws {
         let dir = try TestDirectory()

@@ -115,7 +115,7 @@ extension QueueStore {
             {
                 for (i, answer) in lineAnswers.enumerated() {
                     if case .accepted(let count, let first, let last) = answer, count > 0 {
-                        lineAnswers[i] = .accepted(count: count, firstID: firstID + first, lastID: firstID + last)
+                        lineAnswers[i] = .accepted(count: count, firstID: firstID &+ first, lastID: firstID &+ last)
                     }
                 }
             }

@@ -69,11 +69,11 @@ extension QueueStore {
     /// - Returns: how many of them were still queued (and are counted out of `pending`).
     private func finish(_ run: some Collection<OutgoingBatch.Event>, delta: inout QueueCounters) throws(SQLiteError) -> Int64 {
         guard let first = run.first?.id, let last = run.map(\.id).max() else { return 0 }
-        let mark = counters.doneThrough + delta.doneThrough
+        let mark = counters.doneThrough &+ delta.doneThrough
         guard last > mark else { return 0 }
         var gone = Set<Int64>()
         let gaps = try db.statement("SELECT id FROM gaps WHERE id BETWEEN ? AND ?")
-        try gaps.bind(max(first, mark + 1), at: 1)
+        try gaps.bind(max(first, mark &+ 1), at: 1)
         try gaps.bind(last, at: 2)
         while try gaps.step() { gone.insert(gaps.int64(0)) }
         gaps.reset()
@@ -85,7 +85,7 @@ extension QueueStore {
         }
         delta.pendingEvents -= left
         delta.pendingBytes -= bytes
-        var nothingQueuedBefore = first <= mark + 1
+        var nothingQueuedBefore = first <= mark &+ 1
         if !nothingQueuedBefore { nothingQueuedBefore = try firstQueued(after: mark, delta: delta) >= first }
         if nothingQueuedBefore {
             try advanceMark(to: last, delta: &delta)
@@ -103,14 +103,14 @@ extension QueueStore {
     /// Moves the mark to `target`, then past the gaps and ids without events right after it,
     /// and deletes what lies behind it.
     private func advanceMark(to target: Int64, delta: inout QueueCounters) throws(SQLiteError) {
-        let mark = counters.doneThrough + delta.doneThrough
+        let mark = counters.doneThrough &+ delta.doneThrough
         guard target > mark else { return }
         let next = try firstQueued(after: target, delta: delta)
-        let newMark = next - 1
+        let newMark = next &- 1
         try db.run("DELETE FROM gaps WHERE id <= ?", [.integer(newMark)])
         try db.run(
             "DELETE FROM segments WHERE first_id <= ? AND first_id + count - 1 <= ?", [.integer(newMark), .integer(newMark)])
-        delta.doneThrough += newMark - mark
+        delta.doneThrough &+= newMark &- mark
     }
 
     /// The smallest id above `id` of an event still queued; one past the last id given if none.
@@ -119,24 +119,24 @@ extension QueueStore {
         defer { segments.reset() }
         try segments.bind(id, at: 1)
         let gap = try db.statement("SELECT 1 FROM gaps WHERE id = ?")
-        var candidate = id + 1
+        var candidate = id &+ 1
         while try segments.step() {
-            let last = segments.int64(0) + segments.int64(1) - 1
+            let last = segments.int64(0) &+ segments.int64(1) &- 1
             candidate = max(candidate, segments.int64(0))
             while candidate <= last {
                 try gap.bind(candidate, at: 1)
                 let isGap = try gap.step()
                 gap.reset()
                 if !isGap { return candidate }
-                candidate += 1
+                candidate &+= 1
             }
         }
-        return counters.lastID + delta.lastID + 1
+        return counters.lastID &+ delta.lastID &+ 1
     }
 
     /// Whether event `id` is still in the queue: behind no mark, in no gap.
     private func isQueued(_ id: Int64, delta: QueueCounters) throws(SQLiteError) -> Bool {
-        guard id > counters.doneThrough + delta.doneThrough else { return false }
+        guard id > counters.doneThrough &+ delta.doneThrough else { return false }
         return try db.queryRow("SELECT 1 FROM gaps WHERE id = ?", [.integer(id)]) { _ in true } == nil
     }
 
@@ -146,9 +146,10 @@ extension QueueStore {
         defer { stmt.reset() }
         try stmt.bind(id, at: 1)
         guard try stmt.step() else { return nil }
-        let index = Int(id - stmt.int64(0))
+        let (offset, overflow) = id.subtractingReportingOverflow(stmt.int64(0))
         let count = stmt.int(1)
-        guard index >= 0, index < count else { return nil }
+        guard !overflow, offset >= 0, offset < count else { return nil }
+        let index = Int(offset)
         return try stmt.withBytes(2) { text throws(SQLiteError) -> T? in
             try stmt.withBytes(3) { ends throws(SQLiteError) -> T? in
                 guard let view = SegmentView(count: count, body: text, ends: ends, stamped: .init(start: nil, count: 0)),

@@ -25,8 +25,8 @@ public struct QueueCounters: Sendable, Equatable {
         pendingEvents += delta.pendingEvents
         pendingBytes += delta.pendingBytes
         deadDropped += delta.deadDropped
-        lastID += delta.lastID
-        doneThrough += delta.doneThrough
+        lastID &+= delta.lastID
+        doneThrough &+= delta.doneThrough
     }
 
     /// The `counters` row, from any connection (the writer's, or `trackq status`'s).
@@ -78,7 +78,8 @@ final class QueueStore {
         acceptedAtMillis: Int64, boottimeMillis: Int64, boot: Int64, clockState: ClockState, delta: inout QueueCounters
     ) throws(SQLiteError) -> Int64 {
         precondition(segment.count > 0, "an empty segment")
-        let firstID = counters.lastID + delta.lastID + 1
+        // Counters come from the file: arithmetic on them wraps rather than traps.
+        let firstID = counters.lastID &+ delta.lastID &+ 1
         let stmt = try db.statement(
             """
             INSERT INTO segments (first_id, count, body, ends, stamped, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state)
