@@ -136,6 +136,13 @@ extension QueueStore {
         let (wall, boottime) = (submission.readAtMillis, submission.readAtBoottimeMillis)
         var firstID: Int64?
         var failure: SQLiteError?
+        /// Inserts the segment built so far and starts the next.
+        func flush() throws(SQLiteError) {
+            let id = try insertSegment(
+                acceptedAtMillis: wall, boottimeMillis: boottime, boot: boot, clockState: clockState, delta: &delta)
+            firstID = firstID ?? id
+            segment.reset()
+        }
         batch.bytes.withUnsafeBytes { all in
             do throws(SQLiteError) {
                 segment.reset()
@@ -143,18 +150,10 @@ extension QueueStore {
                     for i in range {
                         let start = i == 0 ? 0 : batch.ends[i - 1]
                         segment.append(UnsafeRawBufferPointer(rebasing: all[start..<batch.ends[i]]), stamped: batch.stamped[i])
-                        guard segment.isFull else { continue }
-                        let id = try insertSegment(
-                            acceptedAtMillis: wall, boottimeMillis: boottime, boot: boot, clockState: clockState, delta: &delta)
-                        firstID = firstID ?? id
-                        segment.reset()
+                        if segment.isFull { try flush() }
                     }
                 }
-                if segment.count > 0 {
-                    let id = try insertSegment(
-                        acceptedAtMillis: wall, boottimeMillis: boottime, boot: boot, clockState: clockState, delta: &delta)
-                    firstID = firstID ?? id
-                }
+                if segment.count > 0 { try flush() }
             } catch {
                 failure = error
             }
