@@ -94,31 +94,31 @@ enum EventRewriter {
         out.append(#"{"clock":""#)
         out.append(contentsOf: fix.word.rawValue.utf8)
         out.append(#"","accepted_at":""#)
-        times.append(fix.acceptedAtMillis, slot: 0, to: &out)
+        times.accepted.append(fix.acceptedAtMillis, to: &out)
         out.append(#"","sent_at":""#)
-        times.append(sentAtMillis, slot: 1, to: &out)
+        times.sent.append(sentAtMillis, to: &out)
         out.append(#""}"#)
     }
 
-    /// The RFC 3339 texts of the last two times written (accepted, sent), so that the events
+    /// The RFC 3339 texts of the last `accepted_at` and `sent_at` written, so that the events
     /// of one request do not format the same instant again and again.
     struct TimeTexts {
-        private var millis: (Int64?, Int64?) = (nil, nil)
-        private var texts: ([UInt8], [UInt8]) = ([], [])
+        var accepted = TimeText()
+        var sent = TimeText()
+    }
 
-        mutating func append(_ value: Int64, slot: Int, to out: inout [UInt8]) {
-            let known = slot == 0 ? millis.0 : millis.1
-            if known != value {
-                var text: [UInt8] = []
-                text.reserveCapacity(24)
+    /// One instant and its RFC 3339 text, formatted again only when the instant changes.
+    struct TimeText {
+        private var millis: Int64?
+        private var text: [UInt8] = []
+
+        mutating func append(_ value: Int64, to out: inout [UInt8]) {
+            if millis != value {
+                text.removeAll(keepingCapacity: true)
                 RFC3339.appendTimestamp(millis: value, to: &text)
-                if slot == 0 {
-                    (millis.0, texts.0) = (value, text)
-                } else {
-                    (millis.1, texts.1) = (value, text)
-                }
+                millis = value
             }
-            out.append(contentsOf: slot == 0 ? texts.0 : texts.1)
+            out.append(contentsOf: text)
         }
     }
 
@@ -136,14 +136,14 @@ enum EventRewriter {
 
     static func locateNote(in event: UnsafeRawBufferPointer) -> NotePlace {
         guard event.last == UInt8(ascii: "}") else { return .nowhere }
-        switch member(named: "context", inObjectAt: 0, of: event, level: 1) {
+        switch member(named: "context", inObjectAt: 0, of: event) {
         case .malformed:
             return .nowhere
         case .absent:
             return .newContext
         case .found(let context):
             guard event[context.lowerBound] == UInt8(ascii: "{") else { return .nowhere }
-            switch member(named: "trackq", inObjectAt: context.lowerBound, of: event, level: 2) {
+            switch member(named: "trackq", inObjectAt: context.lowerBound, of: event) {
             case .found(let trackq): return .replace(trackq)
             case .absent:
                 let inside = event[(context.lowerBound + 1)..<(context.upperBound - 1)]
@@ -153,7 +153,7 @@ enum EventRewriter {
         }
     }
 
-    private static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
+    fileprivate static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
 
     enum Lookup: Equatable {
         case found(Range<Int>)
@@ -167,7 +167,7 @@ enum EventRewriter {
     /// closing quote, containers by counting brackets outside strings, other values up to the
     /// next delimiter. Every read is bounds-checked; what does not look like an object's
     /// members is `malformed`.
-    static func member(named name: StaticString, inObjectAt offset: Int, of bytes: UnsafeRawBufferPointer, level: Int) -> Lookup {
+    static func member(named name: StaticString, inObjectAt offset: Int, of bytes: UnsafeRawBufferPointer) -> Lookup {
         var walk = StoredJSONWalk(bytes: bytes, position: offset)
         guard walk.peek() == UInt8(ascii: "{") else { return .malformed }
         walk.position += 1
@@ -208,11 +208,7 @@ private struct StoredJSONWalk {
     func peek() -> UInt8 { position < bytes.count ? bytes[position] : 0 }
 
     mutating func skipWhitespace() {
-        while position < bytes.count {
-            let b = bytes[position]
-            guard b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 else { return }
-            position += 1
-        }
+        while position < bytes.count && EventRewriter.isSpace(bytes[position]) { position += 1 }
     }
 
     /// The end (past the closing quote) of the string at `position`, and whether it holds an

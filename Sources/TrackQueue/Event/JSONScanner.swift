@@ -117,8 +117,9 @@ struct JSONScanner {
     /// Scans one member of the object of nesting `level`, starting at its key, and the `,`
     /// after it (with the white space that follows) or the object's closing `}`.
     ///
-    /// The one walk of an object's members: ``scanObject(level:)``, the event parser and the
-    /// delivery's rewriter all step through members with it.
+    /// The one validating walk of an object's members: ``scanObject(level:)`` and the event
+    /// parser step through members with it. (Delivery's rewriter walks text validated before
+    /// it was stored, without this cost: `StoredJSONWalk`.)
     /// - Returns: the member, and whether it was the object's last (its `}` is consumed).
     @inline(__always)
     mutating func scanMember(level: Int) throws(JSONSyntaxError) -> (member: JSONMember, isLast: Bool) {
