@@ -12,6 +12,21 @@ import Testing
         #expect(await wake.wait(for: [.newEvents]) == .newEvents)
     }
 
+    @Test func signalsAWaitDoesNotTakeLeaveItAsleep() async throws {
+        let wake = WakeSignal()
+        async let reason = wake.wait(for: [.shutdown])
+        try await waitUntil("the wait to park") { wake.hasWaiter }
+        // The writer signals new events after every commit; a lingering sender sleeps on.
+        for _ in 0..<3 {
+            wake.signal(.newEvents)
+            try await waitUntil("the wait to park again") { wake.hasWaiter }
+        }
+        #expect(wake.wakes == 0)
+        wake.signal(.shutdown)
+        #expect(await reason == .shutdown)
+        #expect(wake.wakes == 1)
+    }
+
     @Test func aSignalDuringTheWaitEndsIt() async {
         let wake = WakeSignal()
         async let reason = wake.wait(for: [.reload, .shutdown], until: .now + .seconds(60))

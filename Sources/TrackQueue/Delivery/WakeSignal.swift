@@ -36,7 +36,11 @@ final class WakeSignal: Sendable {
         /// Counts signals, so a wait can tell a new one from one it already saw.
         var generation = 0
         var waiter: CheckedContinuation<Void, Never>?
+        /// The reasons the waiter returns for: other signals are kept without waking it.
+        var waiterAccepts: WakeReasons = []
         var waiterCancelled = false
+        /// Times a signal woke the waiter.
+        var wakes = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -47,11 +51,19 @@ final class WakeSignal: Sendable {
         let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
             state.pending.insert(reason)
             state.generation += 1
-            defer { state.waiter = nil }
-            return state.waiter
+            // The writer signals after every commit: a wait that does not take new events
+            // (lingering, backing off) must not be woken, and set up again, for each one.
+            guard state.waiterAccepts.contains(reason), let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            state.wakes += 1
+            return waiter
         }
         waiter?.resume()
     }
+
+    /// For tests: whether a wait is parked, and how many times a signal woke one.
+    var hasWaiter: Bool { state.withLockedValue { $0.waiter != nil } }
+    var wakes: Int { state.withLockedValue { $0.wakes } }
 
     /// Takes a pending reason among `accepted`, if there is one.
     func take(_ accepted: WakeReasons) -> WakeReason? {
@@ -80,15 +92,15 @@ final class WakeSignal: Sendable {
                 if let deadline {
                     group.addTask { try? await clock.sleep(until: deadline, tolerance: nil) }
                 }
-                group.addTask { await self.nextSignal(after: seen) }
+                group.addTask { await self.nextSignal(after: seen, accepting: accepted) }
                 _ = await group.next()
                 group.cancelAll()
             }
         }
     }
 
-    /// Returns at the first signal after generation `seen`, or when cancelled.
-    private func nextSignal(after seen: Int) async {
+    /// Returns at the first signal among `accepted` after generation `seen`, or when cancelled.
+    private func nextSignal(after seen: Int, accepting accepted: WakeReasons) async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLockedValue { state -> Bool in
@@ -97,6 +109,7 @@ final class WakeSignal: Sendable {
                         return true
                     }
                     state.waiter = continuation
+                    state.waiterAccepts = accepted
                     return false
                 }
                 if resumeNow { continuation.resume() }
