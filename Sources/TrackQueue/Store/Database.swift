@@ -67,12 +67,13 @@ enum Database {
             ])
     }
 
-    /// Runs `body` in one `BEGIN IMMEDIATE … COMMIT`, rolling back on any error.
+    /// Runs `body` in one `BEGIN IMMEDIATE … COMMIT`, rolling back on any error. Both are
+    /// cached statements: a group commit does not parse SQL.
     static func transaction<T>(_ db: SQLiteConnection, _ body: () throws -> T) throws -> T {
         do {
-            try db.execute("BEGIN IMMEDIATE")
+            try db.run("BEGIN IMMEDIATE")
             let result = try body()
-            try db.execute("COMMIT")
+            try db.run("COMMIT")
             return result
         } catch {
             do {

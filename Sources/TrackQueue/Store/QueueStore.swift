@@ -202,17 +202,17 @@ final class QueueStore {
     /// Throws the body's error, or, if the part could not be undone, an error that must end
     /// the whole transaction.
     func part<T>(_ delta: inout QueueCounters, _ body: (inout QueueCounters) throws -> T) throws -> Result<T, any Error> {
-        try db.execute("SAVEPOINT part")
+        try db.run("SAVEPOINT part")
         var own = QueueCounters()
         do {
             let result = try body(&own)
-            try db.execute("RELEASE part")
+            try db.run("RELEASE part")
             delta.add(own)
             return .success(result)
         } catch {
             do {
-                try db.execute("ROLLBACK TO part")
-                try db.execute("RELEASE part")
+                try db.run("ROLLBACK TO part")
+                try db.run("RELEASE part")
             } catch let undo {
                 throw StoreError.io("\(error); undoing it failed too (\(undo))")
             }

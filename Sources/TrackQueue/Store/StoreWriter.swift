@@ -391,9 +391,15 @@ final class StoreWriter: @unchecked Sendable {
                             group, maxQueueBytes: limit,
                             clock: { judge.state(wallMillis: $0.readAtMillis, kernelSynced: synced) }, delta: &own)
                     }
-                    switch try store.part(&delta, appending) {
-                    case .success(let appended): answers = appended
-                    case .failure(let error): appendError = error
+                    if parts.isEmpty {
+                        // Alone in its transaction, the group needs no savepoint: if it
+                        // fails, the rollback undoes all there is.
+                        answers = try appending(&delta)
+                    } else {
+                        switch try store.part(&delta, appending) {
+                        case .success(let appended): answers = appended
+                        case .failure(let error): appendError = error
+                        }
                     }
                 }
             }
