@@ -138,6 +138,33 @@ private struct LoopRun {
         try await run.stop()
     }
 
+    /// After a request, a full batch goes at once; one that is not full waits `--batch-linger`
+    /// for more, as new events after an idle spell do, instead of a request each.
+    @Test func aBatchThatIsNotFullWaitsTheLingerAfterARequest() async throws {
+        let dir = try TestDirectory()
+        let run = try await LoopRun(
+            database: dir.database, socket: dir.socket, events: 25, seed: 3,
+            configure: { settings in
+                settings.batchMaxEvents = 10
+                settings.batchLinger = .seconds(10)
+            },
+            sender: { _ in ScriptedSender([]) })
+        let (sender, clock) = (run.sender, run.clock)
+
+        try await waitUntil("two requests and a wait") { sender.requests >= 2 && clock.nextDeadline != nil }
+        #expect(sender.requests == 2)
+        #expect(clock.nextDeadline == clock.now.advanced(by: .seconds(10)))
+        clock.advance(to: clock.nextDeadline!)
+        try await waitUntil("the queue empty") { try DatabaseProbe(path: dir.database).queued == 0 }
+        let sent = sender.sentBodies.map { body -> [Int] in
+            let text = String(decoding: body, as: UTF8.self)
+            return text.split(separator: "\"seq\":").dropFirst().map { Int($0.prefix { $0.isNumber })! }
+        }
+        #expect(sent == [Array(0..<10), Array(10..<20), Array(20..<25)])
+
+        try await run.stop()
+    }
+
     /// While a full batch is out, the next one is read; it is sent next only if the first
     /// went through. A failure throws the read-ahead away: no event is skipped or reordered.
     @Test func readsTheNextBatchWhileARequestIsOutAndDropsItAfterAFailure() async throws {

@@ -217,8 +217,14 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
                     ResponseClassifier.classify(status: status) == .success,
                     next.releasable(eventTimes()).count == next.count
                 {
-                    batch = next
-                    scheduler.begin(batchCount: next.count)
+                    if next.isFull {
+                        batch = next
+                        scheduler.begin(batchCount: next.count)
+                    } else if await wait(for: [.shutdown], until: clock.now.advanced(by: settings.batchLinger)) == .shutdown {
+                        // A trickle: what came in during the request waits for a fuller batch,
+                        // as new events after an idle spell do, instead of a request each.
+                        break
+                    }
                 }
             }
         }

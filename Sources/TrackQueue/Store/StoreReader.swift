@@ -22,6 +22,9 @@ public struct OutgoingBatch: Sendable, Equatable {
     /// `[e1,e2,...]`, exactly the bytes to POST.
     public var body: [UInt8] = [UInt8(ascii: "[")]
     public var events: [Event] = []
+    /// It holds `maxEvents`, or the next event queued would take it past `maxBytes`: it
+    /// cannot get fuller by waiting.
+    public var isFull = false
 
     public init() {}
 
@@ -114,8 +117,12 @@ final class QueueReader {
                     }
                 }
             }
-            if full { break segments }
+            if full {
+                batch.isFull = true
+                break segments
+            }
         }
+        if batch.events.count >= maxEvents { batch.isFull = true }
         batch.body.append(UInt8(ascii: "]"))
         return batch
     }
