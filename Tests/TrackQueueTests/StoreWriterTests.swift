@@ -1,9 +1,21 @@
+import Foundation
 import Logging
 import Testing
 
 @testable import TrackQueue
 
 @Suite struct StoreWriterTests {
+    /// Operators find the writer in `top -H`, `perf` and `/proc` by its name.
+    @Test func theWriterThreadIsNamedForTheKernel() async throws {
+        let dir = try TestDirectory()
+        let (writer, _) = try await StoreWriter.start(
+            .init(path: dir.database, durability: .full, maxQueueBytes: 1 << 20), logger: Logger(label: "test"))
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+        let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+        #expect(names.contains("trackq-writer\n"))
+        await writer.stop()
+    }
+
     @Test func workAfterStopFailsFastInsteadOfHanging() async throws {
         let dir = try TestDirectory()
         let (writer, _) = try await StoreWriter.start(

@@ -113,6 +113,9 @@ final class StoreWriter: @unchecked Sendable {
         let opened = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Opened, any Error>) in
             let thread = Thread {
                 BlockingThreads.markCurrentThread()
+                // Foundation's `name` does not reach the kernel on Linux: without this the
+                // thread shows in `top -H`, `perf` and `/proc` under its creator's name.
+                nameCurrentThread("trackq-writer")
                 do {
                     let store = try QueueStore(
                         path: options.path, durability: options.durability, bootID: options.clock.storedBootID)
@@ -436,6 +439,15 @@ final class StoreWriter: @unchecked Sendable {
             submission.completion(lineAnswers)
         }
     }
+}
+
+/// Names the calling thread for the kernel (at most 15 bytes): what `top -H`, `perf` and
+/// `/proc/PID/task/*/comm` show. Best effort.
+private func nameCurrentThread(_ name: String) {
+    let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    _ = name.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
 }
 
 /// An event the API refused on its own, with its answer, for the dead letters.
