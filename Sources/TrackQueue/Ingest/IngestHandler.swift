@@ -301,28 +301,17 @@ enum AnswerEncoder {
     /// - Parameter warnings: the line's, added to an acceptance as `"warnings":[...]`.
     static func write(_ answer: LineAnswer, warnings: ParseWarnings? = nil, to buffer: inout ByteBuffer) {
         switch answer {
-        case .accepted(let count, let first, let last) where warnings?.isEmpty ?? true:
-            // The answer to almost every line, a few hundred to a read: formatted in place in
-            // one access to the buffer, not a write (and an integer's String) for each part.
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: maxAcceptedBytes) { out in
-                writeAccepted(count: count, first: first, last: last, to: out)
-            }
-            return  // the line's newline is written
         case .accepted(let count, let first, let last):
-            if count == 0 {
-                buffer.writeStaticString(#"{"ok":true,"accepted":0"#)
-            } else {
-                buffer.writeStaticString(#"{"ok":true,"accepted":"#)
-                buffer.writeString(String(count))
-                buffer.writeStaticString(#","first_id":"#)
-                buffer.writeString(String(first))
-                buffer.writeStaticString(#","last_id":"#)
-                buffer.writeString(String(last))
+            // Formatted in place, not a write (and an integer's String) for each part; without
+            // warnings (the answer to almost every line) in one access to the buffer.
+            let warned = warnings.map { !$0.isEmpty } ?? false
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: maxAcceptedBytes) { out in
+                let end = writeAccepted(count: count, first: first, last: last, to: out)
+                return warned ? end : put("}\n", to: out, at: end)
             }
-            if let warnings, !warnings.isEmpty {
-                buffer.writeStaticString(#","warnings":"#)
-                buffer.writeString(JSONText.array(warnings.messages))
-            }
+            guard warned, let warnings else { return }  // the line's newline is written
+            buffer.writeStaticString(#","warnings":"#)
+            buffer.writeString(JSONText.array(warnings.messages))
             buffer.writeStaticString("}")
         case .refused(let error):
             buffer.writeStaticString(#"{"ok":false,"error":""#)
@@ -334,10 +323,10 @@ enum AnswerEncoder {
         buffer.writeStaticString("\n")
     }
 
-    /// Writes `{"ok":true,"accepted":C,"first_id":F,"last_id":L}` and a newline (or
-    /// `{"ok":true,"accepted":0}` for none) at the start of `out`, which holds at least
+    /// Writes `{"ok":true,"accepted":C,"first_id":F,"last_id":L` (or `{"ok":true,"accepted":0`
+    /// for none), without the closing brace, at the start of `out`, which holds at least
     /// ``maxAcceptedBytes``; returns the bytes written.
-    static func writeAccepted(count: Int, first: Int64, last: Int64, to out: UnsafeMutableRawBufferPointer) -> Int {
+    private static func writeAccepted(count: Int, first: Int64, last: Int64, to out: UnsafeMutableRawBufferPointer) -> Int {
         precondition(out.count >= maxAcceptedBytes)
         var end = put(#"{"ok":true,"accepted":"#, to: out, at: 0)
         end = decimal(Int64(count), to: out, at: end)
@@ -347,7 +336,7 @@ enum AnswerEncoder {
             end = put(#","last_id":"#, to: out, at: end)
             end = decimal(last, to: out, at: end)
         }
-        return put("}\n", to: out, at: end)
+        return end
     }
 
     private static func put(_ text: StaticString, to out: UnsafeMutableRawBufferPointer, at start: Int) -> Int {
