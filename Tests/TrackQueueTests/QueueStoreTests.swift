@@ -137,4 +137,12 @@ extension QueueStoreTests {
         let store = try QueueStore(path: dir.database, durability: .full, bootID: "b")
         #expect(try store.db.queryRow("PRAGMA secure_delete") { $0.int(0) } == 2)
     }
+
+    /// A savepoint's journal (delivery's deletes joining an ingest group) stays in memory
+    /// instead of spilling to a temp file created and unlinked inside an ack's commit.
+    @Test func savepointJournalsStayInMemory() throws {
+        let dir = try TestDirectory()
+        let store = try QueueStore(path: dir.database, durability: .full, bootID: "b")
+        #expect(try store.db.queryRow("PRAGMA temp_store") { $0.int(0) } == 2)
+    }
 }

@@ -151,6 +151,12 @@ final class QueueStore {
         }
         try Schema.migrate(db)
         do {
+            // Delivery's writes go into an ingest group's transaction under a savepoint, so
+            // their pages are journaled for the savepoint; by default a journal past 64 KiB
+            // (a delivered batch's deletes) spills to a temp file created and unlinked in the
+            // commit an ack waits for. In memory, it is bounded by one transaction's pages.
+            // Set after the migrations, whose statements may touch the whole queue.
+            try db.execute("PRAGMA temp_store = MEMORY")
             bootRow = try? Database.bootRow(bootID, in: db)
             try refreshCounters()
         } catch {
