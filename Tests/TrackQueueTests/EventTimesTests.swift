@@ -231,6 +231,14 @@ private let hour: Int64 = 3_600_000
         }
     }
 
+    /// The parser never stores an event without members, but a file changed by hand may
+    /// hold one: it is still sent as JSON, with the note as its only member.
+    @Test func anEventWithoutMembersGetsAContextOfItsOwn() {
+        let fix = EventTimeFix(timestampMillis: nil, word: .repaired, acceptedAtMillis: 1_795_824_000_123)
+        #expect(rewrite("{}", fix: fix) == #"{"context":{"# + note + "}}")
+        #expect(rewrite("{ }", fix: fix) == #"{ "context":{"# + note + "}}")
+    }
+
     @Test func aStoredTextOfAnotherShapeIsSentAsItIs() {
         // No stamp at the end to replace, a context that is not an object: nothing guessed.
         let odd = #"{"event_name":"e","context":"x"}"#

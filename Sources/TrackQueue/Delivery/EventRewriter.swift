@@ -35,7 +35,7 @@ enum EventRewriter {
             switch locateNote(in: event) {
             case .replace(let range): note = (range, "", "")
             case .intoContext(let open, let empty): note = (open..<open, #""trackq":"#, empty ? "" : ",")
-            case .newContext: note = ((n - 1)..<(n - 1), #","context":{"trackq":"#, "}")
+            case .newContext(let only): note = ((n - 1)..<(n - 1), only ? #""context":{"trackq":"# : #","context":{"trackq":"#, "}")
             case .nowhere: note = nil
             }
         }
@@ -128,8 +128,9 @@ enum EventRewriter {
         case replace(Range<Int>)
         /// Just after the `{` of the event's `context` at `open`; `empty` when it has no member.
         case intoContext(open: Int, empty: Bool)
-        /// A new `context` member, before the event's closing `}`.
-        case newContext
+        /// A new `context` member, before the event's closing `}`; `only` when the event has
+        /// no other member (no comma before it).
+        case newContext(only: Bool)
         /// Not an object where one was expected: sent as it is.
         case nowhere
     }
@@ -140,7 +141,7 @@ enum EventRewriter {
         case .malformed:
             return .nowhere
         case .absent:
-            return .newContext
+            return .newContext(only: event.dropFirst().dropLast().allSatisfy(isSpace))
         case .found(let context):
             guard event[context.lowerBound] == UInt8(ascii: "{") else { return .nowhere }
             switch member(named: "trackq", inObjectAt: context.lowerBound, of: event) {
