@@ -245,3 +245,59 @@ private let hour: Int64 = 3_600_000
         #expect(rewrite(odd, fix: repaired) == odd)
     }
 }
+
+extension EventRewriterTests {
+    /// Random events, with strings of every length holding quotes, backslashes and brackets
+    /// on either side of the 8-byte steps the walk takes: the note always lands in the
+    /// event's own top-level `context` (or a new one), and every other member is sent as it
+    /// was stored. `JSONSerialization` is the judge, not the walk.
+    @Test func theNoteLandsInTheTopLevelContextOfAnyEvent() throws {
+        var random = SplitMix64(seed: 20_261_128)
+        let fix = EventTimeFix(timestampMillis: nil, word: .repaired, acceptedAtMillis: 1_795_824_000_123)
+        let pieces = ["a", "b", "é", #"\""#, #"\\"#, "{", "}", "[", "]", ":", ",", " ", #"\u0041"#, "context", "trackq"]
+        func string() -> String {
+            "\"" + (0..<Int.random(in: 0..<24, using: &random)).map { _ in pieces.randomElement(using: &random)! }.joined() + "\""
+        }
+        /// An object of distinct keys; `context` and `trackq` among them, at any depth.
+        func object(depth: Int) -> String {
+            let keys = ["context", "trackq", "a", "b\\u0063", "x y"].shuffled(using: &random).prefix(Int.random(in: 0..<5, using: &random))
+            return "{" + keys.map { "\"\($0)\":" + value(depth: depth + 1) }.joined(separator: ",") + "}"
+        }
+        func value(depth: Int) -> String {
+            switch Int.random(in: 0..<(depth > 3 ? 2 : 4), using: &random) {
+            case 0: return string()
+            case 1: return ["-1.5e3", "0", "123456789", "true", "false", "null"].randomElement(using: &random)!
+            case 2: return object(depth: depth)
+            default:
+                return "[" + (0..<Int.random(in: 0..<5, using: &random)).map { _ in value(depth: depth + 1) }.joined(separator: ",") + "]"
+            }
+        }
+        func canonical(_ object: [String: Any]) throws -> String {
+            String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+        }
+        for _ in 0..<2_000 {
+            var members = (0..<Int.random(in: 0..<6, using: &random)).map { "\"m\($0)\":" + value(depth: 1) }
+            let hasContext = Bool.random(using: &random)
+            if hasContext {
+                members.insert("\"context\":" + object(depth: 2), at: Int.random(in: 0...members.count, using: &random))
+            }
+            let stored = "{" + members.joined(separator: ",") + "}"
+            let before = try #require(try JSONSerialization.jsonObject(with: Data(stored.utf8)) as? [String: Any], "\(stored)")
+            let sent = rewrite(stored, fix: fix)
+            var after = try #require(try JSONSerialization.jsonObject(with: Data(sent.utf8)) as? [String: Any], "\(sent)")
+            var sentContext = try #require(after["context"] as? [String: Any], "\(stored) -> \(sent)")
+            let note = sentContext.removeValue(forKey: "trackq") as? [String: Any]
+            #expect(note?["clock"] as? String == "repaired", "\(stored) -> \(sent)")
+            if hasContext {
+                var storedContext = try #require(before["context"] as? [String: Any])
+                storedContext["trackq"] = nil
+                #expect(try canonical(sentContext) == canonical(storedContext), "\(stored) -> \(sent)")
+                after["context"] = before["context"]
+            } else {
+                #expect(sentContext.isEmpty, "\(stored) -> \(sent)")
+                after["context"] = nil
+            }
+            #expect(try canonical(after) == canonical(before), "\(stored) -> \(sent)")
+        }
+    }
+}
