@@ -509,6 +509,30 @@ import Testing
 }
 
 @Suite struct JSONScannerWordTests {
+    /// The lowest byte `SWAR.matches` and `SWAR.below` mark is the first byte that matches,
+    /// for every byte value at every position, whatever the bytes after it (a borrow may mark
+    /// those, never one before).
+    @Test func theLowestMarkIsTheFirstMatch() {
+        var generator = SplitMix64(seed: 8)
+        func first(_ bytes: [UInt8], _ test: (UInt8) -> Bool) -> Int { bytes.firstIndex(where: test) ?? 8 }
+        func lowest(_ marks: UInt64) -> Int { marks.trailingZeroBitCount / 8 }
+        for position in 0..<8 {
+            for value in 0...255 {
+                for _ in 0..<4 {
+                    var bytes = (0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                    bytes[position] = UInt8(value)
+                    let word = bytes.withUnsafeBytes { SWAR.word($0, at: 0) }
+                    for target in [UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "{"), 0, 0xFF, UInt8(value)] {
+                        #expect(lowest(SWAR.matches(word, target)) == first(bytes) { $0 == target }, "\(bytes) \(target)")
+                    }
+                    for limit in [UInt8(0x20), 0x80, 1] {
+                        #expect(lowest(SWAR.below(word, limit)) == first(bytes) { $0 < limit }, "\(bytes) \(limit)")
+                    }
+                }
+            }
+        }
+    }
+
     /// The eight-byte test of a string's plain run agrees with a byte-by-byte check, for
     /// every byte value at every position among plain neighbours.
     @Test func aWordIsPlainExactlyWhenEachOfItsBytesIs() {

@@ -216,21 +216,6 @@ private struct StoredJSONWalk {
         while position < bytes.count && EventRewriter.isSpace(bytes[position]) { position += 1 }
     }
 
-    private static let ones: UInt64 = 0x0101_0101_0101_0101
-    private static let highs: UInt64 = 0x8080_8080_8080_8080
-
-    /// A high bit set in each byte of `word` equal to `byte`; the lowest one set is exact
-    /// (a borrow can only mark bytes above a real match).
-    @inline(__always) private static func matches(_ word: UInt64, _ byte: UInt8) -> UInt64 {
-        let x = word ^ (ones &* UInt64(byte))
-        return (x &- ones) & ~x & highs
-    }
-
-    /// The bytes at `i`..<`i`+8, the first in the lowest bits.
-    @inline(__always) private func word(at i: Int) -> UInt64 {
-        UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-    }
-
     /// The end (past the closing quote) of the string at `position`, and whether it holds an
     /// escape; nil if it does not end.
     func skipString() -> (end: Int, escaped: Bool)? {
@@ -239,8 +224,8 @@ private struct StoredJSONWalk {
         let n = bytes.count
         while i < n {
             if i + 8 <= n {
-                let w = word(at: i)
-                let found = Self.matches(w, UInt8(ascii: "\"")) | Self.matches(w, UInt8(ascii: "\\"))
+                let w = SWAR.word(bytes, at: i)
+                let found = SWAR.matches(w, UInt8(ascii: "\"")) | SWAR.matches(w, UInt8(ascii: "\\"))
                 if found == 0 {
                     i += 8
                     continue
@@ -272,11 +257,11 @@ private struct StoredJSONWalk {
                 if position + 8 <= n {
                     // Only quotes and brackets matter here: `{` and `[` (and `}` and `]`)
                     // differ by 0x20 alone.
-                    let w = word(at: position)
-                    let folded = w | (Self.ones &* 0x20)
+                    let w = SWAR.word(bytes, at: position)
+                    let folded = w | (SWAR.ones &* 0x20)
                     let found =
-                        Self.matches(w, UInt8(ascii: "\"")) | Self.matches(folded, UInt8(ascii: "{"))
-                        | Self.matches(folded, UInt8(ascii: "}"))
+                        SWAR.matches(w, UInt8(ascii: "\"")) | SWAR.matches(folded, UInt8(ascii: "{"))
+                        | SWAR.matches(folded, UInt8(ascii: "}"))
                     if found == 0 {
                         position += 8
                         continue

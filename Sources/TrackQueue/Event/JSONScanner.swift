@@ -239,7 +239,7 @@ struct JSONScanner {
         var escaped = false
         while i < n {
             // Eight bytes at a time while they are printable ASCII other than `"` and `\\`.
-            if i + 8 <= n && Self.isPlainASCII(bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
+            if i + 8 <= n && Self.isPlainASCII(SWAR.word(bytes, at: i)) {
                 i += 8
                 continue
             }
@@ -274,11 +274,10 @@ struct JSONScanner {
     /// `\\` (a string's plain run, in which there is nothing to check byte by byte).
     @inline(__always)
     static func isPlainASCII(_ word: UInt64) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        func hasZeroByte(_ v: UInt64) -> Bool { (v &- ones) & ~v & highs != 0 }
-        let below0x20 = (word &- ones &* 0x20) & ~word & highs != 0
-        return word & highs == 0 && !below0x20 && !hasZeroByte(word ^ (ones &* 0x22)) && !hasZeroByte(word ^ (ones &* 0x5C))
+        let stops =
+            (word & SWAR.highs) | SWAR.below(word, 0x20) | SWAR.matches(word, UInt8(ascii: "\""))
+            | SWAR.matches(word, UInt8(ascii: "\\"))
+        return stops == 0
     }
 
     /// Scans one escape sequence at a backslash.

@@ -1,0 +1,29 @@
+/// Eight bytes at a time ("SIMD within a register"): how the JSON scanner and the delivery
+/// walk find the few bytes that matter in a run of text without a branch on every byte.
+enum SWAR {
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+    static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    /// The eight bytes at `offset` of `bytes` (which holds at least `offset + 8`), the first
+    /// in the lowest bits.
+    @inline(__always)
+    static func word(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
+        UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+    }
+
+    /// A high bit set in each byte of `word` equal to `byte`. The lowest one set is exact (a
+    /// borrow can only mark bytes above a real match), so `trailingZeroBitCount / 8` is the
+    /// index of the first such byte; zero when there is none.
+    @inline(__always)
+    static func matches(_ word: UInt64, _ byte: UInt8) -> UInt64 {
+        let x = word ^ (ones &* UInt64(byte))
+        return (x &- ones) & ~x & highs
+    }
+
+    /// A high bit set in each byte of `word` below `limit` (at most 0x80); the lowest one set
+    /// is exact, as for ``matches(_:_:)``.
+    @inline(__always)
+    static func below(_ word: UInt64, _ limit: UInt8) -> UInt64 {
+        (word &- ones &* UInt64(limit)) & ~word & highs
+    }
+}
