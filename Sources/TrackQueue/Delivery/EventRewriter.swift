@@ -223,15 +223,8 @@ private struct StoredJSONWalk {
         var escaped = false
         let n = bytes.count
         while i < n {
-            if i + 8 <= n {
-                let w = SWAR.word(bytes, at: i)
-                let found = SWAR.matches(w, UInt8(ascii: "\"")) | SWAR.matches(w, UInt8(ascii: "\\"))
-                if found == 0 {
-                    i += 8
-                    continue
-                }
-                i += found.trailingZeroBitCount >> 3
-            }
+            i = SWAR.skip(bytes, from: i) { SWAR.matches($0, UInt8(ascii: "\"")) | SWAR.matches($0, UInt8(ascii: "\\")) }
+            guard i < n else { break }
             switch bytes[i] {
             case UInt8(ascii: "\""): return (i + 1, escaped)
             case UInt8(ascii: "\\"):
@@ -254,20 +247,14 @@ private struct StoredJSONWalk {
             var depth = 0
             let n = bytes.count
             while position < n {
-                if position + 8 <= n {
-                    // Only quotes and brackets matter here: `{` and `[` (and `}` and `]`)
-                    // differ by 0x20 alone.
-                    let w = SWAR.word(bytes, at: position)
-                    let folded = w | (SWAR.ones &* 0x20)
-                    let found =
-                        SWAR.matches(w, UInt8(ascii: "\"")) | SWAR.matches(folded, UInt8(ascii: "{"))
+                // Only quotes and brackets matter here: `{` and `[` (and `}` and `]`) differ
+                // by 0x20 alone.
+                position = SWAR.skip(bytes, from: position) { word in
+                    let folded = word | (SWAR.ones &* 0x20)
+                    return SWAR.matches(word, UInt8(ascii: "\"")) | SWAR.matches(folded, UInt8(ascii: "{"))
                         | SWAR.matches(folded, UInt8(ascii: "}"))
-                    if found == 0 {
-                        position += 8
-                        continue
-                    }
-                    position += found.trailingZeroBitCount >> 3
                 }
+                guard position < n else { break }
                 switch bytes[position] {
                 case UInt8(ascii: "\""):
                     guard let (end, _) = skipString() else { return false }

@@ -239,10 +239,8 @@ struct JSONScanner {
         var escaped = false
         while i < n {
             // Eight bytes at a time while they are printable ASCII other than `"` and `\\`.
-            if i + 8 <= n && Self.isPlainASCII(SWAR.word(bytes, at: i)) {
-                i += 8
-                continue
-            }
+            i = SWAR.skip(bytes, from: i, Self.stringStops)
+            guard i < n else { break }
             let b = bytes[i]
             if b &- 0x20 < 0x60 {  // printable ASCII
                 if b == UInt8(ascii: "\"") {
@@ -270,14 +268,12 @@ struct JSONScanner {
         throw fail("unterminated string")
     }
 
-    /// Whether none of the eight bytes of `word` is a control character, non-ASCII, `"` or
-    /// `\\` (a string's plain run, in which there is nothing to check byte by byte).
+    /// A mark (as ``SWAR/matches(_:_:)`` makes) on each byte of `word` that a string's plain
+    /// run cannot hold: a control character, a non-ASCII byte, `"` or `\\`.
     @inline(__always)
-    static func isPlainASCII(_ word: UInt64) -> Bool {
-        let stops =
-            (word & SWAR.highs) | SWAR.below(word, 0x20) | SWAR.matches(word, UInt8(ascii: "\""))
+    static func stringStops(_ word: UInt64) -> UInt64 {
+        (word & SWAR.highs) | SWAR.below(word, 0x20) | SWAR.matches(word, UInt8(ascii: "\""))
             | SWAR.matches(word, UInt8(ascii: "\\"))
-        return stops == 0
     }
 
     /// Scans one escape sequence at a backslash.

@@ -26,4 +26,18 @@ enum SWAR {
     static func below(_ word: UInt64, _ limit: UInt8) -> UInt64 {
         (word &- ones &* UInt64(limit)) & ~word & highs
     }
+
+    /// The first index at or after `start` whose byte may matter: the first byte `stops`
+    /// marks in an eight-byte word of `bytes`, or, past every word with no mark, where fewer
+    /// than eight bytes remain (the caller looks at those one by one).
+    @inline(__always)
+    static func skip(_ bytes: UnsafeRawBufferPointer, from start: Int, _ stops: (UInt64) -> UInt64) -> Int {
+        var i = start
+        while i + 8 <= bytes.count {
+            let marks = stops(word(bytes, at: i))
+            if marks != 0 { return i + (marks.trailingZeroBitCount >> 3) }
+            i += 8
+        }
+        return i
+    }
 }
