@@ -141,17 +141,20 @@ enum EventRewriter {
         case .malformed:
             return .nowhere
         case .absent:
-            return .newContext(only: event.dropFirst().dropLast().allSatisfy(isSpace))
+            return .newContext(only: hasNoMembers(event[...]))
         case .found(let context):
             guard event[context.lowerBound] == UInt8(ascii: "{") else { return .nowhere }
             switch member(named: "trackq", inObjectAt: context.lowerBound, of: event) {
             case .found(let trackq): return .replace(trackq)
-            case .absent:
-                let inside = event[(context.lowerBound + 1)..<(context.upperBound - 1)]
-                return .intoContext(open: context.lowerBound + 1, empty: inside.allSatisfy(isSpace))
+            case .absent: return .intoContext(open: context.lowerBound + 1, empty: hasNoMembers(event[context]))
             case .malformed: return .nowhere
             }
         }
+    }
+
+    /// Whether the object `object` (its braces included) holds nothing but whitespace.
+    private static func hasNoMembers(_ object: Slice<UnsafeRawBufferPointer>) -> Bool {
+        object.dropFirst().dropLast().allSatisfy(isSpace)
     }
 
     fileprivate static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
