@@ -1,13 +1,18 @@
 import NIOConcurrencyHelpers
 
-/// The bytes of parsed events waiting for their commit, across every connection.
+/// The bytes read from clients and not yet answered, across every connection: bytes not
+/// framed yet, lines parsed and waiting for their commit, and HTTP bodies.
 ///
 /// Each connection bounds its own work in flight (``IngestHandler/Limits``), but a thousand
 /// connections each with a few megabytes in flight would still be gigabytes. So a connection
-/// starts a new submission only while the total is under ``limit``; one that finds it over
-/// stops reading and is woken when commits have brought it back under. The total can pass
-/// the limit by at most one submission per event loop (their checks race), so memory stays
-/// flat however many clients write at once.
+/// reads only while the total is under ``limit``; one that finds it over stops reading and is
+/// woken when commits have brought it back under.
+///
+/// A read already asked for still brings what the client sent, so the total can pass the
+/// limit by what one read brings on each connection. That is why a read is short (one
+/// buffer of ``IngestHandler/Limits/readBytes``) unless a longer one fits in the limit beside
+/// the bytes held and the other long reads: see ``tryReserve(_:)``. So the total stays under
+/// twice the limit and a short read a connection, however many clients write at once.
 final class IngestBudget: Sendable {
     /// Default: room for groups of tens of thousands of events, far from the memory of a host.
     static let defaultLimit = 8 << 20
@@ -16,6 +21,7 @@ final class IngestBudget: Sendable {
     private struct State {
         var used = 0
         var peak = 0
+        var reserved = 0
         var waiters: [@Sendable () -> Void] = []
 
         mutating func add(_ bytes: Int) {
@@ -27,7 +33,7 @@ final class IngestBudget: Sendable {
 
     init(limit: Int = IngestBudget.defaultLimit) { self.limit = limit }
 
-    /// Whether a new submission may start now (once per submission: a lock, no allocation).
+    /// Whether a connection may read, or an HTTP request start, now (a lock, no allocation).
     var admits: Bool { state.withLockedValue { $0.used < limit } }
 
     /// Registers `wake` to run (once) when a submission may start again, unless it may now.
@@ -40,6 +46,22 @@ final class IngestBudget: Sendable {
         }
     }
 
+    /// Reserves room for a long read of `bytes` more than a short one, if it fits beside what
+    /// is held and the other reservations. A reservation does not stop anyone reading (an idle
+    /// connection may keep one for long); it only keeps long reads together within the limit.
+    func tryReserve(_ bytes: Int) -> Bool {
+        state.withLockedValue { state in
+            guard state.used + state.reserved + bytes <= limit else { return false }
+            state.reserved += bytes
+            return true
+        }
+    }
+
+    /// A long read reserved with ``tryReserve(_:)`` happened (its bytes were taken) or will not.
+    func release(_ bytes: Int) {
+        state.withLockedValue { $0.reserved -= bytes }
+    }
+
     /// Takes `bytes` if a submission may start now (an HTTP request reserves its body's size
     /// before reading it, so a request waiting for room holds none).
     func tryTake(_ bytes: Int) -> Bool {
@@ -50,14 +72,14 @@ final class IngestBudget: Sendable {
         }
     }
 
-    /// A submission of `bytes` went to the writer.
+    /// `bytes` were read (or a submission of them went to the writer).
     func take(_ bytes: Int) {
         state.withLockedValue { state in
             state.add(bytes)
         }
     }
 
-    /// A submission of `bytes` was answered; wakes the connections waiting once under the limit.
+    /// `bytes` were answered (or dropped); wakes the connections waiting once under the limit.
     func give(_ bytes: Int) {
         let woken = state.withLockedValue { state -> [@Sendable () -> Void] in
             state.used -= bytes
@@ -68,8 +90,8 @@ final class IngestBudget: Sendable {
         for wake in woken { wake() }
     }
 
-    /// For tests: bytes in flight now, the most there have been, connections waiting.
-    var snapshot: (used: Int, peak: Int, waiting: Int) {
-        state.withLockedValue { ($0.used, $0.peak, $0.waiters.count) }
+    /// For tests: bytes held now, the most there have been, connections waiting, room reserved.
+    var snapshot: (used: Int, peak: Int, waiting: Int, reserved: Int) {
+        state.withLockedValue { ($0.used, $0.peak, $0.waiters.count, $0.reserved) }
     }
 }

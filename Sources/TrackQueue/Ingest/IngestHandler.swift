@@ -9,9 +9,14 @@ import NIOCore
 /// only while fewer than `maxOutstanding` of its submissions await their commit and while
 /// its peer reads its answers (the channel is writable); a submission holds at most
 /// `maxSubmissionLines` lines or about `maxSubmissionBytes` of events; bytes read but not
-/// yet framed wait in one buffer, and no more is read until they are used. So a client
-/// that writes without reading stalls on its own socket buffer, and the daemon's memory
-/// does not grow with it. Across connections, an ``IngestBudget`` bounds the bytes in flight.
+/// yet framed wait in one buffer of their size, and no more is read until they are used. So
+/// a client that writes without reading stalls on its own socket buffer, and the daemon's
+/// memory does not grow with it.
+///
+/// Across connections, an ``IngestBudget`` counts every byte read until it is answered, and
+/// a connection reads only while the budget has room. A read is one buffer of `readBytes`,
+/// or `readsPerBurst` of them when the budget has room for that beside the other long reads:
+/// so when many connections are woken at once, each brings at most one short read.
 final class IngestHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = Never
@@ -23,6 +28,10 @@ final class IngestHandler: ChannelDuplexHandler {
 
     struct Limits: Sendable {
         var maxLineBytes = 2_000_000
+        /// The largest buffer one read fills (NIO's adaptive allocator sizes it up to this).
+        var readBytes = 16 << 10
+        /// Reads in one go when the budget has room for them; 1 otherwise.
+        var readsPerBurst: UInt = 16
         var maxOutstanding = 16
         var maxSubmissionLines = 1024
         var maxSubmissionBytes = 1 << 20
@@ -35,12 +44,21 @@ final class IngestHandler: ChannelDuplexHandler {
     private let connections: ConnectionTracker?
     private let budget: IngestBudget?
     private let metrics: DaemonMetrics?
-    /// The budget was spent when a submission was to start: reading waits for its wake.
+    /// The budget was spent when a read was to start: reading waits for its wake.
     private var waitingForBudget = false
+    /// Bytes read (and taken from the budget) and framed since the last submission: its
+    /// lines, blank lines, newlines.
+    private var framedBytes = 0
+    /// Room reserved in the budget for a burst of reads (`readsPerBurst`) instead of one.
+    private var reservedBurst = false
+    /// The channel's `maxMessagesPerRead` as this handler last set it.
+    private var readsPerBurst: UInt
 
     private var framer: LineFrameDecoder
     /// Bytes read and not framed yet.
     private var received: ByteBuffer?
+    /// `received` is a buffer of this handler's, not a read's buffer from the channel's pool.
+    private var receivedIsOwn = false
     /// The framer needs more bytes than `received` holds (a line is incomplete).
     private var needsMoreData = true
     private var batch = EventBatch()
@@ -70,6 +88,17 @@ final class IngestHandler: ChannelDuplexHandler {
         self.limits = limits
         self.connections = connections
         self.framer = LineFrameDecoder(maxLineBytes: limits.maxLineBytes)
+        self.readsPerBurst = 1  // as the server sets it: a connection's first read is short
+    }
+
+    /// The room a burst of reads needs beyond one read.
+    private var burstBytes: Int { Int(limits.readsPerBurst - 1) * limits.readBytes }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // The read reserved for will not come. (Bytes read are all framed and submitted even
+        // after a close, so they leave the budget with their answers.)
+        if reservedBurst { budget?.release(burstBytes) }
+        reservedBurst = false
     }
 
     // MARK: Inbound
@@ -77,16 +106,27 @@ final class IngestHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = Self.unwrapInboundIn(data)
         connections?.touch(context.channel)
+        budget?.take(incoming.readableBytes)
         if received == nil {
             received = incoming
+            receivedIsOwn = false
         } else {
-            received!.writeBuffer(&incoming)
+            // A new buffer of the size needed: growing `received` would round it up to a power of two.
+            var joined = context.channel.allocator.buffer(capacity: received!.readableBytes + incoming.readableBytes)
+            joined.writeBuffer(&received!)
+            joined.writeBuffer(&incoming)
+            received = joined
+            receivedIsOwn = true
         }
         needsMoreData = false
         consume(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        if reservedBurst {
+            reservedBurst = false
+            budget?.release(burstBytes)
+        }
         submit(context: context)
         context.fireChannelReadComplete()
     }
@@ -134,11 +174,8 @@ final class IngestHandler: ChannelDuplexHandler {
     // MARK: Outbound
 
     func read(context: ChannelHandlerContext) {
-        if canRead(context: context) {
-            context.read()
-        } else {
-            readPending = true
-        }
+        readPending = true
+        readIfRoom(context: context)
     }
 
     // MARK: Framing, submitting and answering
@@ -146,28 +183,25 @@ final class IngestHandler: ChannelDuplexHandler {
     /// Whether this connection may have more work in flight now. A connection nobody reads
     /// from any more (inactive) still gets its lines committed, at the same pace.
     private func hasRoom(context: ChannelHandlerContext) -> Bool {
-        outstanding < limits.maxOutstanding && !waitingForBudget
-            && (context.channel.isWritable || !context.channel.isActive)
+        outstanding < limits.maxOutstanding && (context.channel.isWritable || !context.channel.isActive)
     }
 
     private func canRead(context: ChannelHandlerContext) -> Bool {
-        !draining && !inputClosed && needsMoreData && hasRoom(context: context)
+        !draining && !inputClosed && needsMoreData && !waitingForBudget && hasRoom(context: context)
     }
 
     /// Frames and parses the bytes received while there is room, cutting submissions as they fill.
     private func consume(context: ChannelHandlerContext) {
         guard received != nil else { return }
         while !needsMoreData && hasRoom(context: context) {
-            // The waker is built only when the budget is spent, not for every submission.
-            if lines.isEmpty, let budget, !budget.admits, budget.waitForRoom(budgetWaker(context: context)) {
-                waitingForBudget = true
-                break
-            }
-            guard let frame = framer.nextFrame(&received!) ?? (inputClosed ? framer.lastFrame(&received!) : nil) else {
+            let unframed = received!.readableBytes
+            let frame = framer.nextFrame(&received!) ?? (inputClosed ? framer.lastFrame(&received!) : nil)
+            framedBytes += unframed - received!.readableBytes
+            guard let frame else {
                 needsMoreData = true
                 break
             }
-            take(frame)
+            take(frame, coming: unframed + (reservedBurst ? burstBytes : 0))
             if lines.count >= limits.maxSubmissionLines || batch.bytes.count >= limits.maxSubmissionBytes {
                 submit(context: context)
             }
@@ -175,16 +209,36 @@ final class IngestHandler: ChannelDuplexHandler {
         if received!.readableBytes == 0 {
             received = nil
             needsMoreData = true
-        } else if received!.readerIndex >= 1 << 16 {
-            received!.discardReadBytes()
+        } else if !receivedIsOwn || received!.capacity > received!.readableBytes + received!.readableBytes / 4 + 4096 {
+            keepOwnCopy(of: &received!, allocator: context.channel.allocator)
         }
     }
 
-    private func take(_ frame: LineFrame) {
+    /// Moves what is left of `received` (usually part of one line) into a buffer of its own size.
+    ///
+    /// A read's buffer belongs to the channel's pool, which reuses it for the next read only
+    /// once nobody else holds it: kept here, the pool would allocate another, and a buffer
+    /// grown for a burst would stay grown while the connection waits. So what a connection
+    /// holds between reads is about what it has not framed yet, however many connections there are.
+    private func keepOwnCopy(of buffer: inout ByteBuffer, allocator: ByteBufferAllocator) {
+        var own = allocator.buffer(capacity: buffer.readableBytes)
+        own.writeBuffer(&buffer)
+        buffer = own
+        receivedIsOwn = true
+    }
+
+    /// - Parameter coming: the most bytes this submission can still get before it is submitted
+    ///   (what is held, and what the read under way may bring).
+    private func take(_ frame: LineFrame, coming: Int) {
         if readAt == nil { readAt = (clock.wallMillis(), clock.boottimeMillis()) }
         if lines.isEmpty && lines.capacity == 0 {
-            lines.reserveCapacity(nextSizes.lines)
-            batch.reserveCapacity(bytes: nextSizes.bytes, events: nextSizes.events)
+            // Sized like the last submission, but no larger than this one can get: a connection
+            // woken for one short read would otherwise hold room for a long burst.
+            let bytes = min(nextSizes.bytes, coming)
+            let last = nextSizes
+            func scaled(_ count: Int) -> Int { bytes == last.bytes ? count : min(count, count * bytes / last.bytes + 1) }
+            lines.reserveCapacity(scaled(last.lines))
+            batch.reserveCapacity(bytes: bytes, events: scaled(last.events))
         }
         switch frame {
         case .tooLong:
@@ -213,14 +267,42 @@ final class IngestHandler: ChannelDuplexHandler {
     private func resume(context: ChannelHandlerContext) {
         consume(context: context)
         submit(context: context)
-        if readPending && canRead(context: context) {
-            readPending = false
-            context.read()
+        readIfRoom(context: context)
+    }
+
+    /// Passes a read on once there is room for what it brings, the shared budget's included:
+    /// a read while the budget is spent would hold its bytes, unframed, until the budget had
+    /// room again, and so would every other connection.
+    private func readIfRoom(context: ChannelHandlerContext) {
+        guard readPending, canRead(context: context) else { return }
+        if let budget {
+            // The waker is built only when the budget is spent, not for every read.
+            if !budget.admits, budget.waitForRoom(budgetWaker(context: context)) {
+                waitingForBudget = true
+                return
+            }
+            if !reservedBurst { reservedBurst = budget.tryReserve(burstBytes) }
+            setReadsPerBurst(reservedBurst ? limits.readsPerBurst : 1, context: context)
         }
+        readPending = false
+        context.read()
+    }
+
+    private func setReadsPerBurst(_ reads: UInt, context: ChannelHandlerContext) {
+        guard reads != readsPerBurst else { return }
+        readsPerBurst = reads
+        try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: reads)
     }
 
     private func submit(context: ChannelHandlerContext) {
-        guard !lines.isEmpty, let readAt else { return }
+        // The bytes framed so far leave the budget with the answers to their lines, or now if
+        // they held none (blank lines, the rest of a line too long).
+        let framed = framedBytes
+        framedBytes = 0
+        guard !lines.isEmpty, let readAt else {
+            if framed > 0 { budget?.give(framed) }
+            return
+        }
         let bytes = batch.bytes.count
         let warnings = self.warnings
         let submission = IngestSubmission(
@@ -231,7 +313,7 @@ final class IngestHandler: ChannelDuplexHandler {
             completion: { [loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)] answers in
                 loopBound.eventLoop.execute {
                     let (handler, context) = loopBound.value
-                    handler.budget?.give(bytes)
+                    handler.budget?.give(framed)
                     handler.answer(answers, warnings: warnings, context: context)
                 }
             })
@@ -243,7 +325,6 @@ final class IngestHandler: ChannelDuplexHandler {
         self.warnings = []
         self.readAt = nil
         outstanding += 1
-        budget?.take(bytes)
         writer.submit(submission)
     }
 

@@ -78,6 +78,12 @@ final class IngestServer: Service {
                 }
             }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+            // Reads of at most `readBytes`, `readsPerBurst` at a time: the handler counts
+            // every byte read against the budget and shortens the bursts when it is short.
+            .childChannelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: limits.readBytes)
+            )
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { channel in
                 guard connections.isAdmitted(channel) else {
                     // Over the limit: say so once the channel is active, and close; the client
