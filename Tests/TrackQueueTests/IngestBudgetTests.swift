@@ -142,10 +142,74 @@ import Testing
         }  // closed with a line unfinished
 
         try await waitUntil("every connection to close") { server.connections.all().isEmpty }
-        #expect(server.budget.snapshot.used == 0)
+        // The last answers are given back on the event loops, after the close.
+        try await waitUntil("the budget to be whole again") { server.budget.snapshot.used == 0 }
         #expect(server.budget.snapshot.reserved == 0)
 
         await server.drain()
+        await writer.stop()
+        try await group.shutdownGracefully()
+    }
+
+    /// Clients that start lines and never finish them hold what they sent, but not the budget:
+    /// an app beside them is read and answered. (Counted from the read, five 15 KB starts of
+    /// lines spent a 64 KiB budget for good, and the daemon stopped reading anyone.)
+    @Test func unfinishedLinesDoNotStopOtherApps() async throws {
+        try await Self.withSmallBudget { server, socket in
+            let stalled = try (0..<5).map { _ in try UnixLineConnection(path: socket) }
+            for client in stalled { try client.write(#"{"event_name":"e","p":""# + String(repeating: "y", count: 15_000)) }
+            try await waitUntil("the daemon to read the unfinished lines") {
+                stalled.allSatisfy { Self.unreadBytes($0.fd) == 0 }
+            }
+            let app = try UnixLineConnection(path: socket)
+            try app.write(#"{"event_name":"e","user_id":"u"}"# + "\n")
+            #expect(try app.readLine(timeout: .seconds(10)).hasPrefix(#"{"ok":true"#))
+            withExtendedLifetime(stalled) {}
+        }
+    }
+
+    /// Clients that pipeline and never read their answers stall on their own sockets, holding
+    /// at most a read each outside the budget: an app beside them is read and answered.
+    @Test func clientsThatNeverReadDoNotStopOtherApps() async throws {
+        try await Self.withSmallBudget { server, socket in
+            let line = #"{"event_name":"e","user_id":"u","p":"\#(String(repeating: "z", count: 200))"}"# + "\n"
+            let chunk = Array(String(repeating: line, count: 1000).utf8)
+            let deaf = try (0..<8).map { _ in try UnixLineConnection(path: socket) }
+            let writers = deaf.map { client in
+                let thread = Thread {
+                    var limit = timeval(tv_sec: 1, tv_usec: 0)
+                    setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+                    while (try? client.write(chunk)) != nil {}
+                }
+                thread.start()
+                return thread
+            }
+            try await waitUntil(timeout: .seconds(60), "the deaf clients to stall") { writers.allSatisfy(\.isFinished) }
+            let app = try UnixLineConnection(path: socket)
+            try app.write(line)
+            #expect(try app.readLine(timeout: .seconds(10)).hasPrefix(#"{"ok":true"#))
+            withExtendedLifetime(deaf) {}
+        }
+    }
+
+    /// Bytes a client has sent that the daemon has not read yet (`SIOCOUTQ`).
+    static func unreadBytes(_ fd: Int32) -> Int {
+        var queued: Int32 = 0
+        return ioctl(fd, UInt(TIOCOUTQ), &queued) == 0 ? Int(queued) : -1
+    }
+
+    /// An ingest server with a 64 KiB budget over a real store.
+    static func withSmallBudget(_ body: (IngestServer, String) async throws -> Void) async throws {
+        let dir = try TestDirectory()
+        let logger = Logger(label: "test")
+        let (writer, _) = try await StoreWriter.start(
+            .init(path: dir.database, durability: .normal, maxQueueBytes: 1 << 30), logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var options = IngestServer.Options(socketPath: dir.socket, socketMode: 0o600, maxEventBytes: 10_000)
+        options.maxBytesInFlight = 64 << 10
+        let server = try await IngestServer.bind(options: options, writer: writer, group: group, logger: logger)
+        try await body(server, dir.socket)
+        await server.drain(timeout: .seconds(1))
         await writer.stop()
         try await group.shutdownGracefully()
     }

@@ -1,7 +1,8 @@
 import NIOConcurrencyHelpers
 
-/// The bytes read from clients and not yet answered, across every connection: bytes not
-/// framed yet, lines parsed and waiting for their commit, and HTTP bodies.
+/// The bytes read from clients, framed into lines and not yet answered, across every
+/// connection, and HTTP bodies. (Bytes not framed yet, the unfinished line a client may keep
+/// for as long as it likes, are bounded by each connection: see ``IngestHandler``.)
 ///
 /// Each connection bounds its own work in flight (``IngestHandler/Limits``), but a thousand
 /// connections each with a few megabytes in flight would still be gigabytes. So a connection

@@ -13,8 +13,8 @@ import NIOCore
 /// a client that writes without reading stalls on its own socket buffer, and the daemon's
 /// memory does not grow with it.
 ///
-/// Across connections, an ``IngestBudget`` counts every byte read until it is answered, and
-/// a connection reads only while the budget has room. A read is one buffer of `readBytes`,
+/// Across connections, an ``IngestBudget`` counts every byte framed until it is answered,
+/// and a connection reads only while the budget has room. A read is one buffer of `readBytes`,
 /// or `readsPerBurst` of them when the budget has room for that beside the other long reads:
 /// so when many connections are woken at once, each brings at most one short read.
 final class IngestHandler: ChannelDuplexHandler {
@@ -46,9 +46,11 @@ final class IngestHandler: ChannelDuplexHandler {
     private let metrics: DaemonMetrics?
     /// The budget was spent when a read was to start: reading waits for its wake.
     private var waitingForBudget = false
-    /// Bytes read (and taken from the budget) and framed since the last submission: its
-    /// lines, blank lines, newlines.
+    /// Bytes framed since the last submission (its lines, blank lines, newlines): they leave
+    /// the budget with its answers.
     private var framedBytes = 0
+    /// Of those, bytes not counted in the budget yet (it is told once per `consume`, not per line).
+    private var uncountedBytes = 0
     /// Room reserved in the budget for a burst of reads (`readsPerBurst`) instead of one.
     private var reservedBurst = false
     /// The channel's `maxMessagesPerRead` as this handler last set it.
@@ -106,7 +108,6 @@ final class IngestHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = Self.unwrapInboundIn(data)
         connections?.touch(context.channel)
-        budget?.take(incoming.readableBytes)
         if received == nil {
             received = incoming
             receivedIsOwn = false
@@ -197,6 +198,7 @@ final class IngestHandler: ChannelDuplexHandler {
             let unframed = received!.readableBytes
             let frame = framer.nextFrame(&received!) ?? (inputClosed ? framer.lastFrame(&received!) : nil)
             framedBytes += unframed - received!.readableBytes
+            uncountedBytes += unframed - received!.readableBytes
             guard let frame else {
                 needsMoreData = true
                 break
@@ -206,6 +208,7 @@ final class IngestHandler: ChannelDuplexHandler {
                 submit(context: context)
             }
         }
+        countFramedBytes()
         if received!.readableBytes == 0 {
             received = nil
             needsMoreData = true
@@ -294,7 +297,19 @@ final class IngestHandler: ChannelDuplexHandler {
         try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: reads)
     }
 
+    /// Bytes count against the budget from when they are framed, not from when they are read:
+    /// what a connection holds unframed is the start of a line its client has not finished, or
+    /// what it read before its client stopped reading answers. Counted, a few such clients
+    /// could spend the budget and stop every other app; uncounted, they cost each connection
+    /// at most one read burst and one line.
+    private func countFramedBytes() {
+        guard uncountedBytes > 0 else { return }
+        budget?.take(uncountedBytes)
+        uncountedBytes = 0
+    }
+
     private func submit(context: ChannelHandlerContext) {
+        countFramedBytes()
         // The bytes framed so far leave the budget with the answers to their lines, or now if
         // they held none (blank lines, the rest of a line too long).
         let framed = framedBytes
