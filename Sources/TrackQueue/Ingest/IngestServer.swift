@@ -78,8 +78,8 @@ final class IngestServer: Service {
                 }
             }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            // Reads of at most `readBytes`, `readsPerBurst` at a time: the handler counts
-            // every byte read against the budget and shortens the bursts when it is short.
+            // Reads of at most `readBytes`, one at a time: a line connection asks for
+            // `readsPerBurst` at once only while the budget has room for them (IngestHandler).
             .childChannelOption(
                 .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: limits.readBytes)
             )
