@@ -49,8 +49,8 @@ final class IngestHandler: ChannelDuplexHandler {
     /// Bytes framed since the last submission (its lines, blank lines, newlines): they leave
     /// the budget with its answers.
     private var framedBytes = 0
-    /// Of those, bytes not counted in the budget yet (it is told once per `consume`, not per line).
-    private var uncountedBytes = 0
+    /// Of those, bytes counted in the budget (it is told once per `consume`, not per line).
+    private var countedBytes = 0
     /// Room reserved in the budget for a burst of reads (`readsPerBurst`) instead of one.
     private var reservedBurst = false
     /// The channel's `maxMessagesPerRead` as this handler last set it.
@@ -106,18 +106,14 @@ final class IngestHandler: ChannelDuplexHandler {
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = Self.unwrapInboundIn(data)
+        let incoming = Self.unwrapInboundIn(data)
         connections?.touch(context.channel)
         if received == nil {
             received = incoming
             receivedIsOwn = false
         } else {
-            // A new buffer of the size needed: growing `received` would round it up to a power of two.
-            var joined = context.channel.allocator.buffer(capacity: received!.readableBytes + incoming.readableBytes)
-            joined.writeBuffer(&received!)
-            joined.writeBuffer(&incoming)
-            received = joined
-            receivedIsOwn = true
+            // Not `writeBuffer`: growing `received` would round it up to a power of two.
+            keepOwnCopy(of: &received!, appending: incoming, allocator: context.channel.allocator)
         }
         needsMoreData = false
         consume(context: context)
@@ -198,7 +194,6 @@ final class IngestHandler: ChannelDuplexHandler {
             let unframed = received!.readableBytes
             let frame = framer.nextFrame(&received!) ?? (inputClosed ? framer.lastFrame(&received!) : nil)
             framedBytes += unframed - received!.readableBytes
-            uncountedBytes += unframed - received!.readableBytes
             guard let frame else {
                 needsMoreData = true
                 break
@@ -217,15 +212,17 @@ final class IngestHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Moves what is left of `received` (usually part of one line) into a buffer of its own size.
+    /// Moves what is left of `received` (usually part of one line), and `more` after it, into
+    /// a buffer of exactly their size.
     ///
     /// A read's buffer belongs to the channel's pool, which reuses it for the next read only
     /// once nobody else holds it: kept here, the pool would allocate another, and a buffer
     /// grown for a burst would stay grown while the connection waits. So what a connection
     /// holds between reads is about what it has not framed yet, however many connections there are.
-    private func keepOwnCopy(of buffer: inout ByteBuffer, allocator: ByteBufferAllocator) {
-        var own = allocator.buffer(capacity: buffer.readableBytes)
+    private func keepOwnCopy(of buffer: inout ByteBuffer, appending more: ByteBuffer? = nil, allocator: ByteBufferAllocator) {
+        var own = allocator.buffer(capacity: buffer.readableBytes + (more?.readableBytes ?? 0))
         own.writeBuffer(&buffer)
+        if let more { own.writeImmutableBuffer(more) }
         buffer = own
         receivedIsOwn = true
     }
@@ -303,9 +300,9 @@ final class IngestHandler: ChannelDuplexHandler {
     /// could spend the budget and stop every other app; uncounted, they cost each connection
     /// at most one read burst and one line.
     private func countFramedBytes() {
-        guard uncountedBytes > 0 else { return }
-        budget?.take(uncountedBytes)
-        uncountedBytes = 0
+        guard framedBytes > countedBytes else { return }
+        budget?.take(framedBytes - countedBytes)
+        countedBytes = framedBytes
     }
 
     private func submit(context: ChannelHandlerContext) {
@@ -314,6 +311,7 @@ final class IngestHandler: ChannelDuplexHandler {
         // they held none (blank lines, the rest of a line too long).
         let framed = framedBytes
         framedBytes = 0
+        countedBytes = 0
         guard !lines.isEmpty, let readAt else {
             if framed > 0 { budget?.give(framed) }
             return
