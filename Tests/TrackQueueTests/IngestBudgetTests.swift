@@ -198,20 +198,40 @@ import Testing
         return ioctl(fd, UInt(TIOCOUTQ), &queued) == 0 ? Int(queued) : -1
     }
 
-    /// An ingest server with a 64 KiB budget over a real store.
-    static func withSmallBudget(_ body: (IngestServer, String) async throws -> Void) async throws {
+    /// An ingest server with a small budget (64 KiB unless told) over a real store.
+    static func withSmallBudget(limit: Int = 64 << 10, _ body: (IngestServer, String) async throws -> Void) async throws {
         let dir = try TestDirectory()
         let logger = Logger(label: "test")
         let (writer, _) = try await StoreWriter.start(
             .init(path: dir.database, durability: .normal, maxQueueBytes: 1 << 30), logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var options = IngestServer.Options(socketPath: dir.socket, socketMode: 0o600, maxEventBytes: 10_000)
-        options.maxBytesInFlight = 64 << 10
+        options.maxBytesInFlight = limit
         let server = try await IngestServer.bind(options: options, writer: writer, group: group, logger: logger)
         try await body(server, dir.socket)
         await server.drain(timeout: .seconds(1))
         await writer.stop()
         try await group.shutdownGracefully()
+    }
+
+    /// A connection reserves room for a burst of reads only while its client has more to send
+    /// (its last read filled the buffer). Before, every connection reserved again as soon as
+    /// a burst ended, so connections that had gone quiet held the room, and busy ones read
+    /// 16 KiB at a time.
+    @Test func quietConnectionsHoldNoRoomForBursts() async throws {
+        try await Self.withSmallBudget(limit: 8 << 20) { server, socket in
+            let line = #"{"event_name":"e","user_id":"u","p":"\#(String(repeating: "q", count: 200))"}"# + "\n"
+            let text = String(repeating: line, count: 2000)  // 500 KB: reads that fill their buffers
+            let clients = try (0..<8).map { _ in try UnixLineConnection(path: socket) }
+            for client in clients {
+                try client.write(text)
+                #expect(try client.readLines(2000).allSatisfy { $0.hasPrefix(#"{"ok":true"#) })
+            }
+            // All quiet now, each waiting for its next bytes with a read asked for.
+            try await waitUntil("the budget to be whole again") { server.budget.snapshot.used == 0 }
+            #expect(server.budget.snapshot.reserved == 0)
+            withExtendedLifetime(clients) {}
+        }
     }
 
     /// Room reserved for long reads only keeps them, together, within the limit; it never

@@ -12,8 +12,11 @@ import NIOConcurrencyHelpers
 /// A read already asked for still brings what the client sent, so the total can pass the
 /// limit by what one read brings on each connection. That is why a read is short (one
 /// buffer of ``IngestHandler/Limits/readBytes``) unless a longer one fits in the limit beside
-/// the bytes held and the other long reads: see ``tryReserve(_:)``. So the total stays under
-/// twice the limit and a short read a connection, however many clients write at once.
+/// the bytes held and the other long reads: see ``tryReserve(_:)``. A connection frames what
+/// it has read without asking again, so what it held unframed (the part of a line it had, up
+/// to the line limit, and the rest of a burst it could not frame for lack of room) is counted
+/// when it is framed. So the total stays under twice the limit plus, for each connection, one
+/// short read and what it held unframed, however many clients write at once.
 final class IngestBudget: Sendable {
     /// Default: room for groups of tens of thousands of events, far from the memory of a host.
     static let defaultLimit = 8 << 20

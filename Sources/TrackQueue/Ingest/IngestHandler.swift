@@ -53,6 +53,9 @@ final class IngestHandler: ChannelDuplexHandler {
     private var countedBytes = 0
     /// Room reserved in the budget for a burst of reads (`readsPerBurst`) instead of one.
     private var reservedBurst = false
+    /// The last read filled its buffer: the client has more to send, and the next read may be
+    /// a burst. A connection whose client went quiet reads (and reserves) no burst.
+    private var lastReadFilled = false
     /// The channel's `maxMessagesPerRead` as this handler last set it.
     private var readsPerBurst: UInt
 
@@ -90,7 +93,8 @@ final class IngestHandler: ChannelDuplexHandler {
         self.limits = limits
         self.connections = connections
         self.framer = LineFrameDecoder(maxLineBytes: limits.maxLineBytes)
-        self.readsPerBurst = 1  // as the server sets it: a connection's first read is short
+        precondition(limits.readsPerBurst >= 1)
+        self.readsPerBurst = 1  // as the server sets it; and no read has filled a buffer yet
     }
 
     /// The room a burst of reads needs beyond one read.
@@ -108,12 +112,14 @@ final class IngestHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let incoming = Self.unwrapInboundIn(data)
         connections?.touch(context.channel)
+        // As NIO decides whether to read again at once: the read filled its buffer.
+        lastReadFilled = incoming.writableBytes == 0
         if received == nil {
             received = incoming
             receivedIsOwn = false
         } else {
-            // Not `writeBuffer`: growing `received` would round it up to a power of two.
-            keepOwnCopy(of: &received!, appending: incoming, allocator: context.channel.allocator)
+            var incoming = incoming
+            received!.writeBuffer(&incoming)  // it is ours (see `consume`); it doubles as a line grows
         }
         needsMoreData = false
         consume(context: context)
@@ -207,22 +213,23 @@ final class IngestHandler: ChannelDuplexHandler {
         if received!.readableBytes == 0 {
             received = nil
             needsMoreData = true
-        } else if !receivedIsOwn || received!.capacity > received!.readableBytes + received!.readableBytes / 4 + 4096 {
+        } else if !receivedIsOwn || received!.capacity >= 4 * max(received!.readableBytes, 1024) {
             keepOwnCopy(of: &received!, allocator: context.channel.allocator)
         }
     }
 
-    /// Moves what is left of `received` (usually part of one line), and `more` after it, into
-    /// a buffer of exactly their size.
+    /// Moves what is left of `received` (usually part of one line) into a buffer of its own,
+    /// sized for it (to the next power of two).
     ///
     /// A read's buffer belongs to the channel's pool, which reuses it for the next read only
     /// once nobody else holds it: kept here, the pool would allocate another, and a buffer
     /// grown for a burst would stay grown while the connection waits. So what a connection
-    /// holds between reads is about what it has not framed yet, however many connections there are.
-    private func keepOwnCopy(of buffer: inout ByteBuffer, appending more: ByteBuffer? = nil, allocator: ByteBufferAllocator) {
-        var own = allocator.buffer(capacity: buffer.readableBytes + (more?.readableBytes ?? 0))
+    /// holds between reads is about what it has not framed yet, however many connections
+    /// there are. (A buffer is copied only when it is four times too large, so a long line
+    /// that grows read by read is not copied again each time.)
+    private func keepOwnCopy(of buffer: inout ByteBuffer, allocator: ByteBufferAllocator) {
+        var own = allocator.buffer(capacity: buffer.readableBytes)
         own.writeBuffer(&buffer)
-        if let more { own.writeImmutableBuffer(more) }
         buffer = own
         receivedIsOwn = true
     }
@@ -281,7 +288,9 @@ final class IngestHandler: ChannelDuplexHandler {
                 waitingForBudget = true
                 return
             }
-            if !reservedBurst { reservedBurst = budget.tryReserve(burstBytes) }
+            // Reserved only for a client with more to send: an idle connection holding a
+            // reservation would keep the room from the busy ones.
+            if !reservedBurst && lastReadFilled { reservedBurst = budget.tryReserve(burstBytes) }
             setReadsPerBurst(reservedBurst ? limits.readsPerBurst : 1, context: context)
         }
         readPending = false
