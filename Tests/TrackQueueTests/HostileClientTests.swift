@@ -57,17 +57,9 @@ import Testing
         let oversized = Array(("[" + Array(repeating: element, count: 1001).joined(separator: ",") + "]\n").utf8)
         let clients = try (0..<12).map { _ in try UnixClient(path: dir.socket) }
         let writers = clients.enumerated().map { index, client in
-            let chunk = index % 2 == 0 ? garbage : oversized
-            let thread = Thread {
-                var limit = timeval(tv_sec: 1, tv_usec: 0)
-                setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-                // Until the daemon stops reading (a send times out), or 16 MiB (refusing a long
-                // line costs one short answer, so those are read on as fast as they come).
-                var sent = 0
-                while sent < 16 << 20, (try? client.write(chunk)) != nil { sent += chunk.count }
-            }
-            thread.start()
-            return thread
+            // Until the daemon stops reading (a send times out), or 16 MiB (refusing a long
+            // line costs one short answer, so those are read on as fast as they come).
+            client.writeUntilStalled(index % 2 == 0 ? garbage : oversized, atMost: 16 << 20)
         }
         try await waitUntil(timeout: .seconds(60), "the hostile writers to stall") { writers.allSatisfy(\.isFinished) }
 
@@ -95,13 +87,7 @@ import Testing
         let client = try UnixClient(path: dir.socket)
         // 404s: answered at once, each answer ten times its request.
         let chunk = Array(String(repeating: "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", count: 2048).utf8)
-        let writer = Thread {
-            var limit = timeval(tv_sec: 1, tv_usec: 0)
-            setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-            var sent = 0
-            while sent < 16 << 20, (try? client.write(chunk)) != nil { sent += chunk.count }
-        }
-        writer.start()
+        let writer = client.writeUntilStalled(chunk, atMost: 16 << 20)
         try await waitUntil(timeout: .seconds(60), "the writer to stall or finish") { writer.isFinished }
         let app = try UnixClient(path: dir.socket)
         #expect(try app.exchange(httpRequest("POST", "/track", body: Self.event)).status == 200)

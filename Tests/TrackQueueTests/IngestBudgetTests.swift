@@ -9,59 +9,49 @@ import Testing
 /// connection: many clients writing at once behind a slow disk do not grow the daemon.
 @Suite struct IngestBudgetTests {
     @Test func connectionsStopReadingWhenTheSharedBudgetIsSpentAndResumeAfterCommits() async throws {
-        let dir = try TestDirectory()
-        let logger = Logger(label: "test")
-        let (writer, _) = try await StoreWriter.start(
-            .init(path: dir.database, durability: .normal, maxQueueBytes: 1 << 30), logger: logger)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        var options = IngestServer.Options(socketPath: dir.socket, socketMode: 0o600, maxEventBytes: 10_000)
-        options.maxBytesInFlight = 64 << 10
-        let server = try await IngestServer.bind(options: options, writer: writer, group: group, logger: logger)
-        let gate = DispatchSemaphore(value: 0)
-        writer.pause(until: gate)  // a disk that does not answer yet
+        try await Self.withServer(budget: 64 << 10) { server, writer, dir in
+            let gate = DispatchSemaphore(value: 0)
+            writer.pause(until: gate)  // a disk that does not answer yet
 
-        let clients = 8
-        let perClient = 2000
-        let padding = String(repeating: "x", count: 200)
-        let socket = dir.socket
-        let answered = Task {
-            try await withThrowingTaskGroup(of: Int.self) { tasks in
-                for c in 0..<clients {
-                    tasks.addTask {
-                        try await onOwnThread {
-                            let connection = try UnixLineConnection(path: socket)
-                            var text = ""
-                            for i in 0..<perClient {
-                                text += #"{"event_name":"e","user_id":"c\#(c)","properties":{"i":\#(i),"p":"\#(padding)"}}"# + "\n"
+            let clients = 8
+            let perClient = 2000
+            let padding = String(repeating: "x", count: 200)
+            let socket = dir.socket
+            let answered = Task {
+                try await withThrowingTaskGroup(of: Int.self) { tasks in
+                    for c in 0..<clients {
+                        tasks.addTask {
+                            try await onOwnThread {
+                                let connection = try UnixLineConnection(path: socket)
+                                var text = ""
+                                for i in 0..<perClient {
+                                    text += #"{"event_name":"e","user_id":"c\#(c)","properties":{"i":\#(i),"p":"\#(padding)"}}"# + "\n"
+                                }
+                                try connection.write(text)
+                                var accepted = 0
+                                for _ in 0..<perClient {
+                                    guard let line = try connection.nextLine(timeout: .seconds(60)) else { break }
+                                    if line.contains(#""ok":true"#) { accepted += 1 }
+                                }
+                                return accepted
                             }
-                            try connection.write(text)
-                            var accepted = 0
-                            for _ in 0..<perClient {
-                                guard let line = try connection.nextLine(timeout: .seconds(60)) else { break }
-                                if line.contains(#""ok":true"#) { accepted += 1 }
-                            }
-                            return accepted
                         }
                     }
+                    return try await tasks.reduce(0, +)
                 }
-                return try await tasks.reduce(0, +)
             }
+            // Behind the paused writer the budget runs out and connections wait for it.
+            try await waitUntil("a connection waiting for the budget") { server.budget.snapshot.waiting >= 1 }
+            let held = server.budget.snapshot
+            // Past the limit by at most one short read on each connection: no long read fits.
+            let bound = server.budget.limit + clients * IngestHandler.Limits().readBytes
+            #expect(held.used <= bound)
+            gate.signal()
+            #expect(try await answered.value == clients * perClient)
+            #expect(try DatabaseProbe(path: dir.database).queued == Int64(clients * perClient))
+            #expect(server.budget.snapshot.used == 0)
+            #expect(server.budget.snapshot.peak <= bound)
         }
-        // Behind the paused writer the budget runs out and connections wait for it.
-        try await waitUntil("a connection waiting for the budget") { server.budget.snapshot.waiting >= 1 }
-        let held = server.budget.snapshot
-        // Past the limit by at most one short read on each connection: no long read fits.
-        let bound = options.maxBytesInFlight + clients * IngestHandler.Limits().readBytes
-        #expect(held.used <= bound)
-        gate.signal()
-        #expect(try await answered.value == clients * perClient)
-        #expect(try DatabaseProbe(path: dir.database).queued == Int64(clients * perClient))
-        #expect(server.budget.snapshot.used == 0)
-        #expect(server.budget.snapshot.peak <= bound)
-
-        await server.drain()
-        await writer.stop()
-        try await group.shutdownGracefully()
     }
 
     /// Behind a disk that does not answer, 256 apps each with 500 KB to send cost the daemon
@@ -71,91 +61,72 @@ import Testing
     /// buffer of its own while the budget was spent, and NIO's pool kept as much again:
     /// 100 MB more for 256 connections.
     @Test func busyConnectionsBehindASlowDiskHoldTheBudgetNotABurstEach() async throws {
-        let dir = try TestDirectory()
-        let logger = Logger(label: "test")
-        let (writer, _) = try await StoreWriter.start(
-            .init(path: dir.database, durability: .normal, maxQueueBytes: 1 << 30), logger: logger)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let options = IngestServer.Options(socketPath: dir.socket, socketMode: 0o600, maxEventBytes: 10_000)
-        let server = try await IngestServer.bind(options: options, writer: writer, group: group, logger: logger)
+        try await Self.withServer { server, writer, dir in
+            let clients = 256
+            let line = #"{"event_name":"e","user_id":"u","properties":{"p":"\#(String(repeating: "x", count: 230))"}}"#
+            let warmUp = Array(String(repeating: line + "\n", count: 400).utf8)
+            let load = Array(String(repeating: line + "\n", count: 1800).utf8)
+            let before = try HostileClientTests.residentKiB(getpid())
+            let connections = try (0..<clients).map { _ in try UnixLineConnection(path: dir.socket) }
+            // Apps that have been sending for a while: NIO sizes their reads up to its largest.
+            #expect(try await Self.pipeline(warmUp, on: connections) == clients * 400)
 
-        let clients = 256
-        let line = #"{"event_name":"e","user_id":"u","properties":{"p":"\#(String(repeating: "x", count: 230))"}}"#
-        let warmUp = Array(String(repeating: line + "\n", count: 400).utf8)
-        let load = Array(String(repeating: line + "\n", count: 1800).utf8)
-        let before = try HostileClientTests.residentKiB(getpid())
-        let connections = try (0..<clients).map { _ in try UnixLineConnection(path: dir.socket) }
-        // Apps that have been sending for a while: NIO sizes their reads up to its largest.
-        #expect(try await Self.pipeline(warmUp, on: connections) == clients * 400)
-
-        let gate = DispatchSemaphore(value: 0)
-        writer.pause(until: gate)  // a disk that does not answer yet
-        let answered = Task { try await Self.pipeline(load, on: connections) }
-        // Most connections have read what the budget lets them and wait for it.
-        try await waitUntil(timeout: .seconds(60), "the connections to wait for the budget") {
-            server.budget.snapshot.waiting >= clients * 3 / 4
+            let gate = DispatchSemaphore(value: 0)
+            writer.pause(until: gate)  // a disk that does not answer yet
+            let answered = Task { try await Self.pipeline(load, on: connections) }
+            // Most connections have read what the budget lets them and wait for it.
+            try await waitUntil(timeout: .seconds(60), "the connections to wait for the budget") {
+                server.budget.snapshot.waiting >= clients * 3 / 4
+            }
+            let held = try HostileClientTests.residentKiB(getpid()) - before
+            gate.signal()
+            #expect(try await answered.value == clients * 1800)
+            print("busy-connections: clients=\(clients) rss_held_kib=\(held) budget_peak=\(server.budget.snapshot.peak)")
+            // The budget (8 MiB) and a short read each (4 MiB), read and parsed, NIO's buffers,
+            // the connections: with room to spare.
+            #expect(held < 48 * 1024, "\(clients) waiting connections hold \(held) KiB")
+            #expect(server.budget.snapshot.used == 0)
         }
-        let held = try HostileClientTests.residentKiB(getpid()) - before
-        gate.signal()
-        #expect(try await answered.value == clients * 1800)
-        print("busy-connections: clients=\(clients) rss_held_kib=\(held) budget_peak=\(server.budget.snapshot.peak)")
-        // The budget (8 MiB) and a short read each (4 MiB), read and parsed, NIO's buffers,
-        // the connections: with room to spare.
-        #expect(held < 48 * 1024, "\(clients) waiting connections hold \(held) KiB")
-        #expect(server.budget.snapshot.used == 0)
-
-        await server.drain()
-        await writer.stop()
-        try await group.shutdownGracefully()
     }
 
     /// Every byte read leaves the budget again, whatever it held: lines accepted or refused,
     /// blank lines, the rest of a line too long, a last line without a newline, a line cut off
     /// by a client that went away. Otherwise the budget would shrink until nobody could read.
     @Test func everyByteReadLeavesTheBudgetAgain() async throws {
-        let dir = try TestDirectory()
-        let logger = Logger(label: "test")
-        let (writer, _) = try await StoreWriter.start(
-            .init(path: dir.database, durability: .normal, maxQueueBytes: 1 << 30), logger: logger)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        var options = IngestServer.Options(socketPath: dir.socket, socketMode: 0o600, maxEventBytes: 10_000)
-        options.maxLineBytes = 4096
-        let server = try await IngestServer.bind(options: options, writer: writer, group: group, logger: logger)
-        let event = #"{"event_name":"e","user_id":"u"}"#
+        try await Self.withServer(maxLineBytes: 4096) { server, _, dir in
+            let event = #"{"event_name":"e","user_id":"u"}"#
 
-        let mixed = try UnixLineConnection(path: dir.socket)
-        try mixed.write("\n \r\n\(event)\nnot json\n\(String(repeating: "y", count: 50_000))\n\t\n\(event)")
-        mixed.finishWriting()  // the last line has no newline
-        let answers = try mixed.readToEnd().split(separator: "\n")
-        #expect(answers.count == 4)
-        #expect(answers.map { $0.hasPrefix(#"{"ok":true"#) } == [true, false, false, true])
+            let mixed = try UnixLineConnection(path: dir.socket)
+            try mixed.write("\n \r\n\(event)\nnot json\n\(String(repeating: "y", count: 50_000))\n\t\n\(event)")
+            mixed.finishWriting()  // the last line has no newline
+            let answers = try mixed.readToEnd().split(separator: "\n")
+            #expect(answers.count == 4)
+            #expect(answers.map { $0.hasPrefix(#"{"ok":true"#) } == [true, false, false, true])
 
-        let blank = try UnixLineConnection(path: dir.socket)
-        try blank.write(String(repeating: " \n", count: 10_000))
-        blank.finishWriting()
-        #expect(try blank.readToEnd().isEmpty)
+            let blank = try UnixLineConnection(path: dir.socket)
+            try blank.write(String(repeating: " \n", count: 10_000))
+            blank.finishWriting()
+            #expect(try blank.readToEnd().isEmpty)
 
-        do {
-            let cutOff = try UnixLineConnection(path: dir.socket)
-            try cutOff.write(event + "\n" + event + "\n" + #"{"event_name":"#)
-            #expect(try cutOff.readLines(2).allSatisfy { $0.hasPrefix(#"{"ok":true"#) })
-        }  // closed with a line unfinished
+            do {
+                let cutOff = try UnixLineConnection(path: dir.socket)
+                try cutOff.write(event + "\n" + event + "\n" + #"{"event_name":"#)
+                #expect(try cutOff.readLines(2).allSatisfy { $0.hasPrefix(#"{"ok":true"#) })
+            }  // closed with a line unfinished
 
-        try await waitUntil("every connection to close") { server.connections.all().isEmpty }
-        // The last answers are given back on the event loops, after the close.
-        try await waitUntil("the budget to be whole again") { server.budget.snapshot.used == 0 }
-        #expect(server.budget.snapshot.reserved == 0)
-
-        await server.drain()
-        await writer.stop()
-        try await group.shutdownGracefully()
+            try await waitUntil("every connection to close") { server.connections.all().isEmpty }
+            // The last answers are given back on the event loops, after the close.
+            try await waitUntil("the budget to be whole again") { server.budget.snapshot.used == 0 }
+            #expect(server.budget.snapshot.reserved == 0)
+        }
     }
 
     /// Clients that start lines and never finish them hold what they sent, but not the budget:
     /// an app beside them is read and answered. (Counted from the read, five 15 KB starts of
     /// lines spent a 64 KiB budget for good, and the daemon stopped reading anyone.)
     @Test func unfinishedLinesDoNotStopOtherApps() async throws {
-        try await Self.withSmallBudget { server, socket in
+        try await Self.withServer(budget: 64 << 10) { server, _, dir in
+            let socket = dir.socket
             let stalled = try (0..<5).map { _ in try UnixLineConnection(path: socket) }
             for client in stalled { try client.write(#"{"event_name":"e","p":""# + String(repeating: "y", count: 15_000)) }
             try await waitUntil("the daemon to read the unfinished lines") {
@@ -171,19 +142,12 @@ import Testing
     /// Clients that pipeline and never read their answers stall on their own sockets, holding
     /// at most a read each outside the budget: an app beside them is read and answered.
     @Test func clientsThatNeverReadDoNotStopOtherApps() async throws {
-        try await Self.withSmallBudget { server, socket in
+        try await Self.withServer(budget: 64 << 10) { server, _, dir in
+            let socket = dir.socket
             let line = #"{"event_name":"e","user_id":"u","p":"\#(String(repeating: "z", count: 200))"}"# + "\n"
             let chunk = Array(String(repeating: line, count: 1000).utf8)
             let deaf = try (0..<8).map { _ in try UnixLineConnection(path: socket) }
-            let writers = deaf.map { client in
-                let thread = Thread {
-                    var limit = timeval(tv_sec: 1, tv_usec: 0)
-                    setsockopt(client.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-                    while (try? client.write(chunk)) != nil {}
-                }
-                thread.start()
-                return thread
-            }
+            let writers = deaf.map { $0.writeUntilStalled(chunk) }
             try await waitUntil(timeout: .seconds(60), "the deaf clients to stall") { writers.allSatisfy(\.isFinished) }
             let app = try UnixLineConnection(path: socket)
             try app.write(line)
@@ -198,17 +162,23 @@ import Testing
         return ioctl(fd, UInt(TIOCOUTQ), &queued) == 0 ? Int(queued) : -1
     }
 
-    /// An ingest server with a small budget (64 KiB unless told) over a real store.
-    static func withSmallBudget(limit: Int = 64 << 10, _ body: (IngestServer, String) async throws -> Void) async throws {
+    /// An ingest server over a real store, with the default budget and line limit unless
+    /// told; stopped after `body`, closing within 1 s connections that still wait for their
+    /// answers or send.
+    static func withServer(
+        budget: Int? = nil, maxLineBytes: Int? = nil,
+        _ body: (IngestServer, StoreWriter, borrowing TestDirectory) async throws -> Void
+    ) async throws {
         let dir = try TestDirectory()
         let logger = Logger(label: "test")
         let (writer, _) = try await StoreWriter.start(
             .init(path: dir.database, durability: .normal, maxQueueBytes: 1 << 30), logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var options = IngestServer.Options(socketPath: dir.socket, socketMode: 0o600, maxEventBytes: 10_000)
-        options.maxBytesInFlight = limit
+        if let budget { options.maxBytesInFlight = budget }
+        if let maxLineBytes { options.maxLineBytes = maxLineBytes }
         let server = try await IngestServer.bind(options: options, writer: writer, group: group, logger: logger)
-        try await body(server, dir.socket)
+        try await body(server, writer, dir)
         await server.drain(timeout: .seconds(1))
         await writer.stop()
         try await group.shutdownGracefully()
@@ -219,7 +189,8 @@ import Testing
     /// a burst ended, so connections that had gone quiet held the room, and busy ones read
     /// 16 KiB at a time.
     @Test func quietConnectionsHoldNoRoomForBursts() async throws {
-        try await Self.withSmallBudget(limit: 8 << 20) { server, socket in
+        try await Self.withServer { server, _, dir in
+            let socket = dir.socket
             let line = #"{"event_name":"e","user_id":"u","p":"\#(String(repeating: "q", count: 200))"}"# + "\n"
             let text = String(repeating: line, count: 2000)  // 500 KB: reads that fill their buffers
             let clients = try (0..<8).map { _ in try UnixLineConnection(path: socket) }

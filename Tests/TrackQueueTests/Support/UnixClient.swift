@@ -26,6 +26,19 @@ extension UnixLineConnection {
         try (0..<count).map { _ in try readLine(timeout: timeout) }
     }
 
+    /// Starts a thread that writes `chunk` again and again, without reading, until a send
+    /// waits a second (the daemon stopped reading this client) or `atMost` bytes are sent.
+    func writeUntilStalled(_ chunk: [UInt8], atMost: Int = .max) -> Thread {
+        let thread = Thread {
+            var limit = timeval(tv_sec: 1, tv_usec: 0)
+            setsockopt(self.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            var sent = 0
+            while sent < atMost, (try? self.write(chunk)) != nil { sent += chunk.count }
+        }
+        thread.start()
+        return thread
+    }
+
     /// Everything until the daemon closes the connection.
     func readToEnd() throws -> String {
         try readToEnd(timeout: .seconds(20))
