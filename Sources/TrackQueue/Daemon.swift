@@ -105,7 +105,19 @@ public struct Daemon: Service {
             throw error
         }
 
+        // A damaged file found while running: say so to systemd and the alert command (the
+        // writer has logged it). One found at the start is said once the daemon is ready.
+        let alertCommand = settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) }
+        let storageAlert = { @Sendable (record: StorageRecovery.Record) in
+            let text = StorageRecovery.describe(record)
+            notifier.status(text)
+            guard let alertCommand else { return }
+            let alert = DeliveryAlert(kind: .storage, status: 0, message: text)
+            Task { _ = try? await pool.run { alertCommand.run(raised: true, alert: alert) } }
+        }
+        writer.onRecovery(storageAlert)
         notifier.notify("READY=1\nSTATUS=accepting events")
+        if let recovery = opened.recovery { storageAlert(recovery) }
         onReady()
         logger.notice(
             "ready",
@@ -133,7 +145,7 @@ public struct Daemon: Service {
         writer: StoreWriter, opened: StoreWriter.Opened, pool: BlockingPool, wake: WakeSignal,
         registry: PrometheusCollectorRegistry, metrics: DaemonMetrics, notifier: SystemdNotifier
     ) async throws -> [any Service] {
-        let reader = StoreReader(path: settings.paths.database, pool: pool, clock: clock)
+        let reader = StoreReader(path: settings.paths.database, pool: pool, clock: clock, writer: writer)
         let endpoint = settings.endpoint
         let http = HTTPFace.Setup(
             options: .init(

@@ -4,6 +4,8 @@ public enum AlertKind: String, Sendable, Equatable {
     case auth
     /// 404, 405 or another 4xx: the endpoint is wrong.
     case endpoint
+    /// The queue file was found damaged (raised by the store, never by an answer).
+    case storage
 }
 
 /// An alert for a person: delivery is stuck until someone fixes the configuration.
@@ -34,7 +36,7 @@ public struct DeliveryAlert: Sendable, Equatable {
                     + "service) or set TRACKQ_TOKEN or --token-file, then restart trackq"
             case .auth:
                 "the API answered \(status): check the token (TRACKQ_TOKEN or --token-file), then send SIGHUP"
-            case .endpoint:
+            case .endpoint, .storage:
                 "the API answered \(status): check --endpoint"
             }
         return DeliveryAlert(kind: kind, status: status, message: message)

@@ -86,10 +86,42 @@ extension StatusReport {
         )
         add("database:", "\(Self.oneLine(database.path)) (\(Self.formatBytes(database.sizeBytes)))")
         if let clock { add("clock:", Self.clockText(clock)) }
+        if storage.state != .ok {
+            add("STORAGE:", Self.storageText(storage, ago: ago))
+            add("fix:", Self.storageFix(storage))
+        }
         return lines.joined(separator: "\n")
     }
 
     // MARK: - Pieces
+
+    /// The `STORAGE:` line: what was found, what was kept, what was lost.
+    static func storageText(_ storage: StorageInfo, ago: (Int64) -> String) -> String {
+        var text = storage.state == .recovered ? "recovered from a damaged queue file" : "the queue file is damaged"
+        if let since = storage.sinceMillis { text += " (\(ago(since)))" }
+        if let reason = storage.reason { text += ": \(oneLine(reason))" }
+        if storage.state == .recovered || storage.salvaged > 0 {
+            text += "; \(formatCount(storage.salvaged)) events salvaged"
+            if storage.damagedEvents > 0 {
+                text += ", \(formatCount(storage.damagedEvents)) kept as dead letters (reason damaged)"
+            }
+            text += storage.lost.map { ", \(formatCount($0)) lost" } ?? ", an unknown number lost"
+        }
+        return text
+    }
+
+    /// What the operator should do about damaged or recovered storage.
+    static func storageFix(_ storage: StorageInfo) -> String {
+        guard let file = storage.damagedFile.map(oneLine) else {
+            return "inspect the damaged events (trackq dead list), then requeue or purge them to clear this"
+        }
+        if storage.state == .damaged && storage.sinceMillis == nil {
+            return "restart the daemon (systemctl restart trackq): it moves the file aside and keeps what it can read; "
+                + "trackq check says where the damage is"
+        }
+        return "the damaged file is kept as \(file) (trackq check --database \(file) says where); "
+            + "archive or remove it to clear this (and its -wal)"
+    }
 
     /// The `clock:` line: its state, and what that means for the events stamped now.
     static func clockText(_ clock: ClockInfo) -> String {
@@ -128,6 +160,11 @@ extension StatusReport {
             reasons.append("\(Self.formatCount(deadLetters)) dead letter\(deadLetters == 1 ? "" : "s")")
         }
         if clock?.state == .wrong { reasons.append("the clock is wrong") }
+        switch storage.state {
+        case .ok: break
+        case .damaged: reasons.append("storage damaged")
+        case .recovered: reasons.append("storage recovered from damage")
+        }
         switch health {
         case .critical:
             return "CRITICAL — " + reasons.joined(separator: ", ")

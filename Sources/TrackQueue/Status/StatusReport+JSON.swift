@@ -87,6 +87,25 @@ extension StatusReport {
         out.integer(database.sizeBytes)
         out.endObject()
 
+        out.key("storage")
+        out.beginObject()
+        out.key("state")
+        out.string(storage.state.rawValue)
+        out.key("salvaged")
+        out.integer(storage.salvaged)
+        out.key("lost")
+        out.integer(storage.lost)
+        out.key("damaged_file")
+        out.string(storage.damagedFile)
+        // Extensions (after the documented keys).
+        out.key("damaged_events")
+        out.integer(storage.damagedEvents)
+        out.key("since")
+        out.time(storage.sinceMillis)
+        out.key("reason")
+        out.string(storage.reason)
+        out.endObject()
+
         // Extensions (after the documented keys).
         if let endpoint {
             out.key("endpoint")

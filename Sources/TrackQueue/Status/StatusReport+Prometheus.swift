@@ -73,6 +73,13 @@ extension StatusReport {
                 "clock_state", "gauge", "The host clock's state (synced, unknown, wrong): 1 for the current one, 0 for the others.",
                 ClockState.allCases.map { ("{state=\"\($0.rawValue)\"}", flag($0 == clock.state)) })
         }
+        family(
+            "storage_state", "gauge",
+            "The queue file (ok, damaged, recovered: moved aside, what it held salvaged): 1 for the current state.",
+            [StorageInfo.State.ok, .damaged, .recovered].map { ("{state=\"\($0.rawValue)\"}", flag($0 == storage.state)) })
+        if storage.state != .ok, let lost = storage.lost {
+            single("storage_lost_events", "gauge", "Events the damaged queue file held that could not be read.", String(lost))
+        }
         return out
     }
 

@@ -118,6 +118,45 @@ public struct StatusReport: Sendable, Equatable {
         }
     }
 
+    /// Whether the queue file can be trusted (see ``StorageRecovery``).
+    public struct StorageInfo: Sendable, Equatable {
+        public enum State: String, Sendable {
+            /// Sound, or the operator has cleared the last recovery.
+            case ok
+            /// The file is damaged now, or a recovery could salvage nothing from it.
+            case damaged
+            /// A damaged file was moved aside and a new queue holds what it could read.
+            case recovered
+        }
+
+        public var state: State
+        public var salvaged: Int64
+        /// Events that could not be read; nil when unknown.
+        public var lost: Int64?
+        /// Where the damaged file is (moved aside, or the database itself when it is damaged now).
+        public var damagedFile: String?
+        /// Events kept as dead letters with reason `damaged`.
+        public var damagedEvents: Int64
+        public var sinceMillis: Int64?
+        /// What was found.
+        public var reason: String?
+
+        public init(
+            state: State = .ok, salvaged: Int64 = 0, lost: Int64? = 0, damagedFile: String? = nil, damagedEvents: Int64 = 0,
+            sinceMillis: Int64? = nil, reason: String? = nil
+        ) {
+            self.state = state
+            self.salvaged = salvaged
+            self.lost = lost
+            self.damagedFile = damagedFile
+            self.damagedEvents = damagedEvents
+            self.sinceMillis = sinceMillis
+            self.reason = reason
+        }
+
+        public static let ok = StorageInfo()
+    }
+
     public var version: String
     public var daemon: DaemonInfo
     public var queue: QueueInfo
@@ -134,12 +173,15 @@ public struct StatusReport: Sendable, Equatable {
     /// Beyond the documented keys: the clock (`"clock"` in JSON), nil for a database older
     /// than the clock's record.
     public var clock: ClockInfo?
+    /// The queue file's trust (`"storage"` in JSON).
+    public var storage: StorageInfo
 
     public init(
         version: String, daemon: DaemonInfo, queue: QueueInfo, delivery: DeliveryInfo,
         totals: Totals, deadLetters: Int64, alert: AlertInfo?, database: DatabaseInfo,
-        endpoint: String? = nil, clock: ClockInfo? = nil
+        endpoint: String? = nil, clock: ClockInfo? = nil, storage: StorageInfo = .ok
     ) {
+        self.storage = storage
         self.clock = clock
         self.version = version
         self.daemon = daemon
@@ -153,7 +195,7 @@ public struct StatusReport: Sendable, Equatable {
     }
 
     /// Monitoring-plugin convention (README, "Operating trackq"): 0 healthy; 1 warning (delivery backing off,
-    /// dead letters present, or a clock that is certainly wrong); 2 critical (alert active, or daemon not running).
+    /// dead letters present, a clock that is certainly wrong, or storage damaged or recovered); 2 critical (alert active, or daemon not running).
     /// 3 (database unreadable) is decided by the caller, which then has no report.
     public var exitCode: Int32 {
         switch health {
@@ -175,7 +217,7 @@ public struct StatusReport: Sendable, Equatable {
 
     var health: Health {
         if !daemon.running || alertActive { return .critical }
-        if delivery.state == "backoff" || deadLetters > 0 || clock?.state == .wrong { return .warning }
+        if delivery.state == "backoff" || deadLetters > 0 || clock?.state == .wrong || storage.state != .ok { return .warning }
         return .ok
     }
 }

@@ -21,6 +21,8 @@ public enum DeadLetterReason: String, Sendable {
     case rejected
     /// Older than `--max-event-age`.
     case expired
+    /// In a part of the queue file that no longer parses: its raw bytes are the body.
+    case damaged
 }
 
 extension QueueStore {

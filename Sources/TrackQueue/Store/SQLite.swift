@@ -88,6 +88,23 @@ final class SQLiteConnection {
         while try stmt.step() {}
     }
 
+    /// Runs `body`, interrupting SQLite (`SQLITE_INTERRUPT`) once `nanoseconds` have passed.
+    func withTimeLimit<T>(nanoseconds: Int64, _ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        let deadline = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+        deadline.initialize(to: SystemClock.monotonicNanos() &+ nanoseconds)
+        sqlite3_progress_handler(
+            handle, 1000,
+            { context in
+                guard let context else { return 0 }
+                return SystemClock.monotonicNanos() > context.assumingMemoryBound(to: Int64.self).pointee ? 1 : 0
+            }, deadline)
+        defer {
+            sqlite3_progress_handler(handle, 0, nil, nil)
+            deadline.deallocate()
+        }
+        return try body()
+    }
+
     var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
     /// Keeps the WAL file when the connection closes (`SQLITE_FCNTL_PERSIST_WAL`): its space
@@ -155,6 +172,23 @@ final class SQLiteStatement {
             case .text(let v): try bind(v, at: Int32(i + 1))
             case .null: try check(sqlite3_bind_null(stmt, Int32(i + 1)))
             }
+        }
+    }
+
+    func bind(_ value: SQLiteValue, at index: Int32) throws(SQLiteError) {
+        switch value {
+        case .integer(let v): try bind(v, at: index)
+        case .text(let v): try bind(v, at: index)
+        case .null: try check(sqlite3_bind_null(stmt, index))
+        }
+    }
+
+    /// Binds bytes as TEXT, copied: they need not outlive the call. SQLite does not check
+    /// that they are UTF-8 (recovery keeps damaged bytes as they were).
+    func bindTextCopy(_ bytes: [UInt8], at index: Int32) throws(SQLiteError) {
+        try bytes.withUnsafeBufferPointer { buffer throws(SQLiteError) in
+            let base = UnsafeRawPointer(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!).assumingMemoryBound(to: CChar.self)
+            try check(sqlite3_bind_text(stmt, index, base, Int32(buffer.count), csqlite_transient()))
         }
     }
 

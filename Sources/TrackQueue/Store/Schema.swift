@@ -123,6 +123,22 @@ enum Schema {
             WHERE s.first_id + e.key > (SELECT done_through FROM counters WHERE id = 1)
               AND s.first_id + e.key NOT IN (SELECT id FROM gaps);
         """,
+        // 6: storage you can trust. Each time the daemon found its queue file damaged, moved
+        // it aside and started a new one with what it could read, or set aside segments that
+        // did not parse; `trackq status` shows the latest while its damaged file (or its
+        // 'damaged' dead letters) are still there.
+        """
+        CREATE TABLE storage_recoveries (
+            id             INTEGER PRIMARY KEY,
+            at_ms          INTEGER NOT NULL,
+            reason         TEXT NOT NULL,     -- what was found: SQLite's error, or the check's
+            damaged_file   TEXT,              -- where the damaged file was moved, unchanged; NULL if it was not
+            salvaged       INTEGER NOT NULL,  -- events read back into the queue
+            damaged_events INTEGER NOT NULL,  -- events kept as dead letters with reason 'damaged'
+            lost           INTEGER,           -- events the file held that could not be read; NULL: unknown
+            failure        TEXT               -- why nothing could be salvaged, if so
+        );
+        """,
     ]
 
     /// Applies the migrations the database has not seen, each in its own transaction.

@@ -19,8 +19,14 @@ public enum StatusReader {
             throw .io("no database at \(path) (has the daemon ever run here? --database or TRACKQ_DATABASE name another)")
         }
         guard access(path, R_OK) == 0 else { throw .io(notReadable(path)) }
-        let db = try Database.open(path, .readOnly)
-        return try read(db, path: path, endpoint: endpoint, clock: clock)
+        do {
+            let db = try Database.open(path, .readOnly)
+            return try read(db, path: path, endpoint: endpoint, clock: clock)
+        } catch  where StorageRecovery.isDamage(error) {
+            throw .io(
+                "the queue file \(path) is damaged (\(error)). The daemon moves it aside and keeps what it can read when it "
+                    + "starts (systemctl restart trackq); trackq check --database \(path) says where the damage is")
+        }
     }
 
     /// What to do when the caller may not read the database: it belongs to the daemon's user.
@@ -68,7 +74,8 @@ public enum StatusReader {
                 alert: alert,
                 database: .init(path: path, sizeBytes: fileSize(path) + fileSize(path + "-wal")),
                 endpoint: endpoint,
-                clock: try Database.schemaVersion(db) >= 3 ? clockInfo(db, clock: clock) : nil)
+                clock: try Database.schemaVersion(db) >= 3 ? clockInfo(db, clock: clock) : nil,
+                storage: try storageInfo(db, path: path))
         } catch {
             throw StoreError(error)
         }
@@ -93,6 +100,25 @@ public enum StatusReader {
         }
         return .init(
             state: state, readAtMillis: readAt, floorMillis: history.judge.floorMillis, bootIDKnown: clock.bootID != nil)
+    }
+
+    /// The queue file's trust: damaged now (the cheap checks of a start), recovered while
+    /// the last recovery's damaged file or its `damaged` dead letters are still there, else ok.
+    static func storageInfo(_ db: SQLiteConnection, path: String) throws(SQLiteError) -> StatusReport.StorageInfo {
+        if let problem = StorageRecovery.checkFile(path) {
+            return .init(state: .damaged, salvaged: 0, lost: nil, damagedFile: path, reason: problem)
+        }
+        guard let record = try StorageRecovery.latest(in: db) else { return .ok }
+        let damagedDeadLetters =
+            try db.queryRow("SELECT count(*) FROM dead_letters WHERE reason = ?", [.text(DeadLetterReason.damaged.rawValue)]) {
+                $0.int64(0)
+            } ?? 0
+        let fileKept = record.damagedFile.map { access($0, F_OK) == 0 } ?? false
+        guard fileKept || damagedDeadLetters > 0 else { return .ok }
+        return .init(
+            state: record.failure != nil && fileKept ? .damaged : .recovered, salvaged: record.salvaged, lost: record.lost,
+            damagedFile: fileKept ? record.damagedFile : nil, damagedEvents: record.damagedEvents,
+            sinceMillis: record.atMillis, reason: record.failure.map { "\(record.reason); salvage failed: \($0)" } ?? record.reason)
     }
 
     private static func fileSize(_ path: String) -> Int64 {

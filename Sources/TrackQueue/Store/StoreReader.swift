@@ -151,25 +151,39 @@ final class StoreReader: Sendable {
 
     /// The host's clocks, for the status's `clock`.
     private let clock: HostClock
+    /// The writer, told when a read finds the file damaged; its generation says when a
+    /// recovery replaced the file, so the reader opens the new one.
+    private let writer: StoreWriter?
 
-    init(path: String, pool: BlockingPool, clock: HostClock = .system) {
+    init(path: String, pool: BlockingPool, clock: HostClock = .system, writer: StoreWriter? = nil) {
         self.path = path
         self.pool = pool
         self.clock = clock
+        self.writer = writer
     }
 
     /// The next batch of the queue; see ``QueueReader/readBatch(afterID:maxEvents:maxBytes:extraPerEvent:)``.
     func readBatch(afterID: Int64 = 0, maxEvents: Int, maxBytes: Int, extraPerEvent: Int = 0) async throws -> OutgoingBatch {
         defer { reads.withLockedValue { $0 += 1 } }
-        return try await pool.run { [path, queue] in
+        return try await pool.run { [path, queue, writer] in
             try queue.withLockedValue { box in
-                if box == nil {
-                    let reader = try QueueReader(path: path)
-                    reader.confineToBlockingThreads()
-                    box = QueueReaderBox(reader: reader)
+                let generation = writer?.generation ?? 0
+                do {
+                    if box?.generation != generation {
+                        box = nil
+                        let reader = try QueueReader(path: path)
+                        reader.confineToBlockingThreads()
+                        box = QueueReaderBox(reader: reader, generation: generation)
+                    }
+                    return try box!.reader.readBatch(
+                        afterID: afterID, maxEvents: maxEvents, maxBytes: maxBytes, extraPerEvent: extraPerEvent)
+                } catch {
+                    if StorageRecovery.isDamage(error) {
+                        box = nil
+                        writer?.reportDamage(error, generation: generation)
+                    }
+                    throw error
                 }
-                return try box!.reader.readBatch(
-                    afterID: afterID, maxEvents: maxEvents, maxBytes: maxBytes, extraPerEvent: extraPerEvent)
             }
         }
     }
@@ -187,4 +201,6 @@ final class StoreReader: Sendable {
 /// `@unchecked Sendable`: the reader is only touched inside ``StoreReader``'s lock.
 private struct QueueReaderBox: @unchecked Sendable {
     var reader: QueueReader
+    /// The writer's generation when it was opened.
+    var generation: Int
 }

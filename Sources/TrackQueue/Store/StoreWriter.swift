@@ -36,6 +36,8 @@ final class StoreWriter: @unchecked Sendable {
         var clockHistory: ClockHistory
         var clockReading: ClockReading
         var clockState: ClockState
+        /// The file was found damaged and a new queue started with what it held.
+        var recovery: StorageRecovery.Record?
     }
 
     private enum Job {
@@ -76,6 +78,19 @@ final class StoreWriter: @unchecked Sendable {
     /// Called on the writer thread after a commit that queued new events.
     private let onAccepted: @Sendable () -> Void
     private var failing = false
+    /// To open the database again after a recovery; writer thread only.
+    private var options: Options?
+    /// When the last recovery while running began (monotonic ns); writer thread only.
+    private var lastRecoveryNanos: Int64?
+    /// Bumped by each recovery: readers holding a connection to an older file open anew.
+    private let generationBox = NIOLockedValueBox(0)
+    var generation: Int { generationBox.withLockedValue { $0 } }
+    private let recoveryHandler = NIOLockedValueBox<(@Sendable (StorageRecovery.Record) -> Void)?>(nil)
+
+    /// Called (on the writer thread) after each recovery of a damaged file while running.
+    func onRecovery(_ handler: @escaping @Sendable (StorageRecovery.Record) -> Void) {
+        recoveryHandler.withLockedValue { $0 = handler }
+    }
     /// When parts wait for an ingest group, and when space is given back; writer thread only.
     private var pacing: WriterPacing
     /// Parts held back for the next ingest group; writer thread only.
@@ -117,8 +132,11 @@ final class StoreWriter: @unchecked Sendable {
                 // thread shows in `top -H`, `perf` and `/proc` under its creator's name.
                 nameCurrentThread("trackq-writer")
                 do {
-                    let store = try QueueStore(
-                        path: options.path, durability: options.durability, bootID: options.clock.storedBootID)
+                    writer.options = options
+                    let (store, recovery) = try StorageRecovery.openStore(
+                        path: options.path, durability: options.durability, bootID: options.clock.storedBootID,
+                        nowMillis: options.clock.wallMillis())
+                    if let recovery { logger.critical("\(StorageRecovery.describe(recovery))") }
                     store.db.confinedToBlockingThreads = true
                     let history = try store.clockHistory()
                     writer.judge = history.judge
@@ -137,7 +155,7 @@ final class StoreWriter: @unchecked Sendable {
                     continuation.resume(
                         returning: Opened(
                             pendingEvents: store.counters.pendingEvents, clockHistory: history,
-                            clockReading: reading, clockState: clockState))
+                            clockReading: reading, clockState: clockState, recovery: recovery))
                 } catch {
                     writer.finish()
                     continuation.resume(throwing: StoreError(error))
@@ -187,6 +205,18 @@ final class StoreWriter: @unchecked Sendable {
         let ping = Ping()
         enqueue(.work(run: { _ in ping.markAnswered() }, cancel: {}))
         return ping
+    }
+
+    /// A reader found the file damaged while reading the queue (a page SQLite calls
+    /// corrupt, a segment whose columns do not agree): the writer recovers it, unless the
+    /// reader read a file an earlier recovery already replaced (`generation`).
+    func reportDamage(_ error: any Error, generation seen: Int) {
+        enqueue(
+            .work(
+                run: { [weak self] _ in
+                    guard let self, seen == self.generation else { return }
+                    _ = self.recoverWhileRunning("\(error)")
+                }, cancel: {}))
     }
 
     /// For tests: the writer thread waits for `gate` before its next job, so submissions
@@ -328,6 +358,11 @@ final class StoreWriter: @unchecked Sendable {
                 finish()
                 return
             }
+            if store == nil {  // a recovery could not open a database again
+                condition.unlock()
+                finish()
+                return
+            }
             let taken = jobs
             jobs.removeAll(keepingCapacity: true)
             let stopping = state != .running
@@ -337,6 +372,10 @@ final class StoreWriter: @unchecked Sendable {
             var parts = held
             if !held.isEmpty { held = [] }  // its didSet takes a lock: not on every pass
             for job in taken {
+                guard store != nil else {  // a recovery could not open a database again
+                    Self.cancel(job)
+                    continue
+                }
                 switch job {
                 case .ingest(let submission):
                     group.append(submission)
@@ -365,6 +404,48 @@ final class StoreWriter: @unchecked Sendable {
         }
     }
 
+    /// The most often a damaged file is recovered while running: a disk that damages every
+    /// new file too is not rewritten in a loop (lines are answered `unavailable` meanwhile).
+    static let recoveryInterval: Int64 = 30_000_000_000
+
+    /// Closes the damaged database, recovers it (``StorageRecovery``) and opens the new one.
+    /// - Returns: whether the writer has a sound store again.
+    private func recoverWhileRunning(_ reason: String) -> Bool {
+        guard let options else { return false }
+        let now = SystemClock.monotonicNanos()
+        if let last = lastRecoveryNanos, now - last < Self.recoveryInterval { return false }
+        lastRecoveryNanos = now
+        logger.critical(
+            "the queue file is damaged; moving it aside and starting a new queue with what it holds",
+            metadata: ["error": "\(Printable.oneLine(reason, limit: 300))"])
+        store = nil  // closes the connection
+        let record: StorageRecovery.Record
+        do {
+            record = try StorageRecovery.recover(options.path, reason: reason, nowMillis: clock.wallMillis())
+        } catch {
+            logger.critical("cannot recover the queue file", metadata: ["error": "\(error)"])
+            reopen(options)
+            return false
+        }
+        generationBox.withLockedValue { $0 += 1 }
+        reopen(options)
+        guard store != nil else { return false }
+        try? store.recordStart(pid: getpid(), version: TrackQueue.version, atMillis: clock.wallMillis())
+        logger.critical("\(StorageRecovery.describe(record))")
+        recoveryHandler.withLockedValue { $0 }?(record)
+        return true
+    }
+
+    /// Opens the database again; leaves ``store`` nil if it cannot (the writer then stops).
+    private func reopen(_ options: Options) {
+        do {
+            store = try QueueStore(path: options.path, durability: options.durability, bootID: options.clock.storedBootID)
+            store.db.confinedToBlockingThreads = true
+        } catch {
+            logger.critical("cannot open the queue file again; the writer stops", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// One step of giving space back, once a long backlog has drained.
     private func reclaimStep() {
         let more = store.reclaimSpace()
@@ -374,8 +455,13 @@ final class StoreWriter: @unchecked Sendable {
     /// Writes a group of submissions and delivery's parts in one transaction and completes
     /// them. A part that fails is undone alone; a group that fails is answered `unavailable`
     /// while the parts still commit (they may be what frees the disk).
-    private func commit(_ group: [IngestSubmission], _ parts: [Part]) {
+    private func commit(_ group: [IngestSubmission], _ parts: [Part], afterRecovery: Bool = false) {
         guard !group.isEmpty || !parts.isEmpty else { return }
+        guard store != nil else {
+            for part in parts { Self.cancel(.part(part)) }
+            for submission in group { Self.cancel(.ingest(submission)) }
+            return
+        }
         var answers: [[LineAnswer]]?
         var appendError: (any Error)?
         var results: [Result<Void, any Error>] = []
@@ -416,6 +502,11 @@ final class StoreWriter: @unchecked Sendable {
                 pacing.reclaimWanted = true
             }
         } catch {
+            // A damaged file: move it aside, start anew with what it held, and write this
+            // group there (every id it had is kept, so delivery's parts still apply).
+            if StorageRecovery.isDamage(error), !afterRecovery, recoverWhileRunning("\(error)") {
+                return commit(group, parts, afterRecovery: true)
+            }
             results = parts.map { _ in .failure(error) }
             appendError = error
         }
