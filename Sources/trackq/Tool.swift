@@ -11,6 +11,8 @@ struct Tool: AsyncParsableCommand {
             to SQLite before acknowledging it, and delivers the queue to the Track API.
             """,
         version: TrackQueue.version,
-        subcommands: [DaemonCommand.self, StatusCommand.self, SendCommand.self, DeadCommand.self, VersionCommand.self]
+        subcommands: [
+            DaemonCommand.self, StatusCommand.self, SendCommand.self, DeadCommand.self, CheckCommand.self, VersionCommand.self,
+        ]
     )
 }

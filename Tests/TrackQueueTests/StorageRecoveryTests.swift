@@ -1,0 +1,247 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+
+@testable import TrackQueue
+
+/// A damaged queue file, as a failing SD card or eMMC leaves it, tried on the real `trackq`
+/// binary: the daemon keeps what it can read, says what it lost, and serves again; `trackq
+/// status` and `trackq check` say so. Each test failed on the code before recovery existed.
+@Suite(.serialized) struct StorageRecoveryTests {
+    static let nowhere = "http://127.0.0.1:9/api/track"
+    static let pad = String(repeating: "p", count: 200)
+
+    /// One event line, its `seq` the marker the tests look for.
+    static func event(_ seq: Int) -> String {
+        #"{"event_name":"stored","user_id":"u","properties":{"seq":\#(seq),"pad":"\#(pad)"}}"#
+    }
+
+    /// Starts a daemon on `dir`, writes events `seqs` (all acked), and stops it cleanly.
+    /// Then a second run writes one more event (`extra`): its first write starts the WAL over,
+    /// so the queue's pages live in the main file only, as on a host that has run a while.
+    static func fill(_ dir: borrowing TestDirectory, _ seqs: Range<Int>, extra: Int? = nil) async throws {
+        try await write(dir, seqs, name: "fill")
+        if let extra { try await write(dir, extra..<(extra + 1), name: "fill2") }
+    }
+
+    private static func write(_ dir: borrowing TestDirectory, _ seqs: Range<Int>, name: String) async throws {
+        let daemon = try await TrackqProcess.startDaemon(dir, ["--endpoint", nowhere], environment: [:], logName: name)
+        let client = try UnixClient(path: dir.socket)
+        // 50 lines a write: segments of at most 50 events, several to a leaf page.
+        for chunk in stride(from: seqs.lowerBound, to: seqs.upperBound, by: 50) {
+            let part = chunk..<min(chunk + 50, seqs.upperBound)
+            try client.write(part.map { event($0) + "\n" }.joined())
+            let answers = try client.readLines(part.count).map(Answer.init)
+            #expect(answers.allSatisfy { $0.ok })
+        }
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+
+    /// `trackq ARGS` to completion.
+    static func trackq(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runCommand(TrackqBinary.path, arguments)
+    }
+
+    /// `trackq status --json`'s exit status and its `storage` object.
+    static func storage(_ dir: borrowing TestDirectory) throws -> (status: Int32, storage: [String: Any]) {
+        let (status, stdout, stderr) = try trackq(["status", "--json", "--database", dir.database])
+        let object = try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any]
+        guard let storage = object?["storage"] as? [String: Any] else {
+            Issue.record("no storage in status: \(stdout) \(stderr)")
+            return (status, [:])
+        }
+        return (status, storage)
+    }
+
+    /// The `seq` of every event in the queue.
+    static func queuedSeqs(_ database: String) throws -> Set<Int> {
+        Set(
+            try DatabaseProbe(path: database).strings("SELECT json_extract(body, '$.properties.seq') FROM queue").compactMap {
+                Int($0)
+            })
+    }
+
+    /// Writes `bytes` over `database` at `offset`.
+    static func overwrite(_ database: String, at offset: Int, with bytes: [UInt8]) throws {
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: database))
+        defer { try? handle.close() }
+        try handle.seek(toOffset: UInt64(offset))
+        handle.write(Data(bytes))
+        try handle.synchronize()
+    }
+
+    static func damagedFiles(_ dir: borrowing TestDirectory) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: dir.path).filter {
+            $0.hasPrefix("queue.db.damaged-") && !$0.hasSuffix("-wal") && !$0.hasSuffix("-shm")
+        }.map { dir.file($0) }
+    }
+
+    /// An app writes one event and is answered `ok`.
+    static func appIsServed(_ dir: borrowing TestDirectory, seq: Int) throws {
+        let client = try UnixClient(path: dir.socket)
+        try client.write(event(seq) + "\n")
+        let answer = try Answer(client.readLine(timeout: .seconds(10)))
+        #expect(answer.ok, "after recovery an app must be served: \(answer)")
+    }
+
+    // MARK: The four cases
+
+    @Test func aFileThatIsNotADatabaseIsMovedAsideAndTheDaemonServes() async throws {
+        let dir = try TestDirectory()
+        var random = SplitMix64(seed: 22)
+        let garbage = (0..<65536).map { _ in UInt8.random(in: 0...255, using: &random) }
+        #expect(FileManager.default.createFile(atPath: dir.database, contents: Data(garbage)))
+
+        // Before: "file is not a database", exit 1, never serving.
+        let daemon = try await TrackqProcess.startDaemon(dir, ["--endpoint", Self.nowhere], environment: [:])
+        try Self.appIsServed(dir, seq: 1)
+        #expect(daemon.stderr.contains("critical"))
+        #expect(daemon.stderr.contains("the queue file was damaged"))
+
+        let moved = try Self.damagedFiles(dir)
+        #expect(moved.count == 1)
+        #expect(try moved.first.map { try Data(contentsOf: URL(fileURLWithPath: $0)) } == Data(garbage), "moved aside unchanged")
+        let (status, storage) = try Self.storage(dir)
+        #expect(storage["state"] as? String == "recovered")
+        #expect(storage["salvaged"] as? Int == 0)
+        #expect(storage["lost"] is NSNull, "a file with no readable counters: how many were lost is unknown")
+        #expect(storage["damaged_file"] as? String == moved.first)
+        #expect(status == 1, "a warning while it stands (the daemon runs, nothing else is wrong but delivery's backoff)")
+
+        // The operator archives the damaged file: the warning clears.
+        for file in moved { try FileManager.default.removeItem(atPath: file) }
+        #expect(try Self.storage(dir).storage["state"] as? String == "ok")
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+
+    @Test func oneRottenPageLosesOnlyTheEventsOnItAndCheckSaysWhere() async throws {
+        let dir = try TestDirectory()
+        try await Self.fill(dir, 0..<3000, extra: 3000)
+        let probe = DatabaseProbe(path: dir.database)
+        #expect(try probe.strings("PRAGMA integrity_check") == ["ok"])
+        #expect(try Self.trackq(["check", "--database", dir.database]).status == 0)
+        // A leaf page of the queue's segments, rotten: random bytes.
+        let leaf = try probe.scalar(
+            "SELECT pageno FROM dbstat WHERE name = 'segments' AND pagetype = 'leaf' ORDER BY pageno LIMIT 1 OFFSET 2")
+        let cellsOnIt = try probe.scalar("SELECT ncell FROM dbstat WHERE pageno = \(leaf)")
+        let largestSegment = try probe.scalar("SELECT max(count) FROM segments")
+        var random = SplitMix64(seed: 7)
+        try Self.overwrite(
+            dir.database, at: Int(leaf - 1) * 4096, with: (0..<4096).map { _ in UInt8.random(in: 0...255, using: &random) })
+
+        // Before: no `trackq check`; nothing reported anywhere.
+        let check = try Self.trackq(["check", "--database", dir.database])
+        #expect(check.status == 1)
+        #expect(check.stdout.hasPrefix("damaged: \(dir.database)"))
+        #expect(check.stdout.lowercased().contains("page \(leaf)"), "check says where: \(check.stdout)")
+
+        let daemon = try await TrackqProcess.startDaemon(dir, ["--endpoint", Self.nowhere], environment: [:])
+        try Self.appIsServed(dir, seq: 5000)
+        let (status, storage) = try Self.storage(dir)
+        #expect(status == 1)
+        #expect(storage["state"] as? String == "recovered")
+        let salvaged = storage["salvaged"] as? Int ?? -1
+        let lost = storage["lost"] as? Int ?? -1
+        let damaged = storage["damaged_events"] as? Int ?? -1
+        #expect(salvaged + lost + damaged == 3001)
+        // At most the segments whose cells were on that page.
+        #expect(lost + damaged <= Int(cellsOnIt * largestSegment), "lost \(lost) on one page of \(cellsOnIt) cells")
+        #expect(lost > 0)
+        let queued = try Self.queuedSeqs(dir.database)
+        #expect(queued.count == salvaged + 1)
+        #expect(queued.isSubset(of: Set(0...3000).union([5000])), "salvaged events are the events sent, not garbage")
+        #expect(try probe.strings("PRAGMA integrity_check") == ["ok"])
+        #expect(try Self.trackq(["check", "--database", dir.database]).status == 0)
+        let moved = try Self.damagedFiles(dir)
+        #expect(moved.count == 1)
+        for file in moved { #expect(try Self.trackq(["check", "--database", file]).status == 1) }
+        let human = try Self.trackq(["status", "--database", dir.database])
+        #expect(human.stdout.contains("storage recovered from damage"))
+        #expect(human.stdout.contains("archive or remove it to clear this"))
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+
+    @Test func aFileCutShortIsFoundAtTheStartNotReportedOK() async throws {
+        let dir = try TestDirectory()
+        try await Self.fill(dir, 0..<3000, extra: 3000)
+        let size = try FileManager.default.attributesOfItem(atPath: dir.database)[.size] as? Int ?? 0
+        #expect(truncate(dir.database, off_t(size * 6 / 10)) == 0)
+
+        // Before: the daemon started, and `trackq status` said OK, exit 0.
+        let (before, _) = try Self.storage(dir)
+        #expect(before == 2, "damaged and the daemon not running")
+        #expect(try Self.storage(dir).storage["state"] as? String == "damaged")
+
+        let daemon = try await TrackqProcess.startDaemon(dir, ["--endpoint", Self.nowhere], environment: [:])
+        try Self.appIsServed(dir, seq: 5000)
+        let (status, storage) = try Self.storage(dir)
+        #expect(status == 1)
+        #expect(storage["state"] as? String == "recovered")
+        let salvaged = storage["salvaged"] as? Int ?? -1
+        let lost = storage["lost"] as? Int ?? -1
+        #expect(salvaged + lost + (storage["damaged_events"] as? Int ?? -1) == 3001)
+        #expect(salvaged >= 1500, "the first 60% of the file is intact: \(salvaged)")
+        #expect(lost > 0)
+        #expect(try DatabaseProbe(path: dir.database).strings("PRAGMA integrity_check") == ["ok"])
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+
+    @Test func pagesRottingUnderARunningDaemonAreRecoveredAndDeliveryGoesOn() async throws {
+        let dir = try TestDirectory()
+        try await Self.fill(dir, 0..<3000)
+        let probe = DatabaseProbe(path: dir.database)
+        // Two pages of the running daemon's file: the segments' root and one of its leaves.
+        let root = try probe.scalar("SELECT rootpage FROM sqlite_master WHERE name = 'segments'")
+        let leaf = try probe.scalar(
+            "SELECT pageno FROM dbstat WHERE name = 'segments' AND pagetype = 'leaf' ORDER BY pageno LIMIT 1 OFFSET 3")
+        #expect(root != leaf)
+
+        let refuse = NIOLockedValueBox(true)
+        let api = try await TestHTTPServer.start { _, _ in refuse.withLockedValue { $0 } ? .status(503) : .ok() }
+        defer { Task { try? await api.stop() } }
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", api.url, "--retry-initial", "100ms", "--retry-max", "200ms"], environment: ["TRACKQ_TOKEN": "t"])
+        // The daemon has checkpointed everything into the main file at its start.
+        try Self.overwrite(dir.database, at: Int(root - 1) * 4096, with: Array(repeating: 0, count: 4096))
+        try Self.overwrite(dir.database, at: Int(leaf - 1) * 4096, with: Array(repeating: 0, count: 4096))
+        // Another process writes, as `trackq dead requeue` would: the daemon's connections
+        // read the file again rather than what they cached.
+        try await onOwnThread {
+            let db = try SQLiteConnection(path: dir.database)
+            try db.execute("PRAGMA busy_timeout = 5000")
+            try db.execute("UPDATE daemon_state SET version = version")
+        }
+
+        // Before: lines were answered `unavailable` and delivery backed off for good with
+        // "cannot write to the database".
+        try Self.appIsServed(dir, seq: 5000)
+        try await waitUntil(timeout: .seconds(20), "the storage recovery") {
+            try Self.storage(dir).storage["state"] as? String == "recovered"
+        }
+        let storage = try Self.storage(dir).storage
+        let salvaged = storage["salvaged"] as? Int ?? -1
+        #expect(salvaged + (storage["lost"] as? Int ?? -1) + (storage["damaged_events"] as? Int ?? -1) == 3000)
+        #expect(salvaged >= 2000)
+        #expect(daemon.stderr.components(separatedBy: "moving it aside").count == 2, "one recovery, not a loop")
+
+        // What was salvaged is delivered, with the app's new event.
+        refuse.withLockedValue { $0 = false }
+        let wanted = try Self.queuedSeqs(dir.database)
+        #expect(wanted.contains(5000))
+        try await waitUntil(timeout: .seconds(30), "delivery of the salvaged queue") {
+            try probe.scalar("SELECT pending_events FROM counters") == 0
+        }
+        let delivered = Set(
+            api.requests.filter { $0.header("content-type") != nil }.flatMap { $0.jsonArray ?? [] }.compactMap {
+                ($0["properties"] as? [String: Any])?["seq"] as? Int
+            })
+        #expect(wanted.isSubset(of: delivered))
+        #expect(try probe.strings("PRAGMA integrity_check") == ["ok"])
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+}
