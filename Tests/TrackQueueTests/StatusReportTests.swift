@@ -80,7 +80,9 @@ import Testing
         let top = try parse(text)
         #expect(
             Set(top.keys)
-                == ["version", "daemon", "queue", "delivery", "totals", "dead_letters", "alert", "database", "endpoint"])
+                == [
+                    "version", "daemon", "queue", "delivery", "totals", "dead_letters", "alert", "database", "storage", "endpoint",
+                ])
         #expect(top["version"] as? String == "0.1.0")
         #expect(top["endpoint"] as? String == "https://api.example.com/track")
         #expect(top["dead_letters"] as? Int == 3)
@@ -171,14 +173,44 @@ import Testing
                 + #""delivery":{"state":"idle","last_attempt_at":null,"last_success_at":null,"last_status":null,"#
                 + #""last_error":null,"next_attempt_at":null,"consecutive_failures":0},"#
                 + #""totals":{"accepted":0,"delivered":0,"dead_lettered":0,"rejected":0,"dead_letters_dropped":0},"#
-                + #""dead_letters":0,"alert":null,"database":{"path":"/tmp/q.db","size_bytes":0}}"#)
+                + #""dead_letters":0,"alert":null,"database":{"path":"/tmp/q.db","size_bytes":0},"#
+                + #""storage":{"state":"ok","salvaged":0,"lost":0,"damaged_file":null,"damaged_events":0,"since":null,"#
+                + #""reason":null}}"#)
+    }
+
+    @Test func storageRecoveredIsAWarningThatSaysWhatWasKeptAndHowToClearIt() throws {
+        var report = Self.empty
+        report.daemon = .init(running: true, pid: 1, startedAtMillis: 0)
+        #expect(report.exitCode == 0)
+        report.storage = .init(
+            state: .recovered, salvaged: 2841, lost: 59, damagedFile: "/var/lib/trackq/queue.db.damaged-20261207T014734Z",
+            damagedEvents: 100, sinceMillis: 1_000, reason: "SQLite error 11: database disk image is malformed\n\u{1B}[2J")
+        #expect(report.exitCode == 1)
+        let storage = try #require(try parse(report.json())["storage"] as? [String: Any])
+        #expect(storage["state"] as? String == "recovered")
+        #expect(storage["salvaged"] as? Int == 2841)
+        #expect(storage["lost"] as? Int == 59)
+        #expect(storage["damaged_file"] as? String == "/var/lib/trackq/queue.db.damaged-20261207T014734Z")
+        let human = report.human(nowMillis: 61_000)
+        #expect(human.hasPrefix("trackq 0.1.0: WARNING — storage recovered from damage"))
+        #expect(
+            human.contains(
+                "STORAGE:      recovered from a damaged queue file (1m ago): SQLite error 11: database disk image is malformed "))
+        #expect(human.contains("2,841 events salvaged, 100 kept as dead letters (reason damaged), 59 lost"))
+        #expect(human.contains("archive or remove it to clear this"))
+        #expect(!human.contains("\u{1B}"), "text from the file is printed on one line, without escapes")
+        #expect(report.prometheus(nowMillis: 0).contains("trackq_storage_state{state=\"recovered\"} 1"))
+
+        report.storage = .init(state: .damaged, salvaged: 0, lost: nil, damagedFile: "/q.db", reason: "cut short")
+        #expect(try parse(report.json())["storage"].flatMap { $0 as? [String: Any] }?["lost"] is NSNull)
+        #expect(report.human(nowMillis: 0).contains("restart the daemon"))
     }
 
     @Test func jsonTopLevelKeyOrder() throws {
         let text = Self.authAlert.json()
         let keys = [
             "\"version\":", "\"daemon\":", "\"queue\":", "\"delivery\":", "\"totals\":", "\"dead_letters\":",
-            "\"alert\":", "\"database\":", "\"endpoint\":",
+            "\"alert\":", "\"database\":", "\"storage\":", "\"endpoint\":",
         ]
         var previous = text.startIndex
         for key in keys {

@@ -20,8 +20,13 @@ import Testing
     /// Then a second run writes one more event (`extra`): its first write starts the WAL over,
     /// so the queue's pages live in the main file only, as on a host that has run a while.
     static func fill(_ dir: borrowing TestDirectory, _ seqs: Range<Int>, extra: Int? = nil) async throws {
+        try await fill(dir, seqs, then: extra.map { $0..<($0 + 1) })
+    }
+
+    /// ``fill(_:_:extra:)`` with a second run that writes `then` (into the WAL).
+    static func fill(_ dir: borrowing TestDirectory, _ seqs: Range<Int>, then: Range<Int>?) async throws {
         try await write(dir, seqs, name: "fill")
-        if let extra { try await write(dir, extra..<(extra + 1), name: "fill2") }
+        if let then { try await write(dir, then, name: "fill2") }
     }
 
     private static func write(_ dir: borrowing TestDirectory, _ seqs: Range<Int>, name: String) async throws {
