@@ -15,7 +15,8 @@
 #   TRACKQ_DEB=dist/trackq_….deb scripts/test-powercut.sh 100
 #
 # The cuts cycle over five scenarios, starting at a random one (TRACKQ_POWERCUT_SCENARIOS
-# lists others; TRACKQ_POWERCUT_SEED repeats a run's random choices): `ingest` (apps writing),
+# lists others; TRACKQ_POWERCUT_SEED repeats a run's random choices; TRACKQ_POWERCUT_AT=TENTHS
+# cuts every time that many tenths of a second into the window): `ingest` (apps writing),
 # `delivery` (a backlog made behind 503s draining), `vacuum` (30 MB of backlog drained, so the
 # daemon gives space back: incremental vacuum and checkpoints), `migration` (a schema-4 queue
 # of 50,000 events, made from Schema.swift's first four migrations, being migrated at start)
@@ -108,7 +109,7 @@ fi
 
 work=$(mktemp -d /tmp/trackq-powercut.XXXXXX)
 qemu_pid=
-keep=0
+keep=${TRACKQ_POWERCUT_KEEP:-0}  # 1: keep the logs and the disk image of a run that passed too
 cleanup() {
   set +e
   if [[ -n "$qemu_pid" ]] && kill -0 "$qemu_pid" 2>/dev/null; then
@@ -161,8 +162,8 @@ random_tenths() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }
 declare -A window=(
   [ingest]="5 60"     # apps writing for 0.5 to 6 s
   [delivery]="0 60"   # the backlog draining (about 4 s of backlog at the window), apps writing
-  [vacuum]="0 150"    # 30 MB draining; space comes back once a quarter of the file is free
-  [migration]="0 100" # from the daemon's exec: opening, migrating 50,000 events, ready
+  [vacuum]="20 60"    # measured here: the drain ends 3 s in, the file shrinks 42 -> 8 MB at 3 to 5 s
+  [migration]="10 55" # measured here: the WAL appears 1.5 s after the exec, grows to 4.3 s; ready at 4.7 s
   [requeue]="0 60"    # requeue after requeue
   [control]="30 80"   # --durability normal, apps writing: 3 to 8 s, past a few WAL checkpoints
 )
@@ -199,7 +200,7 @@ cut_once() {
   done
   local range=(${window[$window_name]})
   local delay
-  delay=$(random_tenths "${range[0]}" "${range[1]}")
+  delay=${TRACKQ_POWERCUT_AT:-$(random_tenths "${range[0]}" "${range[1]}")}
   # The random moment: the one sleep here that is not waiting for anything.
   sleep "$((delay / 10)).$((delay % 10))"
   local alive=1

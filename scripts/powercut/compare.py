@@ -68,16 +68,27 @@ done = "done" in results
 
 # Where the cut landed.
 phases = [line.split(" ", 1)[1] for line in acks if line.startswith("phase ")]
+states = [dict(kv.split("=", 1) for kv in line.split()[1:]) for line in acks if line.startswith("state ")]
 notes = []
 user_version = next((line.split()[1] for line in results if line.startswith("user_version ")), "?")
 if any(p.startswith("requeue-start") for p in phases):
     starts = sum(p.startswith("requeue-start") for p in phases)
     dones = sum(p.startswith("requeue-done") for p in phases)
-    notes.append(f"requeues={dones} {'in-flight' if starts > dones else 'between-requeues'}")
-if acks and any(line.startswith("ack f ") for line in acks):
-    notes.append(f"{'after-ready' if 'ready' in phases else 'before-ready'} schema_at_cut={user_version}")
-states = [dict(kv.split("=") for kv in line.split()[1:]) for line in acks if line.startswith("state ")]
-if states:
+    notes.append(f"requeues_done={dones} {'cut-during-a-requeue' if starts > dones else 'cut-between-requeues'}")
+if any(line.startswith("ack f ") for line in acks):
+    # The migration: committed if the file says a later schema; under way if the daemon had
+    # put the file in WAL mode (its WAL grows with the migration's transaction) and had not.
+    ready = next((p.split("t=")[1] + "s" for p in phases if p.startswith("ready")), None)
+    wal_seen = max((int(s["wal"]) for s in states), default=0)
+    latest = next((line.split()[1] for line in results if line.startswith("after-user_version ")), "?")
+    if user_version == latest:
+        landed = "after-migration"
+    elif wal_seen > 0:
+        landed = "during-migration"
+    else:
+        landed = "before-migration"
+    notes.append(f"{landed} schema_at_cut={user_version}/{latest} wal_max={wal_seen} ready_at={ready or 'not-yet'}")
+elif states:
     top = max(int(s["bytes"]) for s in states)
     last = states[-1]
     notes.append(f"pending_at_cut~{last['pending']} db_bytes_max={top} db_bytes_at_cut~{last['bytes']}"

@@ -118,18 +118,42 @@ def start_writers(*specs):
     return [subprocess.Popen([sys.executable, f"{HERE}/writer.py", spec[0], spec[1], SOCK, *spec[2:]]) for spec in specs]
 
 
-def watch_queue(interval=1.0):
-    """Says `state pending=N bytes=B` (queue and WAL on disk) every interval, from a read-only connection."""
+window_opened = None
+
+
+def open_window():
+    global window_opened
+    window_opened = time.monotonic()
+    say("phase window")
+
+
+def since_window():
+    return time.monotonic() - window_opened if window_opened is not None else 0.0
+
+
+def file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def watch_queue(interval=0.5, pending=True):
+    """Says `state t=SECONDS pending=N bytes=B wal=W` every interval: seconds since the window
+    opened, the queue's length (read-only; left out with pending=False, where a reader could
+    get in the daemon's way), the database's and the WAL's sizes as the guest sees them."""
     def run():
         while True:
-            try:
-                db = sqlite3.connect(f"file:{DB}?mode=ro", uri=True, timeout=5)
-                pending = db.execute("SELECT pending_events FROM counters").fetchone()[0]
-                db.close()
-                size = sum(os.path.getsize(p) for p in (DB, DB + "-wal") if os.path.exists(p))
-                say(f"state pending={pending} bytes={size}")
-            except (sqlite3.Error, OSError):
-                pass
+            count = "?"
+            if pending:
+                try:
+                    db = sqlite3.connect(f"file:{DB}?mode=ro", uri=True, timeout=5)
+                    count = db.execute("SELECT pending_events FROM counters").fetchone()[0]
+                    db.close()
+                except sqlite3.Error:
+                    pass
+            wal = file_size(DB + "-wal")
+            say(f"state t={since_window():.1f} pending={count} bytes={file_size(DB) + wal} wal={wal}")
             time.sleep(interval)
     threading.Thread(target=run, daemon=True).start()
 
@@ -148,7 +172,7 @@ def ingest():
     start_daemon()
     wait_until(serving, 120, "the daemon")
     start_writers(("w1", "single"), ("w2", "single"), ("w3", "batch"))
-    say("phase window")
+    open_window()
 
 
 def delivery():
@@ -161,7 +185,7 @@ def delivery():
     time.sleep(4)
     watch_queue()
     sink_status(200)
-    say("phase window")
+    open_window()
 
 
 def vacuum():
@@ -172,12 +196,13 @@ def vacuum():
     start_daemon()
     wait_until(serving, 120, "the daemon")
     pad = start_writers(("p1", "pad", "15000"))[0]
-    start_writers(("w1", "single"), ("w3", "batch"))
+    # Apps at a modest rate (about 250 and 500 events a second here), so the drain outruns them.
+    start_writers(("w1", "single", "-", "0.2"), ("w3", "batch", "-", "0.2"))
     watch_queue()
     if pad.wait(timeout=600) != 0:
         raise SystemExit("the padding writer failed")
     sink_status(200)
-    say("phase window")
+    open_window()
 
 
 def migration():
@@ -191,10 +216,13 @@ def migration():
     sink_status(200)
     start_sink()
     start_writers(("w1", "single"), ("w2", "single"), ("w3", "batch"))  # they connect once it listens
-    say("phase window")
+    open_window()
+    # The WAL appears when the daemon puts the file in WAL mode and grows with the migration's
+    # transaction; no reader here, it could get in the way of that switch.
+    watch_queue(interval=0.2, pending=False)
     start_daemon()
     wait_until(serving, 600, "the daemon")
-    say("phase ready")
+    say(f"phase ready t={since_window():.1f}")
 
 
 def requeue():
@@ -206,7 +234,7 @@ def requeue():
     wait_until(serving, 120, "the daemon")
     start_writers(("w1", "single"), ("w2", "single"), ("w3", "batch"))
     time.sleep(3)
-    say("phase window")
+    open_window()
     n = 0
     while True:
         n += 1
@@ -304,6 +332,7 @@ def verify():
             say("serving failed: the daemon did not stop within 60 s of SIGTERM")
     sink.kill()
     say(f"after-integrity {sqlite_cli('PRAGMA integrity_check')}")
+    say(f"after-user_version {sqlite_cli('PRAGMA user_version')}")
     say_ranges("have-after", markers())
     shutil.rmtree(CUT_DIR)
     os.sync()

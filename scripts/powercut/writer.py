@@ -3,14 +3,15 @@
 ack on the second serial port, which the host reads. Only what the host read counts as
 acked, so an ack is reported only after the daemon's answer arrived.
 
-Usage: writer.py NAME KIND SOCKET [LIMIT]
+Usage: writer.py NAME KIND SOCKET [LIMIT|-] [PAUSE]
 
 KIND: `single` (one event a line, 50 lines pipelined), `batch` (arrays of 20 events, 5
 lines pipelined) or `pad` (one event a line with 2,000 bytes of padding, to build a big
 backlog). Every event carries a marker that is unique in the run, properties.seq =
 "NAME-N" with N counting from 1; a number is never reused, also when its line was refused or
 its connection broke. Reports `ack NAME FIRST LAST` for each run of acked numbers. Runs until
-killed, or until LIMIT events are acked. Reconnects when the daemon is not there (yet).
+killed, or until LIMIT events are acked; waits PAUSE seconds between windows (an app that
+writes at a modest rate). Reconnects when the daemon is not there (yet).
 """
 import os
 import socket
@@ -18,7 +19,8 @@ import sys
 import time
 
 name, kind, path = sys.argv[1], sys.argv[2], sys.argv[3]
-limit = int(sys.argv[4]) if len(sys.argv) > 4 else None
+limit = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] != "-" else None
+pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
 serial = os.open(os.environ.get("PC_SERIAL", "/dev/ttyS1"), os.O_WRONLY | os.O_NOCTTY | os.O_APPEND | os.O_CREAT)
 
 per_line, lines_per_window = {"single": (1, 50), "batch": (20, 5), "pad": (1, 20)}[kind]
@@ -72,8 +74,8 @@ while limit is None or acked < limit:
                 else:
                     refused = True  # unavailable, queue_full: not acked; its numbers stay unused
             report(runs)
-            if refused:
-                time.sleep(0.1)
+            if refused or pause:
+                time.sleep(max(pause, 0.1 if refused else 0))
     except OSError:
         pass
     finally:
