@@ -141,6 +141,40 @@ enum Schema {
         """,
     ]
 
+    /// Whether `db`'s tables and views have the columns the migrations give them: a flipped
+    /// bit in `sqlite_master` (a column renamed, a table lost) is damage SQLite does not
+    /// report, and every statement naming that column would fail for good.
+    /// - Returns: what differs, or nil.
+    static func verify(_ db: SQLiteConnection) -> String? {
+        func shape(_ db: SQLiteConnection) throws(SQLiteError) -> [String: [String]] {
+            var names: [String] = []
+            let tables = try db.statement("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")
+            while try tables.step() { names.append(tables.text(0) ?? "") }
+            tables.reset()
+            var shape: [String: [String]] = [:]
+            for name in names {
+                let columns = try db.statement("SELECT name FROM pragma_table_info(?)")
+                try columns.bind(name, at: 1)
+                var found: [String] = []
+                while try columns.step() { found.append(columns.text(0) ?? "") }
+                columns.reset()
+                shape[name] = found
+            }
+            return shape
+        }
+        do {
+            let fresh = try SQLiteConnection(path: ":memory:")
+            try migrate(fresh)
+            let (want, have) = (try shape(fresh), try shape(db))
+            for (table, columns) in want.sorted(by: { $0.key < $1.key }) where have[table] != columns {
+                return "the schema is damaged: \(table) has columns \(have[table] ?? []), not \(columns)"
+            }
+            return nil
+        } catch {
+            return "the schema cannot be read: \(error)"
+        }
+    }
+
     /// Applies the migrations the database has not seen, each in its own transaction.
     static func migrate(_ db: SQLiteConnection) throws(StoreError) {
         do {

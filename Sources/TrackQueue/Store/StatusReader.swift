@@ -1,3 +1,5 @@
+import CSQLite
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -20,8 +22,18 @@ public enum StatusReader {
         }
         guard access(path, R_OK) == 0 else { throw .io(notReadable(path)) }
         do {
-            let db = try Database.open(path, .readOnly)
-            return try read(db, path: path, endpoint: endpoint, clock: clock)
+            // A recovery swaps the file by renames: a read that lands between them finds no
+            // file for a moment. Try again, briefly.
+            var tries = 0
+            while true {
+                do {
+                    let db = try Database.open(path, .readOnly)
+                    return try read(db, path: path, endpoint: endpoint, clock: clock)
+                } catch .sqlite(let error) where error.code & 0xff == SQLITE_CANTOPEN && tries < 20 {
+                    tries += 1
+                    usleep(25_000)
+                }
+            }
         } catch  where StorageRecovery.isDamage(error) {
             throw .io(
                 "the queue file \(path) is damaged (\(error)). The daemon moves it aside and keeps what it can read when it "

@@ -140,7 +140,7 @@ enum StorageRecovery {
         if found == nil {
             do {
                 let store = try QueueStore(path: path, durability: durability, bootID: bootID)
-                guard let problem = quickCheck(store.db) else { return (store, nil) }
+                guard let problem = quickCheck(store.db) ?? Schema.verify(store.db) else { return (store, nil) }
                 found = problem
             } catch  where isDamage(error) {
                 found = "\(error)"

@@ -60,13 +60,21 @@ final class InProcessDaemon: Sendable {
 struct DatabaseProbe {
     let path: String
 
-    func scalar(_ sql: String) throws -> Int64 {
+    /// A read-only connection that waits for the daemon's short locks (switching a new file
+    /// to WAL mode takes one).
+    private func open() throws -> SQLiteConnection {
         let db = try SQLiteConnection(path: path, readOnly: true)
+        try db.execute("PRAGMA busy_timeout = 5000")
+        return db
+    }
+
+    func scalar(_ sql: String) throws -> Int64 {
+        let db = try open()
         return try db.queryRow(sql) { $0.int64(0) } ?? -1
     }
 
     func strings(_ sql: String) throws -> [String] {
-        let db = try SQLiteConnection(path: path, readOnly: true)
+        let db = try open()
         let stmt = try db.statement(sql)
         var out: [String] = []
         while try stmt.step() { out.append(stmt.text(0) ?? "NULL") }
