@@ -287,4 +287,37 @@ import Testing
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit() == 0)
     }
+
+    @Test(.enabled(if: Tmpfs.isAvailable, "needs permission to mount a tmpfs (root)"))
+    func aDamagedFileWithNoRoomForACopyStartsAnEmptyQueueAndKeepsItWhole() async throws {
+        let dir = try TestDirectory()
+        try await Self.fill(dir, 0..<3000, extra: 3000)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: dir.database))
+        bytes.replaceSubrange(40 * 4096..<41 * 4096, with: Data(count: 4096))
+        // A small disk that holds the damaged file and not much more.
+        let disk = dir.file("disk")
+        try Tmpfs.mount(at: disk, size: "\(bytes.count + (384 << 10))")
+        defer { Tmpfs.unmount(disk) }
+        let database = disk + "/queue.db"
+        try bytes.write(to: URL(fileURLWithPath: database))
+
+        let daemon = try TrackqProcess(
+            ["daemon", "--socket", dir.socket, "--database", database, "--endpoint", Self.nowhere],
+            stderrFile: dir.file("small-disk.log"))
+        try await waitUntil("the daemon's socket") {
+            if !daemon.process.isRunning { throw EndOfStream(partial: daemon.stderr) }
+            return UnixClient.canConnect(dir.socket)
+        }
+        try Self.appIsServed(dir, seq: 5000)
+        let (status, stdout, _) = try Self.trackq(["status", "--json", "--database", database])
+        let storage = try #require((try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any])?["storage"] as? [String: Any])
+        #expect(status == 1)
+        #expect(storage["state"] as? String == "damaged", "nothing could be salvaged: \(storage)")
+        #expect(storage["lost"] is NSNull)
+        let kept = try #require(storage["damaged_file"] as? String)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: kept)) == bytes, "kept whole, for a salvage once there is room")
+        #expect((storage["reason"] as? String ?? "").contains("salvage failed"))
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
 }

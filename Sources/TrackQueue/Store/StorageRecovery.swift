@@ -172,21 +172,22 @@ enum StorageRecovery {
         removeDatabaseFiles(building)
         var record = Record(atMillis: nowMillis, reason: reason, damagedFile: damagedName(for: path, atMillis: nowMillis))
         do {
-            let db = try fresh(building)
-            do {
+            try build(building) { db in
                 _ = try QueueSalvage.salvage(from: path, into: db, record: record)
-            } catch {
-                record.failure = "\(error)"
-                record.lost = nil
-                try? db.rollbackIfNeeded()
-                try StorageRecovery.insert(record, into: db)
+                if let done = try latest(in: db) { record = done }
             }
-            // Left in rollback-journal mode: reading it leaves no -wal or -shm behind, and the
-            // daemon puts it in WAL mode when it opens it.
-            if let done = try latest(in: db) { record = done }
         } catch {
+            // Nothing salvaged, most often for want of room for a second copy: start an empty
+            // queue so apps are served, and keep the damaged file whole (state `damaged`).
             removeDatabaseFiles(building)
-            throw StoreError.io("cannot build a new queue beside the damaged one: \(error)")
+            record.failure = "\(error)"
+            record.lost = nil
+            do {
+                try build(building) { db in try insert(record, into: db) }
+            } catch {
+                removeDatabaseFiles(building)
+                throw .io("cannot start a new queue beside the damaged one: \(error)")
+            }
         }
         guard rename(building, recovered) == 0 else {
             let why = errnoDescription()
@@ -228,13 +229,15 @@ enum StorageRecovery {
         syncDirectory(of: path)
     }
 
-    /// A new database at `path`, migrated, in rollback-journal mode while it is filled.
-    private static func fresh(_ path: String) throws -> SQLiteConnection {
+    /// Makes a new database at `path`, migrated, and fills it with `body`; closed on return.
+    /// Left in rollback-journal mode: reading it leaves no -wal or -shm behind, and the daemon
+    /// puts it in WAL mode when it opens it.
+    private static func build(_ path: String, _ body: (SQLiteConnection) throws -> Void) throws {
         let db = try SQLiteConnection(path: path)
         try db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         try db.execute("PRAGMA synchronous = FULL")
         try Schema.migrate(db)
-        return db
+        try body(db)
     }
 
     /// `<database>.damaged-<UTC time>`, one that does not exist yet.
