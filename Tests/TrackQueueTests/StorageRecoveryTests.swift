@@ -310,7 +310,8 @@ import Testing
         }
         try Self.appIsServed(dir, seq: 5000)
         let (status, stdout, _) = try Self.trackq(["status", "--json", "--database", database])
-        let storage = try #require((try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any])?["storage"] as? [String: Any])
+        let storage = try #require(
+            (try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any])?["storage"] as? [String: Any])
         #expect(status == 1)
         #expect(storage["state"] as? String == "damaged", "nothing could be salvaged: \(storage)")
         #expect(storage["lost"] is NSNull)
