@@ -107,6 +107,7 @@ import Testing
             let answer = try Answer(client.readLine(timeout: .seconds(10)))
             let served = started.duration(to: .now)
             slowest = max(slowest, served)
+            try await StorageRecoveryTests.waitForStorageCheck(daemon)
             let context = "seed \(seed) (\(Self.kinds[kind])): \(daemon.stderr.suffix(2000))"
             #expect(answer.ok, "\(context)")
             #expect(served < .seconds(10), "served after \(served); \(context)")

@@ -82,6 +82,17 @@ import Testing
         }.map { dir.file($0) }
     }
 
+    /// Waits until the daemon's check of its file after the start has ended, and the
+    /// recovery it started, if it found damage.
+    static func waitForStorageCheck(_ daemon: TrackqProcess) async throws {
+        try await waitUntil("the daemon's storage check") {
+            let log = daemon.stderr
+            guard log.contains("storage check:") else { return false }
+            return !log.contains("storage check: damage found")
+                || log.contains("storage: the queue file was damaged") || log.contains("cannot recover")
+        }
+    }
+
     /// An app writes one event and is answered `ok`.
     static func appIsServed(_ dir: borrowing TestDirectory, seq: Int) throws {
         let client = try UnixClient(path: dir.socket)
@@ -142,7 +153,9 @@ import Testing
         #expect(check.stdout.hasPrefix("damaged: \(dir.database)"))
         #expect(check.stdout.lowercased().contains("page \(leaf)"), "check says where: \(check.stdout)")
 
+        // Found by the check of the whole file the daemon runs once it has started.
         let daemon = try await TrackqProcess.startDaemon(dir, ["--endpoint", Self.nowhere], environment: [:])
+        try await Self.waitForStorageCheck(daemon)
         try Self.appIsServed(dir, seq: 5000)
         let (status, storage) = try Self.storage(dir)
         #expect(status == 1)
@@ -308,6 +321,7 @@ import Testing
             if !daemon.process.isRunning { throw EndOfStream(partial: daemon.stderr) }
             return UnixClient.canConnect(dir.socket)
         }
+        try await Self.waitForStorageCheck(daemon)
         try Self.appIsServed(dir, seq: 5000)
         let (status, stdout, _) = try Self.trackq(["status", "--json", "--database", database])
         let storage = try #require(

@@ -112,6 +112,13 @@ enum StorageRecovery {
     /// SQLite's `PRAGMA quick_check`, stopped after `budgetNanos`.
     /// - Returns: what it found wrong, or nil (sound, or not finished in time).
     static func quickCheck(_ db: SQLiteConnection, budgetNanos: Int64 = quickCheckBudgetNanos) -> String? {
+        quickCheckOutcome(db, budgetNanos: budgetNanos).problem
+    }
+
+    /// ``quickCheck(_:budgetNanos:)``, and whether it finished within its budget.
+    static func quickCheckOutcome(_ db: SQLiteConnection, budgetNanos: Int64 = quickCheckBudgetNanos) -> (
+        problem: String?, finished: Bool
+    ) {
         do {
             let problems = try db.withTimeLimit(nanoseconds: budgetNanos) { () throws(SQLiteError) -> [String] in
                 let stmt = try db.statement("PRAGMA quick_check(5)")
@@ -120,17 +127,19 @@ enum StorageRecovery {
                 while try stmt.step() { found.append(stmt.text(0) ?? "") }
                 return found
             }
-            guard problems != ["ok"] else { return nil }
-            return "quick_check: " + problems.joined(separator: "\n").split(separator: "\n").joined(separator: "; ")
+            guard problems != ["ok"] else { return (nil, true) }
+            return ("quick_check: " + problems.joined(separator: "\n").split(separator: "\n").joined(separator: "; "), true)
         } catch {
-            return isDamage(error) ? "quick_check: \(error)" : nil
+            return (isDamage(error) ? "quick_check: \(error)" : nil, error.code & 0xff != SQLITE_INTERRUPT)
         }
     }
 
     // MARK: Recovering
 
     /// Opens the queue at `path` for the daemon. A file found damaged (by ``checkFile(_:)``,
-    /// by SQLite while opening it, or by a ``quickCheck(_:budgetNanos:)``) is recovered first.
+    /// by SQLite while opening it, or by ``Schema/verify(_:)``) is recovered first. SQLite's
+    /// `quick_check`, which reads every page, runs after the start instead
+    /// (``StoreWriter/checkInBackground()``), so a large queue does not delay it.
     /// - Returns: the store, and the recovery if there was one.
     static func openStore(
         path: String, durability: Durability, bootID: String, nowMillis: Int64
@@ -140,7 +149,7 @@ enum StorageRecovery {
         if found == nil {
             do {
                 let store = try QueueStore(path: path, durability: durability, bootID: bootID)
-                guard let problem = quickCheck(store.db) ?? Schema.verify(store.db) else { return (store, nil) }
+                guard let problem = Schema.verify(store.db) else { return (store, nil) }
                 found = problem
             } catch  where isDamage(error) {
                 found = "\(error)"

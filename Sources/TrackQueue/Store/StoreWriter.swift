@@ -152,6 +152,7 @@ final class StoreWriter: @unchecked Sendable {
                             "cannot record the start in the database; starting anyway", metadata: ["error": "\(error)"])
                     }
                     writer.store = store
+                    writer.checkInBackground()
                     continuation.resume(
                         returning: Opened(
                             pendingEvents: store.counters.pendingEvents, clockHistory: history,
@@ -217,6 +218,37 @@ final class StoreWriter: @unchecked Sendable {
                     guard let self, seen == self.generation else { return }
                     _ = self.recoverWhileRunning("\(error)")
                 }, cancel: {}))
+    }
+
+    /// SQLite's `quick_check` of the file, at most ``StorageRecovery/quickCheckBudgetNanos``
+    /// of it, on a read-only connection of its own beside the running daemon; damage it finds
+    /// is recovered as a read's would be. Started once the store is open: a start does not
+    /// wait for it.
+    func checkInBackground() {
+        let generation = self.generation
+        guard let path = options?.path else { return }
+        let logger = self.logger
+        let thread = Thread { [weak self] in
+            BlockingThreads.markCurrentThread()
+            let started = SystemClock.monotonicNanos()
+            let outcome: (problem: String?, finished: Bool)
+            do {
+                outcome = StorageRecovery.quickCheckOutcome(try Database.open(path, .readOnly))
+            } catch {
+                outcome = (StorageRecovery.isDamage(error) ? "\(error)" : nil, false)
+            }
+            let millis = (SystemClock.monotonicNanos() - started) / 1_000_000
+            guard let problem = outcome.problem else {
+                logger.info(
+                    outcome.finished ? "storage check: sound" : "storage check: sound as far as it read in its time",
+                    metadata: ["check.ms": "\(millis)"])
+                return
+            }
+            logger.error("storage check: damage found", metadata: ["error": "\(Printable.oneLine(problem, limit: 300))"])
+            self?.reportDamage(StoreError.io(problem), generation: generation)
+        }
+        thread.name = "trackq-check"
+        thread.start()
     }
 
     /// For tests: the writer thread waits for `gate` before its next job, so submissions
