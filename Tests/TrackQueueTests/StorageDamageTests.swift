@@ -49,6 +49,7 @@ import Testing
 
         var tally: [String: (runs: Int, recovered: Int, lost: Int, damaged: Int)] = [:]
         var slowest: Duration = .zero
+        var undetected = 0
         for seed in 0..<Self.seeds {
             let dir = try TestDirectory()
             var random = SplitMix64(seed: UInt64(seed) &* 0x9E37_79B9 &+ 22)
@@ -123,7 +124,15 @@ import Testing
             // Counted from the segments, not the counters: a flipped bit in the counters row
             // is damage SQLite does not see (`trackq check` does); nothing was delivered, so
             // every event in a segment is queued. A flip that raised a count is no loss.
-            let queued = try DatabaseProbe(path: dir.database).scalar("SELECT coalesce(sum(count), 0) FROM segments")
+            guard let queued = try? DatabaseProbe(path: dir.database).scalar("SELECT coalesce(sum(count), 0) FROM segments") else {
+                // Damage the daemon has not met yet (its check of the file ran out of time
+                // before reaching it, and no read went there): `trackq status` must say so.
+                #expect(storage["state"] as? String == "damaged", "\(context)")
+                undetected += 1
+                daemon.signal(SIGTERM)
+                #expect(try await daemon.waitForExit() == 0, "\(context)")
+                continue
+            }
             let lost = max(0, Int64(total) - (queued - 1) - damaged)
             #expect(lost <= bound, "lost \(lost), at most \(bound); \(context)")
             if kind == 5 { #expect(damaged == expectDamaged && lost == 0, "\(context)") }
@@ -144,6 +153,8 @@ import Testing
         let summary = Self.kinds.compactMap { kind in
             tally[kind].map { "\(kind): \($0.runs) runs, \($0.recovered) recovered, \($0.lost) lost, \($0.damaged) damaged" }
         }
-        print("damage: seeds=\(Self.seeds) slowest_served=\(slowest) " + summary.joined(separator: "; "))
+        print(
+            "damage: seeds=\(Self.seeds) slowest_served=\(slowest) not_yet_met=\(undetected) "
+                + summary.joined(separator: "; "))
     }
 }

@@ -93,6 +93,24 @@ import Testing
         }
     }
 
+    /// Starts the daemon on a damaged queue of `events` events and waits for its recovery;
+    /// an app is served, status warns, and every event is salvaged, set aside or lost.
+    static func startAndRecover(
+        _ dir: borrowing TestDirectory, events: Int
+    ) async throws -> (daemon: TrackqProcess, salvaged: Int, lost: Int, damaged: Int) {
+        let daemon = try await TrackqProcess.startDaemon(dir, ["--endpoint", nowhere], environment: [:])
+        try await waitForStorageCheck(daemon)
+        try appIsServed(dir, seq: 5000)
+        let (status, storage) = try self.storage(dir)
+        #expect(status == 1)
+        #expect(storage["state"] as? String == "recovered")
+        let salvaged = storage["salvaged"] as? Int ?? -1
+        let lost = storage["lost"] as? Int ?? -1
+        let damaged = storage["damaged_events"] as? Int ?? -1
+        #expect(salvaged + lost + damaged == events, "\(storage)")
+        return (daemon, salvaged, lost, damaged)
+    }
+
     /// An app writes one event and is answered `ok`.
     static func appIsServed(_ dir: borrowing TestDirectory, seq: Int) throws {
         let client = try UnixClient(path: dir.socket)
@@ -154,16 +172,7 @@ import Testing
         #expect(check.stdout.lowercased().contains("page \(leaf)"), "check says where: \(check.stdout)")
 
         // Found by the check of the whole file the daemon runs once it has started.
-        let daemon = try await TrackqProcess.startDaemon(dir, ["--endpoint", Self.nowhere], environment: [:])
-        try await Self.waitForStorageCheck(daemon)
-        try Self.appIsServed(dir, seq: 5000)
-        let (status, storage) = try Self.storage(dir)
-        #expect(status == 1)
-        #expect(storage["state"] as? String == "recovered")
-        let salvaged = storage["salvaged"] as? Int ?? -1
-        let lost = storage["lost"] as? Int ?? -1
-        let damaged = storage["damaged_events"] as? Int ?? -1
-        #expect(salvaged + lost + damaged == 3001)
+        let (daemon, salvaged, lost, damaged) = try await Self.startAndRecover(dir, events: 3001)
         // At most the segments whose cells were on that page.
         #expect(lost + damaged <= Int(cellsOnIt * largestSegment), "lost \(lost) on one page of \(cellsOnIt) cells")
         #expect(lost > 0)
@@ -193,14 +202,7 @@ import Testing
         #expect(before == 2, "damaged and the daemon not running")
         #expect(try Self.storage(dir).storage["state"] as? String == "damaged")
 
-        let daemon = try await TrackqProcess.startDaemon(dir, ["--endpoint", Self.nowhere], environment: [:])
-        try Self.appIsServed(dir, seq: 5000)
-        let (status, storage) = try Self.storage(dir)
-        #expect(status == 1)
-        #expect(storage["state"] as? String == "recovered")
-        let salvaged = storage["salvaged"] as? Int ?? -1
-        let lost = storage["lost"] as? Int ?? -1
-        #expect(salvaged + lost + (storage["damaged_events"] as? Int ?? -1) == 3001)
+        let (daemon, salvaged, lost, _) = try await Self.startAndRecover(dir, events: 3001)
         #expect(salvaged >= 1500, "the first 60% of the file is intact: \(salvaged)")
         #expect(lost > 0)
         #expect(try DatabaseProbe(path: dir.database).strings("PRAGMA integrity_check") == ["ok"])
@@ -332,6 +334,29 @@ import Testing
         let kept = try #require(storage["damaged_file"] as? String)
         #expect(try Data(contentsOf: URL(fileURLWithPath: kept)) == bytes, "kept whole, for a salvage once there is room")
         #expect((storage["reason"] as? String ?? "").contains("salvage failed"))
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0)
+    }
+
+    @Test func theStorageAlertReachesTheLogSystemdAndTheAlertCommand() async throws {
+        let dir = try TestDirectory()
+        #expect(FileManager.default.createFile(atPath: dir.database, contents: Data(repeating: 0x5A, count: 8192)))
+        let receiver = try SystemdTests.NotifyReceiver(path: dir.file("notify"))
+        let alertFile = dir.file("alert.env")
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", Self.nowhere, "--alert-command", "env > \(alertFile).part && mv \(alertFile).part \(alertFile)"],
+            environment: ["NOTIFY_SOCKET": receiver.path])
+        try await waitUntil("the alert command") { FileManager.default.fileExists(atPath: alertFile) }
+        let environment = try String(contentsOfFile: alertFile, encoding: .utf8).split(separator: "\n")
+        #expect(environment.contains("TRACKQ_ALERT_KIND=storage"))
+        #expect(environment.contains("TRACKQ_ALERT_STATE=raised"))
+        #expect(environment.contains { $0.hasPrefix("TRACKQ_ALERT_MESSAGE=storage: the queue file was damaged") })
+        var messages: [String] = []
+        try await waitUntil("STATUS= with the storage alert") {
+            messages += receiver.drain()
+            return messages.contains { $0.contains("STATUS=storage: the queue file was damaged") }
+        }
+        #expect(daemon.stderr.contains("critical"))
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit() == 0)
     }

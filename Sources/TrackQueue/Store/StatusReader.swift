@@ -50,11 +50,24 @@ public enum StatusReader {
     /// The report from an open connection (the daemon's metrics scrape confines it to the
     /// blocking pool).
     static func read(_ db: SQLiteConnection, path: String, endpoint: String?, clock: HostClock) throws(StoreError) -> StatusReport {
+        // Past the counters and the state record, a read that meets damage still gives a
+        // report: what it could read, with `storage` saying the file is damaged.
+        var damage: String?
+        func tolerating<T>(_ fallback: T, _ body: () throws -> T) throws -> T {
+            do {
+                return try body()
+            } catch  where StorageRecovery.isDamage(error) {
+                damage = damage ?? "\(error)"
+                return fallback
+            }
+        }
         do {
             let running = DatabaseLock.isHeld(database: path)
             let counters = try QueueCounters.read(db)
-            let oldest = try db.queryRow("SELECT accepted_at_ms FROM segments ORDER BY first_id LIMIT 1") { $0.int64(0) }
-            let deadLetters = try db.queryRow("SELECT count(*) FROM dead_letters") { $0.int64(0) } ?? 0
+            let oldest = try tolerating(nil) {
+                try db.queryRow("SELECT accepted_at_ms FROM segments ORDER BY first_id LIMIT 1") { $0.int64(0) }
+            }
+            let deadLetters = try tolerating(0) { try db.queryRow("SELECT count(*) FROM dead_letters") { $0.int64(0) } ?? 0 }
             let owner = try db.queryRow("SELECT pid, started_at_ms FROM daemon_state WHERE id = 1") {
                 ($0.optionalInt64(0), $0.optionalInt64(1))
             }
@@ -73,6 +86,15 @@ public enum StatusReader {
                     kind: kind, status: record.alertStatus ?? 0,
                     sinceMillis: record.alertSinceMillis ?? 0, message: record.alertMessage ?? "")
             }
+            let clockRecord: StatusReport.ClockInfo? = try tolerating(nil) {
+                try Database.schemaVersion(db) >= 3 ? clockInfo(db, clock: clock) : nil
+            }
+            var storage = try tolerating(StatusReport.StorageInfo.ok) { try storageInfo(db, path: path) }
+            if let damage, storage.state == .ok {
+                storage = .init(
+                    state: .damaged, salvaged: 0, lost: nil, damagedFile: path,
+                    reason: "reading it: \(damage) (the daemon recovers it when it reads there, or at its next start)")
+            }
             return StatusReport(
                 version: TrackQueue.version,
                 daemon: daemon,
@@ -86,8 +108,8 @@ public enum StatusReader {
                 alert: alert,
                 database: .init(path: path, sizeBytes: fileSize(path) + fileSize(path + "-wal")),
                 endpoint: endpoint,
-                clock: try Database.schemaVersion(db) >= 3 ? clockInfo(db, clock: clock) : nil,
-                storage: try storageInfo(db, path: path))
+                clock: clockRecord,
+                storage: storage)
         } catch {
             throw StoreError(error)
         }
