@@ -137,12 +137,15 @@ private let hour: Int64 = 3_600_000
         }
         batch.body.append(UInt8(ascii: "]"))
         batch.events = events
+        batch.generation = 2
         let now = times(wall: 10_000, boottime: 10_000, state: .wrong)
         #expect(batch.releasable(now).count == 1)
         #expect(batch.releasable(now).holdUntilBoottimeMillis == 5_000 + hour)
         let first = batch.prefix(1)
         #expect(String(decoding: first.body, as: UTF8.self) == #"[{"a":1}]"#)
         #expect(first.events.map(\.range) == [1..<8])
+        // Read from the file as a recovery left it: delivery records answers for it there.
+        #expect(first.generation == 2)
         #expect(String(decoding: batch.prefix(3).body, as: UTF8.self) == String(decoding: batch.body, as: UTF8.self))
     }
 }

@@ -156,6 +156,12 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
                 batch = nil
                 continue
             }
+            // A recovery replaced the queue file since this batch was read: its events may not
+            // all be in the new one, so nothing is recorded of it; it is read again from there.
+            guard current.generation == parts.writer.generation else {
+                batch = nil
+                continue
+            }
             // Expired events are dead-lettered instead of sent: checked before every send, since
             // they can also expire while a batch waits out an outage. Then re-read without them.
             switch await deadLetterExpired(current.events[range]) {
@@ -185,6 +191,12 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
             let started = clock.now
             let outcome = await parts.sender.send(body, token: token)
             if Task.isCancelled { break }  // shut down mid-request: record nothing, the events stay queued
+            if current.generation != parts.writer.generation {
+                // Replaced while the request was out: the new file's copies are sent again (at
+                // least once) rather than an answer recorded for events it may not hold.
+                batch = nil
+                continue
+            }
             parts.metrics.requestDuration.record(duration: started.duration(to: clock.now))
             if case .response(let status, _, let body) = outcome {
                 parts.metrics.response(status: status)

@@ -151,6 +151,7 @@ extension OutgoingBatch {
     /// The first `count` events.
     func prefix(_ count: Int) -> OutgoingBatch {
         var batch = OutgoingBatch()
+        batch.generation = generation
         batch.body = body(of: 0..<count)
         var offset = 1
         for event in events.prefix(count) {

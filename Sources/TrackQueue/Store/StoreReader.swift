@@ -25,6 +25,8 @@ public struct OutgoingBatch: Sendable, Equatable {
     /// It holds `maxEvents`, or the next event queued would take it past `maxBytes`: it
     /// cannot get fuller by waiting.
     public var isFull = false
+    /// The store's generation it was read in: a recovery of a damaged file starts a new one.
+    public var generation = 0
 
     public init() {}
 
@@ -175,8 +177,10 @@ final class StoreReader: Sendable {
                         reader.confineToBlockingThreads()
                         box = QueueReaderBox(reader: reader, generation: generation)
                     }
-                    return try box!.reader.readBatch(
+                    var batch = try box!.reader.readBatch(
                         afterID: afterID, maxEvents: maxEvents, maxBytes: maxBytes, extraPerEvent: extraPerEvent)
+                    batch.generation = generation
+                    return batch
                 } catch {
                     if StorageRecovery.isDamage(error) {
                         box = nil
