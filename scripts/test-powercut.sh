@@ -152,8 +152,11 @@ boot() {
   qemu_pid=$!
 }
 
-# Whether the serial log $1 has a whole line that is exactly $2.
-has_line() { [[ -f "$1" ]] && grep -qxF -- "$2" <(sed 's/\r$//' "$1"); }
+# Whether the serial log $1 has a whole line that is exactly $2 (the guest's tty is raw: no \r).
+# No process substitution here: with one (`<(sed ...)`), bash 5.2 hung once at cut 44 of a
+# long run, in wait4() while qemu ran on, most likely on a process substitution's pid reused
+# by qemu (polled ten times a second, pids wrap around within the hour).
+has_line() { [[ -f "$1" ]] && grep -qxF -- "$2" "$1"; }
 
 # A random number of tenths of a second in [$1, $2].
 random_tenths() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }
@@ -222,9 +225,10 @@ cut_once() {
 
   # lost and lost_after are -1 when the verify boot did not get as far as reading them.
   local acked=0 lost=-1 lost_after=-1 integrity=failed serving=failed done=no note="compare.py failed"
-  read -r acked lost lost_after integrity serving done note < <(
-    python3 scripts/powercut/compare.py "$dir/acks.log" "$dir/serial-verify.log" 2>"$dir/compare.err" ||
-      echo "0 -1 -1 failed failed no compare.py failed")
+  local compared
+  compared=$(python3 scripts/powercut/compare.py "$dir/acks.log" "$dir/serial-verify.log" 2>"$dir/compare.err" ||
+    echo "0 -1 -1 failed failed no compare.py failed")
+  read -r acked lost lost_after integrity serving done note <<<"$compared"
   local worst=$((lost > lost_after ? lost : lost_after))
   local line="cut $n scenario=$scenario durability=$durability at=$((delay / 10)).$((delay % 10))s acked=$acked lost=$lost lost_after_restart=$lost_after integrity=$integrity serving=$serving verified=$done time=$((SECONDS - started))s $note"
   ((alive)) || line+=" (the guest had stopped before the cut)"
