@@ -129,10 +129,11 @@ enum QueueSalvage {
             // The counters: the lifetime totals carry over; the queue's size is what was kept.
             var totals = counters ?? QueueCounters()
             totals.lastID = max(totals.lastID, highest)
-            totals.doneThrough = segmented && counters != nil ? mark : max(0, (lowest ?? (totals.lastID + 1)) - 1)
+            // Numbers from the file: arithmetic on them wraps rather than traps.
+            totals.doneThrough = segmented && counters != nil ? mark : max(0, (lowest ?? (totals.lastID &+ 1)) &- 1)
             totals.pendingEvents = fresh.pendingEvents
             totals.pendingBytes = fresh.pendingBytes
-            totals.deadLettered += fresh.deadLettered
+            totals.deadLettered &+= fresh.deadLettered
             try db.run(
                 """
                 UPDATE counters SET accepted = ?, delivered = ?, dead_lettered = ?, rejected = ?, pending_events = ?,

@@ -82,7 +82,9 @@ struct SQLiteFileImage {
         let filePages = fileSize / size
         let mainCount = Int(Self.u32(header, 28))
         headerPageCount = valid && mainCount > 0 && Self.u32(header, 24) == Self.u32(header, 92) ? mainCount : nil
-        pageCount = walInfo.databasePages ?? filePages
+        // The WAL's word on the size, bounded by the pages that can hold anything at all.
+        let lastPage = max(filePages, walInfo.frames.keys.max() ?? 0)
+        pageCount = min(walInfo.databasePages ?? filePages, lastPage)
         // Page 1 as the database sees it now (the WAL may hold a newer one): the schema
         // version and the free list.
         if valid, let first = page(1), Array(first[0..<16]) == magic {
@@ -98,7 +100,8 @@ struct SQLiteFileImage {
     /// Whether every page the header counts is in the main file or the WAL.
     var missingPages: Int {
         guard let counted = walDatabasePages ?? headerPageCount, counted > filePageCount else { return 0 }
-        return (filePageCount + 1...counted).count { walFrames[$0] == nil }
+        // By arithmetic, not a walk: the count comes from the file and may be anything.
+        return counted - filePageCount - walFrames.keys.count { $0 > filePageCount && $0 <= counted }
     }
 
     func close() {
