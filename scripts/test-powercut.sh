@@ -61,17 +61,10 @@ command -v debootstrap >/dev/null || skip "debootstrap is not installed"
 command -v mke2fs >/dev/null || skip "mke2fs is not installed (e2fsprogs)"
 command -v python3 >/dev/null || skip "python3 is not installed"
 
-# The Debian 12 tree, as scripts/test-systemd.sh makes it.
+# The Debian 12 tree scripts/test-systemd.sh boots too.
 tree=${TRACKQ_CONTAINER_TREE:-$here/.build-container/bookworm}
-mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-if [[ ! -x "$tree/lib/systemd/systemd" ]]; then
-  rm -rf "$tree" && mkdir -p "$(dirname "$tree")"
-  echo "making a Debian 12 tree in $tree (once)"
-  debootstrap --variant=minbase --include=systemd,dbus,procps,libsqlite3-0,sqlite3,python3-minimal \
-    bookworm "$tree.partial" "${mirror:-http://deb.debian.org/debian}" >/dev/null ||
-    skip "debootstrap could not make a Debian tree (no mirror reachable?)"
-  mv "$tree.partial" "$tree"
-fi
+source "$here/scripts/lib/debian-tree.sh"
+make_debian_tree "$tree"
 
 # Its copy with a kernel and an initrd that mounts a virtio disk, `ip` for lo, and the whole
 # python3 (python3-minimal lacks http.server and sqlite3). The initrd holds only the modules

@@ -24,15 +24,8 @@ command -v debootstrap >/dev/null || skip "debootstrap is not installed"
 [[ -d /sys/fs/cgroup ]] || skip "no cgroup file system"
 
 tree=${TRACKQ_CONTAINER_TREE:-$here/.build-container/bookworm}
-if [[ ! -x "$tree/lib/systemd/systemd" ]]; then
-  mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  rm -rf "$tree" && mkdir -p "$(dirname "$tree")"
-  echo "making a Debian 12 tree in $tree (once)"
-  debootstrap --variant=minbase --include=systemd,dbus,procps,libsqlite3-0,sqlite3,python3-minimal \
-    bookworm "$tree.partial" "${mirror:-http://deb.debian.org/debian}" >/dev/null ||
-    skip "debootstrap could not make a Debian tree (no mirror reachable?)"
-  mv "$tree.partial" "$tree"
-fi
+source "$here/scripts/lib/debian-tree.sh"
+make_debian_tree "$tree"
 
 deb=${TRACKQ_DEB:-}
 if [[ -z "$deb" ]]; then
