@@ -95,10 +95,12 @@ public struct Daemon: Service {
         let pool = BlockingPool()
         let notifier = SystemdNotifier(environment: environment)
 
+        let alertCommand = settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) }
         let services: [any Service]
         do {
             services = try await makeServices(
-                writer: writer, opened: opened, pool: pool, wake: wake, registry: registry, metrics: metrics, notifier: notifier)
+                writer: writer, opened: opened, pool: pool, wake: wake, registry: registry, metrics: metrics, notifier: notifier,
+                alertCommand: alertCommand)
         } catch {
             await writer.stop()
             await pool.shutdown()
@@ -107,7 +109,6 @@ public struct Daemon: Service {
 
         // A damaged file found while running: say so to systemd and the alert command (the
         // writer has logged it). One found at the start is said once the daemon is ready.
-        let alertCommand = settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) }
         let storageAlert = { @Sendable (record: StorageRecovery.Record) in
             let text = StorageRecovery.describe(record)
             notifier.status(text)
@@ -143,7 +144,7 @@ public struct Daemon: Service {
     /// Binds the sockets and builds the services, in the order they start.
     private func makeServices(
         writer: StoreWriter, opened: StoreWriter.Opened, pool: BlockingPool, wake: WakeSignal,
-        registry: PrometheusCollectorRegistry, metrics: DaemonMetrics, notifier: SystemdNotifier
+        registry: PrometheusCollectorRegistry, metrics: DaemonMetrics, notifier: SystemdNotifier, alertCommand: AlertCommand?
     ) async throws -> [any Service] {
         let reader = StoreReader(path: settings.paths.database, pool: pool, clock: clock, writer: writer)
         let endpoint = settings.endpoint
@@ -215,7 +216,7 @@ public struct Daemon: Service {
             .init(
                 settings: settings, writer: writer, reader: reader, sender: sender, tokens: tokens, wake: wake,
                 clock: clock, clockHistory: opened.clockHistory,
-                alertCommand: settings.alertCommand.map { AlertCommand(command: $0, environment: environment, logger: logger) },
+                alertCommand: alertCommand,
                 notifier: notifier, metrics: metrics, pool: pool, logger: logger),
             clock: ContinuousClock(), randomSource: randomSource)
 

@@ -12,24 +12,12 @@
 /// A segment whose columns do not agree (see ``SegmentView``) becomes one dead letter with
 /// reason `damaged`, its raw bytes kept.
 enum QueueSalvage {
-    /// What a salvage read and kept.
-    struct Outcome: Sendable, Equatable {
-        /// Events back in the queue.
-        var salvaged: Int64 = 0
-        /// Events of segments that did not parse, kept as dead letters with reason `damaged`.
-        var damagedEvents: Int64 = 0
-        /// Events the file's counters say were queued that could not be read; nil when the
-        /// counters themselves could not be read.
-        var lost: Int64?
-        /// Dead letters carried over.
-        var deadLetters: Int64 = 0
-    }
-
     /// Reads `damaged` (and its `-wal`), never writing either, and fills the new, migrated
     /// database `db` with what it holds; records the recovery in `storage_recoveries`.
+    /// - Returns: `record` with what was salvaged, kept as `damaged` and lost.
     static func salvage(
         from damaged: String, into db: SQLiteConnection, record: StorageRecovery.Record
-    ) throws -> Outcome {
+    ) throws -> StorageRecovery.Record {
         let image = try SQLiteFileImage(path: damaged)
         defer { image.close() }
         let segmented = image.userVersion >= 5 || image.userVersion == 0
@@ -55,7 +43,8 @@ enum QueueSalvage {
         let mark = segmented ? (counters?.doneThrough ?? 0) : 0
 
         // Pass 2: the segments (or the rows of a queue from before segments) and the dead letters.
-        var outcome = Outcome()
+        var done = record
+        done.lost = nil
         var fresh = QueueCounters()
         var lowest: Int64?
         var highest: Int64 = 0
@@ -84,13 +73,13 @@ enum QueueSalvage {
                         if let sizes = segment.eventSizes() {
                             try insert(segment, with: insertSegment)
                             usedBoots.insert(segment.boot)
-                            outcome.salvaged += Int64(live.count)
+                            done.salvaged += Int64(live.count)
                             fresh.pendingEvents += Int64(live.count)
                             fresh.pendingBytes += live.reduce(0) { $0 + Int64(sizes[$1]) }
                         } else {
                             // Inserted after the carried-over dead letters, which keep their ids.
                             damagedSegments.append(segment)
-                            outcome.damagedEvents += Int64(live.count)
+                            done.damagedEvents += Int64(live.count)
                             fresh.deadLettered += Int64(live.count)
                         }
                     } else if let dead = Shapes.deadLetter(row) {
@@ -98,7 +87,6 @@ enum QueueSalvage {
                         try bind(dead, to: insertDead, from: 2)
                         _ = try insertDead.step()
                         insertDead.reset()
-                        outcome.deadLetters += Int64(db.changes)
                     }
                     return true
                 } catch {
@@ -111,14 +99,18 @@ enum QueueSalvage {
 
             // Every boot a segment names, so the foreign keys hold: the salvaged row, or a
             // stand-in no boot id matches (its events' ages are then measured on the wall clock).
+            let insertBoot = try db.statement(
+                """
+                INSERT OR IGNORE INTO boots (id, boot_id, wall_ms, boottime_ms, clock_state, synced_wall_ms,
+                  synced_boottime_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
             for id in usedBoots.sorted() {
                 if let v = boots[id] {
-                    try db.run(
-                        """
-                        INSERT OR IGNORE INTO boots (id, boot_id, wall_ms, boottime_ms, clock_state, synced_wall_ms,
-                          synced_boottime_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
-                        """,
-                        [.integer(id)] + (1..<7).map { v.count > $0 ? sqlValue(v[$0]) : .null })
+                    // A row from before migration 3 has fewer columns: the rest stay NULL.
+                    try insertBoot.bind(id, at: 1)
+                    try bind(v.dropFirst(), to: insertBoot, from: 2)
+                    _ = try insertBoot.step()
+                    insertBoot.reset()
                 }
                 try db.run("INSERT OR IGNORE INTO boots (id, boot_id) VALUES (?, ?)", [.integer(id), .text("salvaged-\(id)")])
             }
@@ -134,29 +126,17 @@ enum QueueSalvage {
             totals.pendingEvents = fresh.pendingEvents
             totals.pendingBytes = fresh.pendingBytes
             totals.deadLettered &+= fresh.deadLettered
-            try db.run(
-                """
-                UPDATE counters SET accepted = ?, delivered = ?, dead_lettered = ?, rejected = ?, pending_events = ?,
-                  pending_bytes = ?, dead_dropped = ?, last_id = ?, done_through = ? WHERE id = 1
-                """,
-                [
-                    .integer(totals.accepted), .integer(totals.delivered), .integer(totals.deadLettered),
-                    .integer(totals.rejected), .integer(totals.pendingEvents), .integer(totals.pendingBytes),
-                    .integer(totals.deadDropped), .integer(totals.lastID), .integer(totals.doneThrough),
-                ])
+            // The new database's counters row is all zeros: adding the totals sets them.
+            try Database.addToCounters(totals, in: db)
             if let counters {
-                outcome.lost = max(
+                done.lost = max(
                     0,
-                    counters.pendingEvents.subtractingReportingOverflow(outcome.salvaged).partialValue
-                        .subtractingReportingOverflow(outcome.damagedEvents).partialValue)
+                    counters.pendingEvents.subtractingReportingOverflow(done.salvaged).partialValue
+                        .subtractingReportingOverflow(done.damagedEvents).partialValue)
             }
-            var done = record
-            done.salvaged = outcome.salvaged
-            done.damagedEvents = outcome.damagedEvents
-            done.lost = outcome.lost
             try StorageRecovery.insert(done, into: db)
         }
-        return outcome
+        return done
     }
 
     /// A segment as read from the file.
@@ -251,14 +231,6 @@ enum QueueSalvage {
             case .integer(let v): try stmt.bind(v, at: at)
             case .text(let bytes), .blob(let bytes): try stmt.bindTextCopy(bytes, at: at)
             }
-        }
-    }
-
-    private static func sqlValue(_ value: SQLiteFileImage.Value) -> SQLiteValue {
-        switch value {
-        case .null, .real: return .null
-        case .integer(let v): return .integer(v)
-        case .text(let bytes), .blob(let bytes): return .text(String(decoding: bytes, as: UTF8.self))
         }
     }
 

@@ -166,13 +166,7 @@ final class SQLiteStatement {
     }
 
     func bind(_ values: [SQLiteValue]) throws(SQLiteError) {
-        for (i, value) in values.enumerated() {
-            switch value {
-            case .integer(let v): try bind(v, at: Int32(i + 1))
-            case .text(let v): try bind(v, at: Int32(i + 1))
-            case .null: try check(sqlite3_bind_null(stmt, Int32(i + 1)))
-            }
-        }
+        for (i, value) in values.enumerated() { try bind(value, at: Int32(i + 1)) }
     }
 
     func bind(_ value: SQLiteValue, at index: Int32) throws(SQLiteError) {

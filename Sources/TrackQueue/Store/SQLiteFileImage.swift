@@ -27,8 +27,6 @@ struct SQLiteFileImage {
     let pageCount: Int
     /// `PRAGMA user_version`, from the header (0 if page 1 is unreadable).
     private(set) var userVersion = 0
-    /// Whether page 1 holds a valid header (magic and page size).
-    let headerValid: Bool
     /// The header's database size in pages, when the header says it is valid.
     let headerPageCount: Int?
     /// Pages on the free list (their content is stale), as far as the list could be read.
@@ -46,6 +44,46 @@ struct SQLiteFileImage {
     /// body 2 MB): longer payloads are damage.
     static let maxPayload = 16 << 20
 
+    /// The first 100 bytes of a database file, as far as they can be trusted.
+    struct Header {
+        static let magic = Array("SQLite format 3\0".utf8)
+
+        let pageSize: Int
+        /// Bytes at the end of each page that hold no data.
+        let reserved: Int
+        /// The database size in pages the header gives (maybe 0 or anything, if damaged).
+        let countedPages: Int
+        /// Whether SQLite trusts ``countedPages``: the change counter and the "version valid
+        /// for" number agree.
+        let countValid: Bool
+
+        /// Nil unless `bytes` holds SQLite's magic and a page size SQLite allows.
+        init?(_ bytes: [UInt8]) {
+            guard bytes.count >= 100, bytes[0..<16].elementsEqual(Self.magic) else { return nil }
+            let raw = Int(bytes[16]) << 8 | Int(bytes[17])
+            let size = raw == 1 ? 65536 : raw
+            guard size >= 512, size <= 65536, size & (size - 1) == 0 else { return nil }
+            pageSize = size
+            reserved = Int(bytes[20])
+            countedPages = Int(SQLiteFileImage.u32(bytes, 28))
+            countValid = SQLiteFileImage.u32(bytes, 24) == SQLiteFileImage.u32(bytes, 92)
+        }
+
+        /// The first 100 bytes of `path` (fewer if it is shorter); nil if it cannot be read.
+        static func read(_ path: String) -> [UInt8]? {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return nil }
+            defer { closeDescriptor(fd) }
+            return read(fd)
+        }
+
+        static func read(_ fd: Int32) -> [UInt8]? {
+            var bytes = [UInt8](repeating: 0, count: 100)
+            let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }
+            return got < 0 ? nil : Array(bytes[0..<got])
+        }
+    }
+
     /// Opens `path` (and `path-wal` when it exists) read-only. Never writes either file.
     init(path: String) throws(StoreError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -59,35 +97,22 @@ struct SQLiteFileImage {
         fileSize = Int(info.st_size)
         wal = open(path + "-wal", O_RDONLY | O_CLOEXEC)
 
-        var header = [UInt8](repeating: 0, count: 100)
-        let got = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }
-        let magic = Array("SQLite format 3\0".utf8)
-        var size = 4096
-        var valid = false
-        if got == 100 && Array(header[0..<16]) == magic {
-            let raw = Int(header[16]) << 8 | Int(header[17])
-            let candidate = raw == 1 ? 65536 : raw
-            if candidate >= 512 && candidate <= 65536 && candidate & (candidate - 1) == 0 {
-                size = candidate
-                valid = true
-            }
-        }
-        let walInfo = Self.readWAL(wal, pageSizeHint: valid ? size : nil)
-        if !valid, let walSize = walInfo.pageSize { size = walSize }
+        // A header that is not SQLite's: the page size the WAL gives, else SQLite's default.
+        let header = Header.read(fd).flatMap(Header.init)
+        let walInfo = Self.readWAL(wal, pageSizeHint: header?.pageSize)
+        let size = header?.pageSize ?? walInfo.pageSize ?? 4096
         pageSize = size
-        headerValid = valid
-        usableSize = max(480, size - (valid ? Int(header[20]) : 0))
+        usableSize = max(480, size - (header?.reserved ?? 0))
         walFrames = walInfo.frames
         walDatabasePages = walInfo.databasePages
         let filePages = fileSize / size
-        let mainCount = Int(Self.u32(header, 28))
-        headerPageCount = valid && mainCount > 0 && Self.u32(header, 24) == Self.u32(header, 92) ? mainCount : nil
+        headerPageCount = header.flatMap { $0.countValid && $0.countedPages > 0 ? $0.countedPages : nil }
         // The WAL's word on the size, bounded by the pages that can hold anything at all.
         let lastPage = max(filePages, walInfo.frames.keys.max() ?? 0)
         pageCount = min(walInfo.databasePages ?? filePages, lastPage)
         // Page 1 as the database sees it now (the WAL may hold a newer one): the schema
         // version and the free list.
-        if valid, let first = page(1), Array(first[0..<16]) == magic {
+        if header != nil, let first = page(1), first[0..<16].elementsEqual(Header.magic) {
             userVersion = Int(Self.u32(first, 60))
             freePages = readFreeList(firstTrunk: Int(Self.u32(first, 32)), count: Int(Self.u32(first, 36)))
         }

@@ -83,21 +83,14 @@ enum StorageRecovery {
         var info = stat()
         guard stat(path, &info) == 0, info.st_size > 0 else { return nil }  // none yet: a new queue
         // The header alone first: the WAL is read only for a file shorter than its header says.
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }  // unreadable: SQLite says why
-        var header = [UInt8](repeating: 0, count: 100)
-        let got = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }
-        _ = close(fd)
-        guard got == 100, header[0..<16].elementsEqual("SQLite format 3\0".utf8) else {
+        guard let bytes = SQLiteFileImage.Header.read(path) else { return nil }  // unreadable: SQLite says why
+        guard let header = SQLiteFileImage.Header(bytes) else {
             return "the file is not a database (its header is not SQLite's)"
         }
-        let rawSize = Int(header[16]) << 8 | Int(header[17])
-        let pageSize = rawSize == 1 ? 65536 : rawSize
-        let counted = Int(SQLiteFileImage.u32(header, 28))
-        guard pageSize >= 512, counted > 0, Int(info.st_size) / pageSize < counted else { return nil }
-        guard let image = try? SQLiteFileImage(path: path) else { return nil }
+        guard header.countedPages > 0, Int(info.st_size) / header.pageSize < header.countedPages,
+            let image = try? SQLiteFileImage(path: path)
+        else { return nil }
         defer { image.close() }
-        guard image.headerValid else { return "the file is not a database (its header is not SQLite's)" }
         let missing = image.missingPages
         if missing > 0 {
             return "the file is shorter than its header says: \(missing) of its pages are missing"
@@ -110,13 +103,9 @@ enum StorageRecovery {
     static let quickCheckBudgetNanos: Int64 = 1_000_000_000
 
     /// SQLite's `PRAGMA quick_check`, stopped after `budgetNanos`.
-    /// - Returns: what it found wrong, or nil (sound, or not finished in time).
-    static func quickCheck(_ db: SQLiteConnection, budgetNanos: Int64 = quickCheckBudgetNanos) -> String? {
-        quickCheckOutcome(db, budgetNanos: budgetNanos).problem
-    }
-
-    /// ``quickCheck(_:budgetNanos:)``, and whether it finished within its budget.
-    static func quickCheckOutcome(_ db: SQLiteConnection, budgetNanos: Int64 = quickCheckBudgetNanos) -> (
+    /// - Returns: what it found wrong (nil: sound, or not found in time), and whether it
+    ///   finished within its budget.
+    static func quickCheck(_ db: SQLiteConnection, budgetNanos: Int64 = quickCheckBudgetNanos) -> (
         problem: String?, finished: Bool
     ) {
         do {
@@ -181,10 +170,7 @@ enum StorageRecovery {
         removeDatabaseFiles(building)
         var record = Record(atMillis: nowMillis, reason: reason, damagedFile: damagedName(for: path, atMillis: nowMillis))
         do {
-            try build(building) { db in
-                _ = try QueueSalvage.salvage(from: path, into: db, record: record)
-                if let done = try latest(in: db) { record = done }
-            }
+            try build(building) { db in record = try QueueSalvage.salvage(from: path, into: db, record: record) }
         } catch {
             // Nothing salvaged, most often for want of room for a second copy: start an empty
             // queue so apps are served, and keep the damaged file whole (state `damaged`).

@@ -233,7 +233,7 @@ final class StoreWriter: @unchecked Sendable {
             let started = SystemClock.monotonicNanos()
             let outcome: (problem: String?, finished: Bool)
             do {
-                outcome = StorageRecovery.quickCheckOutcome(try Database.open(path, .readOnly))
+                outcome = StorageRecovery.quickCheck(try Database.open(path, .readOnly))
             } catch {
                 outcome = (StorageRecovery.isDamage(error) ? "\(error)" : nil, false)
             }
