@@ -44,7 +44,7 @@ import Testing
             try await waitUntil("a connection waiting for the budget") { server.budget.snapshot.waiting >= 1 }
             let held = server.budget.snapshot
             // Past the limit by at most one short read on each connection: no long read fits.
-            let bound = server.budget.limit + clients * IngestHandler.Limits().readBytes
+            let bound = server.budget.limit + clients * LineLimits().readBytes
             #expect(held.used <= bound)
             gate.signal()
             #expect(try await answered.value == clients * perClient)

@@ -14,7 +14,7 @@ struct HTTPFace: Sendable {
         var trackPaths = defaultTrackPaths
         static let defaultTrackPaths: Set<String> = ["/api/track", "/track"]
         /// The largest request body (the Track API's 2 MB).
-        var maxBodyBytes = 2_000_000
+        var maxBodyBytes = TrackAPI.maxRequestBytes
         /// From a request's head to its last byte.
         var requestTimeout: TimeAmount = .seconds(30)
         /// How long a keep-alive connection may wait for its next request (or its first).
@@ -43,7 +43,7 @@ struct HTTPFace: Sendable {
     }
 
     var options: Options
-    var writer: StoreWriter
+    var writer: any IngestWriter
     var parser: EventParser
     var budget: IngestBudget
     var metrics: DaemonMetrics?
@@ -56,7 +56,7 @@ struct HTTPFace: Sendable {
     var clock: HostClock
 
     init(
-        _ setup: Setup, writer: StoreWriter, parser: EventParser, budget: IngestBudget, metrics: DaemonMetrics?,
+        _ setup: Setup, writer: any IngestWriter, parser: EventParser, budget: IngestBudget, metrics: DaemonMetrics?,
         connections: ConnectionTracker? = nil, clock: HostClock = .system
     ) {
         self.clock = clock

@@ -4,14 +4,14 @@ import NIOConcurrencyHelpers
 /// connection, and HTTP bodies. (Bytes not framed yet, the unfinished line a client may keep
 /// for as long as it likes, are bounded by each connection: see ``IngestHandler``.)
 ///
-/// Each connection bounds its own work in flight (``IngestHandler/Limits``), but a thousand
+/// Each connection bounds its own work in flight (``LineLimits``), but a thousand
 /// connections each with a few megabytes in flight would still be gigabytes. So a connection
 /// reads only while the total is under ``limit``; one that finds it over stops reading and is
 /// woken when commits have brought it back under.
 ///
 /// A read already asked for still brings what the client sent, so the total can pass the
 /// limit by what one read brings on each connection. That is why a read is short (one
-/// buffer of ``IngestHandler/Limits/readBytes``) unless a longer one fits in the limit beside
+/// buffer of ``LineLimits/readBytes``) unless a longer one fits in the limit beside
 /// the bytes held and the other long reads: see ``tryReserve(_:)``. A connection frames what
 /// it has read without asking again, so what it held unframed (the part of a line it had, up
 /// to the line limit, and the rest of a burst it could not frame for lack of room) is counted

@@ -24,7 +24,7 @@ final class IngestServer: Service {
         var socketMode: UInt32
         var socketGroup: String?
         var maxEventBytes: Int
-        var maxLineBytes = 2_000_000
+        var maxLineBytes = TrackAPI.maxRequestBytes
         var maxConnections = 1024
         /// The most bytes of parsed events in flight to the writer, all connections together.
         var maxBytesInFlight = IngestBudget.defaultLimit
@@ -66,7 +66,7 @@ final class IngestServer: Service {
                 $0, writer: writer, parser: parser, budget: budget, metrics: metrics, connections: connections,
                 clock: options.clock)
         }
-        let limits = IngestHandler.Limits(maxLineBytes: options.maxLineBytes)
+        let limits = LineLimits(maxLineBytes: options.maxLineBytes)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             // Admission is decided here, on the listening channel's loop in the order the

@@ -30,7 +30,7 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
     /// True while discarding the rest of an over-long line.
     private var skipping = false
 
-    public init(maxLineBytes: Int = 2_000_000) {
+    public init(maxLineBytes: Int) {
         self.maxLineBytes = maxLineBytes
     }
 

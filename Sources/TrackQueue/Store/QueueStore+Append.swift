@@ -1,57 +1,6 @@
 import CSQLite
 import NIOCore
 
-/// What one request line amounts to once parsed, before the commit.
-enum LineEntry: Sendable {
-    /// The line's events are the next `count` events of the submission's batch.
-    case events(count: Int)
-    /// The line was refused at parsing; it is answered with this error.
-    case refused(IngestError)
-}
-
-extension LineEntry {
-    /// `bytes` parsed by `parser` into `batch`: its events, or the error that refused it.
-    init(
-        parsing bytes: ByteBuffer, with parser: EventParser, stampMillis: Int64, into batch: inout EventBatch,
-        warnings: inout ParseWarnings
-    ) {
-        self = bytes.withUnsafeReadableBytes { raw in
-            do throws(IngestError) {
-                return .events(count: try parser.parse(raw, stampMillis: stampMillis, into: &batch, warnings: &warnings))
-            } catch {
-                return .refused(error)
-            }
-        }
-    }
-}
-
-/// The answer owed to one request line.
-enum LineAnswer: Sendable, Equatable {
-    case accepted(count: Int, firstID: Int64, lastID: Int64)
-    case refused(IngestError)
-}
-
-/// The lines one connection read in one go, handed to the writer as a unit.
-struct IngestSubmission: Sendable {
-    var batch: EventBatch
-    var lines: [LineEntry]
-    /// When the lines were read: wall clock and `CLOCK_BOOTTIME`, in milliseconds.
-    var readAtMillis: Int64
-    var readAtBoottimeMillis: Int64
-    /// Called on the writer thread with one answer per line, in order, after the commit.
-    var completion: @Sendable ([LineAnswer]) -> Void
-
-    /// Every line refused: its own parse error, or `error` for lines that held events.
-    func refusingEvents(with error: IngestError) -> [LineAnswer] {
-        lines.map { line in
-            switch line {
-            case .refused(let own): return .refused(own)
-            case .events: return .refused(error)
-            }
-        }
-    }
-}
-
 extension QueueStore {
     /// Appends a group of submissions in one transaction: the group commit.
     ///

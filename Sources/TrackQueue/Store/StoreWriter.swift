@@ -12,7 +12,7 @@ import NIOConcurrencyHelpers
 /// Delivery's writes (delivered events, dead letters, the state record) go through the
 /// typed methods below, between two group commits, so there is never more than one writer
 /// and no connection waits on a lock. The store's connection lives and dies on this thread.
-final class StoreWriter: @unchecked Sendable {
+final class StoreWriter: IngestWriter, @unchecked Sendable {
     // @unchecked: `jobs` and `state` are guarded by `condition`; `store` and `failing` are
     // touched only on the writer thread.
 
