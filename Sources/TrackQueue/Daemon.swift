@@ -151,7 +151,8 @@ public struct Daemon: Service {
         let http = HTTPFace.Setup(
             options: .init(
                 trackPaths: HTTPFace.Options.trackPaths(endpoint: endpoint),
-                requestTimeout: TimeAmount(settings.httpRequestTimeout), idleTimeout: TimeAmount(settings.httpIdleTimeout)),
+                connection: .init(
+                    requestTimeout: TimeAmount(settings.httpRequestTimeout), idleTimeout: TimeAmount(settings.httpIdleTimeout))),
             status: { reader.status(on: $0, endpoint: endpoint).map { $0.json() } },
             prometheus: { MetricsServer.text(registry: registry, store: reader, on: $0) })
         let server = try await IngestServer.bind(

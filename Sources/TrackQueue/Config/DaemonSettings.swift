@@ -105,8 +105,8 @@ public struct DaemonSettings: Sendable, Equatable {
     var maxConnections = 1024
     /// The HTTP face's timers (not settings: tests shorten them): a request's head to its
     /// last byte, and a keep-alive connection's wait for its next request.
-    var httpRequestTimeout: Duration = .seconds(30)
-    var httpIdleTimeout: Duration = .seconds(60)
+    var httpRequestTimeout = Defaults.httpRequestTimeout
+    var httpIdleTimeout = Defaults.httpIdleTimeout
     /// How often the daemon reads the clock to see a step or a change of its state (not a
     /// setting: tests shorten it).
     var clockCheckInterval: Duration = .seconds(1)

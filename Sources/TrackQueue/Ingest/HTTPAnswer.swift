@@ -1,3 +1,4 @@
+import Foundation
 import NIOHTTP1
 
 /// One response of the HTTP face: its status, headers that matter and JSON (or text) body.
@@ -26,6 +27,28 @@ struct HTTPAnswer: Equatable, Sendable {
             body += #","warnings":"# + JSONText.array(warnings.messages)
         }
         return HTTPAnswer(status: .ok, body: body + "}")
+    }
+
+    /// The answer to a `POST` whose body went through the writer: its one line's answer.
+    static func committed(_ answer: LineAnswer?, warnings: ParseWarnings) -> HTTPAnswer {
+        switch answer {
+        case .accepted(let count, _, _):
+            return .accepted(count: count, warnings: warnings, responseID: UUID().uuidString.lowercased())
+        case .refused(let error):
+            return .refused(error)
+        case nil:
+            return .refused(IngestError(.unavailable, "no answer from the writer"))
+        }
+    }
+
+    /// The answer to `GET /status` or `GET /metrics`: the text read, or why it could not be.
+    static func served(_ result: Result<String, any Error>, contentType: String) -> HTTPAnswer {
+        switch result {
+        case .success(let text):
+            return HTTPAnswer(status: .ok, body: text, contentType: contentType)
+        case .failure(let error):
+            return .failure(.serviceUnavailable, code: "unavailable", message: "cannot read the status: \(error)", retryAfter: 1)
+        }
     }
 
     /// The events were refused: the line protocol's codes, as HTTP statuses.

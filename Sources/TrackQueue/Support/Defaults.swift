@@ -1,0 +1,9 @@
+/// Limits and defaults that more than one part of trackq uses, each written once here. (The
+/// Track API's own bounds are `TrackAPI`'s; a setting's default is its row in the settings
+/// table, which refers here where a part outside Config needs the same value.)
+enum Defaults {
+    /// The HTTP face: from a request's head to its last byte.
+    static let httpRequestTimeout: Duration = .seconds(30)
+    /// The HTTP face: how long a keep-alive connection may wait for its next request.
+    static let httpIdleTimeout: Duration = .seconds(60)
+}
