@@ -185,7 +185,7 @@ public struct Daemon: Service {
                     ])
             } catch {
                 await server.drain()
-                throw StoreError.io("--http-address \(address): cannot listen: \(error)")
+                throw SocketError("--http-address \(address): cannot listen: \(error)")
             }
         }
 
@@ -198,7 +198,7 @@ public struct Daemon: Service {
             } catch {
                 await server.drain()
                 await httpListener?.close()
-                throw StoreError.io("--metrics-address \(address): cannot listen: \(error)")
+                throw SocketError("--metrics-address \(address): cannot listen: \(error)")
             }
         }
 

@@ -122,7 +122,7 @@ private struct LoopRun {
             let expected = backoff.delay(failures: failure, retryAfter: nil, using: &twin)
             #expect(clock.nextDeadline == clock.now.advanced(by: expected))
             let record = try await writer.loadDeliveryRecord()
-            #expect(record.state == "backoff")
+            #expect(record.state == .backoff)
             #expect(record.consecutiveFailures == failure)
             #expect(record.lastError == (failure < failures ? "HTTP 503: down" : "connection refused"))
             #expect(sender.requests == failure)  // nothing sent before the wait is over

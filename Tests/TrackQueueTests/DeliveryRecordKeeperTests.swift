@@ -49,10 +49,10 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
 @Suite struct DeliveryRecordKeeperTests {
     @Test func aNewRunStartsCleanButKeepsHistory() {
         var loaded = DeliveryRecord()
-        loaded.state = "alert"
+        loaded.state = .alert
         loaded.consecutiveFailures = 9
         loaded.nextAttemptAtMillis = 5
-        loaded.alertKind = "auth"
+        loaded.alertKind = .auth
         loaded.alertStatus = 401
         loaded.alertSinceMillis = 3
         loaded.alertMessage = "m"
@@ -68,7 +68,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         let (commit, effects) = rig.answer(http(200))
         #expect(commit.delivered.map(\.id) == [1, 2, 3, 4])
         #expect(commit.refused.isEmpty)
-        #expect(commit.record.state == "idle")
+        #expect(commit.record.state == .idle)
         #expect(commit.record.lastStatus == 200)
         #expect(commit.record.lastSuccessAtMillis == 1_000_000)
         #expect(commit.record.lastAttemptAtMillis == 1_000_000)
@@ -81,7 +81,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         let first = rig.answer(http(503, "busy"))
         let wait = rig.clock.now.duration(to: rig.scheduler.notBefore!)
         #expect(first.commit.delivered.isEmpty)
-        #expect(first.commit.record.state == "backoff")
+        #expect(first.commit.record.state == .backoff)
         #expect(first.commit.record.consecutiveFailures == 1)
         #expect(first.commit.record.lastError == "HTTP 503: busy")
         #expect(first.commit.record.nextAttemptAtMillis == 1_000_000 + wait.milliseconds)
@@ -103,7 +103,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         rig.waitOut()
         let recovered = rig.answer(http(200))
         #expect(recovered.commit.delivered.count == 4)
-        #expect(recovered.commit.record.state == "idle")
+        #expect(recovered.commit.record.state == .idle)
         #expect(recovered.commit.record.consecutiveFailures == 0)
         #expect(recovered.commit.record.nextAttemptAtMillis == nil)
         #expect(recovered.commit.record.lastSuccessAtMillis == rig.wallMillis)
@@ -119,8 +119,8 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         var rig = Rig()
         let raised = rig.answer(http(401))
         let alert = DeliveryAlert.forStatus(401, kind: .auth)
-        #expect(raised.commit.record.state == "alert")
-        #expect(raised.commit.record.alertKind == "auth")
+        #expect(raised.commit.record.state == .alert)
+        #expect(raised.commit.record.alertKind == .auth)
         #expect(raised.commit.record.alertStatus == 401)
         #expect(raised.commit.record.alertSinceMillis == 1_000_000)
         #expect(raised.commit.record.alertMessage == alert.message)
@@ -137,7 +137,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         let cleared = rig.answer(http(200))
         #expect(cleared.commit.record.alertKind == nil)
         #expect(cleared.commit.record.alertMessage == nil)
-        #expect(cleared.commit.record.state == "idle")
+        #expect(cleared.commit.record.state == .idle)
         #expect(
             cleared.effects.contains(
                 .alertCommand(raised: false, DeliveryAlert(kind: .auth, status: 401, message: "delivery works again"))))
@@ -167,7 +167,7 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         _ = rig.answer(http(503))
         keeper = rig.keeper
         let idle = keeper.queueEmpty()
-        #expect(idle?.record.state == "idle")
+        #expect(idle?.record.state == .idle)
         #expect(idle?.record.nextAttemptAtMillis == nil)
         #expect(idle?.effects == [.status("idle: queue empty")])
         #expect(keeper.queueEmpty() == nil)

@@ -36,7 +36,7 @@ struct DeliveryRecordKeeper: Sendable {
     /// applies is raised again by the first answer). Times of earlier attempts are kept.
     init(loaded: DeliveryRecord) {
         record = loaded
-        record.state = DeliveryState.idle.rawValue
+        record.state = .idle
         record.consecutiveFailures = 0
         record.nextAttemptAtMillis = nil
         clearAlert()
@@ -44,8 +44,8 @@ struct DeliveryRecordKeeper: Sendable {
 
     /// The queue is empty: the state becomes `idle`; nil when it already was.
     mutating func queueEmpty() -> (record: DeliveryRecord, effects: [DeliveryEffect])? {
-        guard record.state != DeliveryState.idle.rawValue else { return nil }
-        record.state = DeliveryState.idle.rawValue
+        guard record.state != .idle else { return nil }
+        record.state = .idle
         record.nextAttemptAtMillis = nil
         return (record, [.status("idle: queue empty")])
     }
@@ -107,7 +107,7 @@ struct DeliveryRecordKeeper: Sendable {
             record.nextAttemptAtMillis = nil
             effects.append(.backoffSeconds(0))
         }
-        record.state = scheduler.state.rawValue
+        record.state = scheduler.state
         // While the API rate-limits (the scheduler paces), a 429 now and then is the pace
         // working, not news: said at info, not as a failure and a recovery each time.
         let pacing = scheduler.pace > .zero
@@ -142,7 +142,7 @@ struct DeliveryRecordKeeper: Sendable {
     }
 
     private mutating func raise(_ alert: DeliveryAlert, nowMillis: Int64) -> [DeliveryEffect] {
-        record.alertKind = alert.kind.rawValue
+        record.alertKind = alert.kind
         record.alertStatus = alert.status
         record.alertSinceMillis = nowMillis
         record.alertMessage = alert.message
@@ -157,7 +157,7 @@ struct DeliveryRecordKeeper: Sendable {
 
     private mutating func clear() -> [DeliveryEffect] {
         let cleared = DeliveryAlert(
-            kind: AlertKind(rawValue: record.alertKind ?? "") ?? .auth, status: record.alertStatus ?? 0,
+            kind: record.alertKind ?? .auth, status: record.alertStatus ?? 0,
             message: "delivery works again")
         clearAlert()
         return [

@@ -1,13 +1,3 @@
-/// The kind of a delivery alert (README, "Delivery").
-public enum AlertKind: String, Sendable, Equatable {
-    /// 401 or 403: the token is wrong.
-    case auth
-    /// 404, 405 or another 4xx: the endpoint is wrong.
-    case endpoint
-    /// The queue file was found damaged (raised by the store, never by an answer).
-    case storage
-}
-
 /// An alert for a person: delivery is stuck until someone fixes the configuration.
 public struct DeliveryAlert: Sendable, Equatable {
     /// What is wrong.
@@ -41,18 +31,6 @@ public struct DeliveryAlert: Sendable, Equatable {
             }
         return DeliveryAlert(kind: kind, status: status, message: message)
     }
-}
-
-/// What the sender is doing, as `trackq status` shows it.
-public enum DeliveryState: String, Sendable {
-    /// No batch in progress and nothing to wait for.
-    case idle
-    /// A batch is in progress and may be sent now.
-    case sending
-    /// Waiting after retryable failures.
-    case backoff
-    /// Waiting while an alert is active.
-    case alert
 }
 
 /// One thing the delivery loop must do, in the order returned.

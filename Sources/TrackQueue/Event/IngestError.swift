@@ -3,27 +3,22 @@
 /// `code` is the stable wire code sent back to apps; `message` is for a person
 /// and names the field or limit at fault.
 public struct IngestError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// A stable, machine-readable error code. Its `description` is the wire code.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private let wireCode: String
-
-        private init(_ wireCode: String) {
-            self.wireCode = wireCode
-        }
-
+    /// A stable, machine-readable error code. Its `description` is the wire code. An enum, so
+    /// every place that maps codes (HTTP statuses, exit codes) names each one.
+    public enum Code: String, Hashable, Sendable, CustomStringConvertible {
         /// The line is not strict RFC 8259 JSON (syntax, UTF-8, nesting depth).
-        public static let invalidJSON = Code("invalid_json")
+        case invalidJSON = "invalid_json"
         /// The JSON is well formed but breaks an event rule.
-        public static let invalidEvent = Code("invalid_event")
+        case invalidEvent = "invalid_event"
         /// An event or batch exceeds a size limit.
-        public static let tooLarge = Code("too_large")
+        case tooLarge = "too_large"
         /// The queue cannot take more events right now.
-        public static let queueFull = Code("queue_full")
+        case queueFull = "queue_full"
         /// The service cannot accept events at the moment.
-        public static let unavailable = Code("unavailable")
+        case unavailable = "unavailable"
 
         /// The wire code, e.g. `invalid_json`.
-        public var description: String { wireCode }
+        public var description: String { rawValue }
     }
 
     /// The machine-readable code.

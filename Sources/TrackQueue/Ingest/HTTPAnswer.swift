@@ -58,7 +58,7 @@ struct HTTPAnswer: Equatable, Sendable {
             case .tooLarge: (.payloadTooLarge, nil)
             case .queueFull: (.serviceUnavailable, 5)
             case .unavailable: (.serviceUnavailable, 1)
-            default: (.badRequest, nil)  // invalid_json, invalid_event
+            case .invalidJSON, .invalidEvent: (.badRequest, nil)
             }
         return failure(status, code: error.code.description, message: error.message, retryAfter: retryAfter)
     }

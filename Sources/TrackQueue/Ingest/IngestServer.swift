@@ -265,8 +265,12 @@ enum SocketFile {
     /// Creates the parent directories (0750), and removes a stale socket left by a daemon that
     /// died. A live socket (something answers on it) or a path that is not a socket is an
     /// error: we never take over another process's socket or delete a user's file.
-    static func prepare(_ path: String) throws(StoreError) {
-        try FileSystem.createParentDirectories(of: path)
+    static func prepare(_ path: String) throws(SocketError) {
+        do {
+            try FileSystem.createParentDirectories(of: path)
+        } catch {
+            throw .io(error.description)
+        }
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {
@@ -310,7 +314,7 @@ enum SocketFile {
         }
     }
 
-    static func setPermissions(_ path: String, mode: UInt32, group: String?) throws(StoreError) {
+    static func setPermissions(_ path: String, mode: UInt32, group: String?) throws(SocketError) {
         if let group {
             guard let entry = getgrnam(group) else {
                 throw .io("--socket-group: no group named \(group)")
@@ -323,4 +327,14 @@ enum SocketFile {
             throw .io("cannot set the mode of \(path): \(errnoDescription())")
         }
     }
+}
+
+/// A socket cannot be listened on: its path is taken, its permissions cannot be set, its
+/// address is in use. The message names the socket (or the setting) and what to do.
+public struct SocketError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    init(_ description: String) { self.description = description }
+
+    static func io(_ description: String) -> SocketError { SocketError(description) }
 }

@@ -39,7 +39,7 @@ extension StatusReport {
         }
 
         // Delivery: state, last success, last error, next attempt.
-        var state = Self.oneLine(delivery.state)
+        var state = delivery.state.rawValue
         if delivery.consecutiveFailures > 0 {
             let n = delivery.consecutiveFailures
             state += ", \(n) consecutive failure\(n == 1 ? "" : "s")"
@@ -59,12 +59,12 @@ extension StatusReport {
         // Alert and its fix.
         if let alert {
             let since = Self.formatDuration(millis: nowMillis &- alert.sinceMillis)
-            var text = "\(Self.oneLine(alert.kind)), HTTP \(alert.status) for \(since)"
+            var text = "\(alert.kind.rawValue), HTTP \(alert.status) for \(since)"
             let message = Self.oneLine(alert.message)
             if !message.isEmpty { text += ": \(message)" }
             add("ALERT:", text)
             add("fix:", Self.alertFix(kind: alert.kind))
-        } else if delivery.state == "alert" {
+        } else if delivery.state == .alert {
             add("ALERT:", "delivery paused (no details recorded)")
         }
 
@@ -148,11 +148,11 @@ extension StatusReport {
         var reasons: [String] = []
         if !daemon.running { reasons.append("daemon not running") }
         if let alert {
-            reasons.append("\(Self.oneLine(alert.kind)) alert (HTTP \(alert.status))")
-        } else if delivery.state == "alert" {
+            reasons.append("\(alert.kind.rawValue) alert (HTTP \(alert.status))")
+        } else if delivery.state == .alert {
             reasons.append("alert")
         }
-        if delivery.state == "backoff" && daemon.running {
+        if delivery.state == .backoff && daemon.running {
             let n = delivery.consecutiveFailures
             reasons.append(n > 0 ? "backing off after \(n) failure\(n == 1 ? "" : "s")" : "backing off")
         }
@@ -172,10 +172,10 @@ extension StatusReport {
             return "WARNING — " + reasons.joined(separator: ", ")
         case .ok:
             switch delivery.state {
-            case "sending": return "OK — delivering"
-            case "idle" where queue.pending == 0: return "OK — idle, all delivered"
-            case "idle": return "OK — delivering"
-            default: return "OK — \(Self.oneLine(delivery.state))"
+            case .sending: return "OK — delivering"
+            case .idle where queue.pending == 0: return "OK — idle, all delivered"
+            case .idle: return "OK — delivering"
+            case .backoff, .alert: return "OK — \(delivery.state.rawValue)"
             }
         }
     }
@@ -193,14 +193,14 @@ extension StatusReport {
     }
 
     /// What the operator should try for an alert of `kind`.
-    static func alertFix(kind: String) -> String {
+    static func alertFix(kind: AlertKind) -> String {
         switch kind {
-        case "auth":
+        case .auth:
             return "check the token (/etc/trackq/token for the system service, else TRACKQ_TOKEN or the token file), "
                 + "then: systemctl restart trackq"
-        case "endpoint":
+        case .endpoint:
             return "check --endpoint (TRACKQ_ENDPOINT), then: systemctl restart trackq"
-        default:
+        case .storage:
             return "see the daemon's log: journalctl -u trackq"
         }
     }

@@ -31,7 +31,7 @@ extension StatusReport {
         out.key("delivery")
         out.beginObject()
         out.key("state")
-        out.string(delivery.state)
+        out.string(delivery.state.rawValue)
         out.key("last_attempt_at")
         out.time(delivery.lastAttemptAtMillis)
         out.key("last_success_at")
@@ -67,7 +67,7 @@ extension StatusReport {
         if let alert {
             out.beginObject()
             out.key("kind")
-            out.string(alert.kind)
+            out.string(alert.kind.rawValue)
             out.key("status")
             out.integer(Int64(alert.status))
             out.key("since")

@@ -1,8 +1,9 @@
 extension StatusReport {
-    /// The delivery states `trackq_delivery_state` always has a line for.
-    static let deliveryStates = ["idle", "sending", "backoff", "alert"]
-    /// The alert kinds `trackq_alert_active` always has a line for.
-    static let alertKinds = ["auth", "endpoint"]
+    /// The delivery states `trackq_delivery_state` has a line for: every one.
+    static let deliveryStates = DeliveryState.allCases
+    /// The alert kinds `trackq_alert_active` has a line for (a damaged file has its own metric,
+    /// `trackq_storage_state`).
+    static let alertKinds: [AlertKind] = [.auth, .endpoint]
 
     /// The report in the Prometheus text exposition format (0.0.4), for node_exporter's
     /// textfile collector: `# HELP` and `# TYPE` before each metric family, no timestamps,
@@ -47,11 +48,9 @@ extension StatusReport {
             Self.seconds(millis: oldestAge))
         single("dead_letters", "gauge", "Events currently in the dead letters (trackq dead list).", String(deadLetters))
 
-        var states = Self.deliveryStates
-        if !states.contains(delivery.state) { states.append(delivery.state) }
         family(
             "delivery_state", "gauge", "Delivery state: 1 for the current state, 0 for the others.",
-            states.map { ("{state=\"\(Self.labelValue($0))\"}", flag($0 == delivery.state)) })
+            Self.deliveryStates.map { ("{state=\"\($0.rawValue)\"}", flag($0 == delivery.state)) })
         single(
             "delivery_consecutive_failures", "gauge", "Delivery attempts failed in a row since the last success.",
             String(delivery.consecutiveFailures))
@@ -61,11 +60,9 @@ extension StatusReport {
                 "Unix time of the last successful delivery.", Self.seconds(millis: success))
         }
 
-        var kinds = Self.alertKinds
-        if let alert, !kinds.contains(alert.kind) { kinds.append(alert.kind) }
         family(
             "alert_active", "gauge", "Whether an alert of this kind is active (1) or not (0).",
-            kinds.map { ("{kind=\"\(Self.labelValue($0))\"}", flag(alert?.kind == $0)) })
+            Self.alertKinds.map { ("{kind=\"\($0.rawValue)\"}", flag(alert?.kind == $0)) })
 
         single("database_size_bytes", "gauge", "Size of the queue database in bytes.", String(database.sizeBytes))
         if let clock {

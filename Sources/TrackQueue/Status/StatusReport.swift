@@ -29,8 +29,7 @@ public struct StatusReport: Sendable, Equatable {
     }
 
     public struct DeliveryInfo: Sendable, Equatable {
-        /// `idle`, `sending`, `backoff` or `alert`.
-        public var state: String
+        public var state: DeliveryState
         public var lastAttemptAtMillis: Int64?
         public var lastSuccessAtMillis: Int64?
         public var lastStatus: Int?
@@ -39,7 +38,7 @@ public struct StatusReport: Sendable, Equatable {
         public var consecutiveFailures: Int
 
         public init(
-            state: String, lastAttemptAtMillis: Int64? = nil, lastSuccessAtMillis: Int64? = nil,
+            state: DeliveryState, lastAttemptAtMillis: Int64? = nil, lastSuccessAtMillis: Int64? = nil,
             lastStatus: Int? = nil, lastError: String? = nil, nextAttemptAtMillis: Int64? = nil,
             consecutiveFailures: Int = 0
         ) {
@@ -75,13 +74,12 @@ public struct StatusReport: Sendable, Equatable {
     }
 
     public struct AlertInfo: Sendable, Equatable {
-        /// `auth` (401/403) or `endpoint` (404/405/other 4xx).
-        public var kind: String
+        public var kind: AlertKind
         public var status: Int
         public var sinceMillis: Int64
         public var message: String
 
-        public init(kind: String, status: Int, sinceMillis: Int64, message: String) {
+        public init(kind: AlertKind, status: Int, sinceMillis: Int64, message: String) {
             self.kind = kind
             self.status = status
             self.sinceMillis = sinceMillis
@@ -213,11 +211,11 @@ public struct StatusReport: Sendable, Equatable {
 
     /// An alert is active when the record has one, or when the delivery state says so
     /// (a state record written without the alert's details is still an alert).
-    var alertActive: Bool { alert != nil || delivery.state == "alert" }
+    var alertActive: Bool { alert != nil || delivery.state == .alert }
 
     var health: Health {
         if !daemon.running || alertActive { return .critical }
-        if delivery.state == "backoff" || deadLetters > 0 || clock?.state == .wrong || storage.state != .ok { return .warning }
+        if delivery.state == .backoff || deadLetters > 0 || clock?.state == .wrong || storage.state != .ok { return .warning }
         return .ok
     }
 }

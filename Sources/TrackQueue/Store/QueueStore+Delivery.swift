@@ -1,13 +1,13 @@
 /// What `trackq status` shows of delivery: the `daemon_state` row's delivery columns.
 public struct DeliveryRecord: Sendable, Equatable {
-    public var state: String = "idle"
+    public var state = DeliveryState.idle
     public var lastAttemptAtMillis: Int64?
     public var lastSuccessAtMillis: Int64?
     public var lastStatus: Int?
     public var lastError: String?
     public var nextAttemptAtMillis: Int64?
     public var consecutiveFailures = 0
-    public var alertKind: String?
+    public var alertKind: AlertKind?
     public var alertStatus: Int?
     public var alertSinceMillis: Int64?
     public var alertMessage: String?
@@ -186,9 +186,9 @@ extension QueueStore {
             WHERE id = 1
             """,
             [
-                .text(record.state), int(record.lastAttemptAtMillis), int(record.lastSuccessAtMillis),
+                .text(record.state.rawValue), int(record.lastAttemptAtMillis), int(record.lastSuccessAtMillis),
                 int(record.lastStatus.map(Int64.init)), text(record.lastError), int(record.nextAttemptAtMillis),
-                .integer(Int64(record.consecutiveFailures)), text(record.alertKind),
+                .integer(Int64(record.consecutiveFailures)), text(record.alertKind?.rawValue),
                 int(record.alertStatus.map(Int64.init)), int(record.alertSinceMillis), text(record.alertMessage),
             ])
     }
@@ -210,14 +210,16 @@ extension DeliveryRecord {
             """
         ) { row in
             var r = DeliveryRecord()
-            r.state = row.text(0) ?? "idle"
+            // Written by trackq, but read from a file: a value this version does not know (a newer
+            // trackq's, a damaged page) reads as the nearest it does.
+            r.state = row.text(0).flatMap(DeliveryState.init(rawValue:)) ?? .idle
             r.lastAttemptAtMillis = row.optionalInt64(1)
             r.lastSuccessAtMillis = row.optionalInt64(2)
             r.lastStatus = row.optionalInt64(3).map(Int.init)
             r.lastError = row.text(4)
             r.nextAttemptAtMillis = row.optionalInt64(5)
             r.consecutiveFailures = row.int(6)
-            r.alertKind = row.text(7)
+            r.alertKind = row.text(7).map { AlertKind(rawValue: $0) ?? .endpoint }
             r.alertStatus = row.optionalInt64(8).map(Int.init)
             r.alertSinceMillis = row.optionalInt64(9)
             r.alertMessage = row.text(10)

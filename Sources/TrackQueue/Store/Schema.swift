@@ -199,6 +199,11 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case newerSchema(found: Int, known: Int)
     /// Another daemon holds the database.
     case locked(path: String, pid: Int32?)
+    /// The store was stopped: nothing more is read or written through it.
+    case closed
+    /// A file the store needs is missing, unreadable, or not what it should be (a database
+    /// that is not trackq's, a move during a recovery that failed): the message says which
+    /// and what to do.
     case io(String)
 
     /// `error` as a store error: itself if it is one, wrapped otherwise.
@@ -217,6 +222,7 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
             return "the database has schema version \(found), newer than this trackq knows (\(known)); upgrade trackq"
         case .locked(let path, let pid):
             return "another trackq daemon is already using \(path)" + (pid.map { " (pid \($0))" } ?? "")
+        case .closed: return "the store is closed (the daemon is stopping)"
         case .io(let message): return message
         }
     }

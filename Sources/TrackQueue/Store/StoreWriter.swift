@@ -320,7 +320,7 @@ final class StoreWriter: IngestWriter, @unchecked Sendable {
             enqueue(
                 .work(
                     run: { store in continuation.resume(with: Result { try body(store) }) },
-                    cancel: { continuation.resume(throwing: StoreError.io("the store is closed")) }))
+                    cancel: { continuation.resume(throwing: StoreError.closed) }))
         }
     }
 
@@ -348,7 +348,7 @@ final class StoreWriter: IngestWriter, @unchecked Sendable {
         switch job {
         case .ingest(let submission): submission.completion(submission.refusingEvents(with: .stopped))
         case .work(_, let cancel): cancel()
-        case .part(let part): part.done(.failure(StoreError.io("the store is closed")))
+        case .part(let part): part.done(.failure(StoreError.closed))
         }
     }
 

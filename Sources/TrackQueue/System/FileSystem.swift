@@ -14,7 +14,7 @@ enum FileSystem {
     /// A directory inside a world-writable one (`/tmp/trackq-$UID`) could have been made by
     /// someone else to catch our socket or database: it must be a real directory (not a
     /// link), owned by us, and writable by nobody else, or it is refused.
-    static func createParentDirectories(of path: String, mode: mode_t = 0o750) throws(StoreError) {
+    static func createParentDirectories(of path: String, mode: mode_t = 0o750) throws(FileSystemError) {
         guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
         let directory = String(path[..<slash])
         try createDirectories(directory, mode: mode)
@@ -29,7 +29,7 @@ enum FileSystem {
 
     /// Refuses `directory` unless it is a directory (not a symbolic link), owned by this
     /// user, and neither group- nor world-writable.
-    static func checkOwnDirectory(_ directory: String) throws(StoreError) {
+    static func checkOwnDirectory(_ directory: String) throws(FileSystemError) {
         var info = stat()
         guard lstat(directory, &info) == 0 else { throw .io("cannot inspect \(directory): \(errnoDescription())") }
         guard info.st_mode & S_IFMT == S_IFDIR else {
@@ -43,7 +43,7 @@ enum FileSystem {
         }
     }
 
-    static func createDirectories(_ directory: String, mode: mode_t) throws(StoreError) {
+    static func createDirectories(_ directory: String, mode: mode_t) throws(FileSystemError) {
         var isDirectory = stat()
         if stat(directory, &isDirectory) == 0 { return }
         if let slash = directory.lastIndex(of: "/"), slash != directory.startIndex {
@@ -60,4 +60,14 @@ enum FileSystem {
 /// The text of the current `errno`.
 func errnoDescription(_ code: Int32 = errno) -> String {
     String(cString: strerror(code))
+}
+
+/// A file or directory trackq needs is missing, of the wrong kind, owned by someone else, or
+/// cannot be created: the message names the path and what to do.
+public struct FileSystemError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    init(_ description: String) { self.description = description }
+
+    static func io(_ description: String) -> FileSystemError { FileSystemError(description) }
 }

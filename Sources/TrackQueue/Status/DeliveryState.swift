@@ -1,0 +1,24 @@
+// What delivery's state record holds and `trackq status` shows: kept by the store as text,
+// typed everywhere else.
+
+/// What the sender is doing, as `trackq status` shows it.
+public enum DeliveryState: String, Sendable, CaseIterable {
+    /// No batch in progress and nothing to wait for.
+    case idle
+    /// A batch is in progress and may be sent now.
+    case sending
+    /// Waiting after retryable failures.
+    case backoff
+    /// Waiting while an alert is active.
+    case alert
+}
+
+/// The kind of a delivery alert (README, "Delivery").
+public enum AlertKind: String, Sendable, Equatable {
+    /// 401 or 403: the token is wrong.
+    case auth
+    /// 404, 405 or another 4xx: the endpoint is wrong.
+    case endpoint
+    /// The queue file was found damaged (raised by the store, never by an answer).
+    case storage
+}
