@@ -102,7 +102,7 @@ public struct DaemonSettings: Sendable, Equatable {
     /// One of ``logLevels``.
     public var logLevel: String = ""
     /// Most client connections open at once (not a setting: tests lower it).
-    var maxConnections = 1024
+    var maxConnections = Defaults.maxConnections
     /// The HTTP face's timers (not settings: tests shorten them): a request's head to its
     /// last byte, and a keep-alive connection's wait for its next request.
     var httpRequestTimeout = Defaults.httpRequestTimeout
@@ -126,9 +126,9 @@ public struct DaemonSettings: Sendable, Equatable {
     /// The default endpoint.
     public static let defaultEndpoint = "https://api.app.thrivestack.ai/api/track"
     /// The largest allowed `batchMaxEvents`.
-    public static let batchMaxEventsLimit = 1000
+    public static let batchMaxEventsLimit = TrackAPI.maxEventsPerRequest
     /// The largest allowed `batchMaxBytes` and `maxEventBytes`.
-    public static let batchMaxBytesLimit = 2_000_000
+    public static let batchMaxBytesLimit = TrackAPI.maxRequestBytes
     /// The accepted log levels, most verbose first.
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     /// The environment variable holding the token.
@@ -408,14 +408,14 @@ extension DaemonSettings {
                 settings.authHeader = try context.choice(text, AuthHeader.allCases)
             },
             Setting(
-                rawValue: "batch-max-events", valueName: "N", defaultValue: "1000",
-                help: "Most events in one request (1 to 1000)."
+                rawValue: "batch-max-events", valueName: "N", defaultValue: String(TrackAPI.maxEventsPerRequest),
+                help: "Most events in one request (1 to \(TrackAPI.maxEventsPerRequest))."
             ) { text, settings, context throws(ConfigurationError) in
                 settings.batchMaxEvents = try context.within(context.integer(text), 1...DaemonSettings.batchMaxEventsLimit)
             },
             Setting(
-                rawValue: "batch-max-bytes", valueName: "SIZE", defaultValue: "2000000",
-                help: "Most bytes in one request body (at most 2000000, at least max-event-bytes + 2)."
+                rawValue: "batch-max-bytes", valueName: "SIZE", defaultValue: String(TrackAPI.maxRequestBytes),
+                help: "Most bytes in one request body (at most \(TrackAPI.maxRequestBytes), at least max-event-bytes + 2)."
             ) { text, settings, context throws(ConfigurationError) in
                 settings.batchMaxBytes = try context.atMost(context.size(text), DaemonSettings.batchMaxBytesLimit)
             },
@@ -441,7 +441,7 @@ extension DaemonSettings {
             },
             Setting(
                 rawValue: "max-event-bytes", valueName: "SIZE", defaultValue: "64KiB",
-                help: "Largest accepted event (at most 2000000 bytes)."
+                help: "Largest accepted event (at most \(TrackAPI.maxRequestBytes) bytes)."
             ) { text, settings, context throws(ConfigurationError) in
                 settings.maxEventBytes = try context.within(context.size(text), 1...DaemonSettings.batchMaxBytesLimit)
             },
@@ -468,7 +468,7 @@ extension DaemonSettings {
                 help: "Send each event with context.trackq: the clock's state, when it was accepted and sent."
             ) { text, settings, context throws(ConfigurationError) in settings.clockAnnotation = try context.boolean(text) },
             Setting(
-                rawValue: "max-dead-letters", valueName: "N", defaultValue: "10000",
+                rawValue: "max-dead-letters", valueName: "N", defaultValue: String(Defaults.maxDeadLetters),
                 help: "Most dead letters kept; the oldest beyond it are dropped and counted (1 to 10000000)."
             ) { text, settings, context throws(ConfigurationError) in
                 settings.maxDeadLetters = try context.within(context.integer(text), 1...10_000_000)

@@ -13,6 +13,8 @@ struct HTTPFace: Sendable {
         /// The paths that take events: `/api/track`, `/track` and the endpoint's path.
         var trackPaths = defaultTrackPaths
         static let defaultTrackPaths: Set<String> = ["/api/track", "/track"]
+        /// `GET /status` is served (the metrics listener serves `/metrics` only).
+        var servesStatus = true
         /// The body limit, the timers and the lingering close.
         var connection = HTTPConnection.Options()
         /// When set (the TCP listener's `--http-token-file`), every request must carry
@@ -40,7 +42,7 @@ struct HTTPFace: Sendable {
                 // Room for the declared body, or for the largest one when it is chunked.
                 return .track(reserve: min(max(declared ?? maxBody, 0), maxBody))
             }
-            if path == "/status" || path == "/metrics" {
+            if (path == "/status" && servesStatus) || path == "/metrics" {
                 guard head.method == .GET else { return .answer(.methodNotAllowed(allow: "GET")) }
                 return path == "/status" ? .status : .metrics
             }

@@ -18,26 +18,12 @@ final class HTTPListener: Service {
     static func bind(
         _ address: HostAndPort, face: HTTPFace, connections: ConnectionTracker, group: any EventLoopGroup
     ) async throws -> HTTPListener {
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AdmissionHandler(connections: connections))
-                }
-            }
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    guard connections.isAdmitted(channel) else {
-                        return try channel.pipeline.syncOperations.addHandler(
-                            RefusingHandler(
-                                IngestError(.unavailable, "too many connections (\(connections.limit)); retry later"),
-                                http: true))
-                    }
-                    try face.configure(channel.pipeline.syncOperations)
-                }
-            }
-            .bind(host: address.host, port: address.port).get()
+        let refusal = { @Sendable in
+            RefusingHandler(IngestError(.unavailable, "too many connections (\(connections.limit)); retry later"), http: true)
+        }
+        let channel = try await Listener.bootstrap(group: group, connections: connections, refusal: refusal) {
+            try face.configure($0)
+        }.bind(host: address.host, port: address.port).get()
         return HTTPListener(channel: channel)
     }
 

@@ -25,7 +25,7 @@ final class IngestServer: Service {
         var socketGroup: String?
         var maxEventBytes: Int
         var maxLineBytes = TrackAPI.maxRequestBytes
-        var maxConnections = 1024
+        var maxConnections = Defaults.maxConnections
         /// The most bytes of parsed events in flight to the writer, all connections together.
         var maxBytesInFlight = IngestBudget.defaultLimit
         /// A listening socket inherited from systemd socket activation, if any.
@@ -67,51 +67,26 @@ final class IngestServer: Service {
                 clock: options.clock)
         }
         let limits = LineLimits(maxLineBytes: options.maxLineBytes)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            // Admission is decided here, on the listening channel's loop in the order the
-            // connections were accepted; the child initializers below run on the children's
-            // loops in any order, so deciding there could refuse an app that came first.
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AdmissionHandler(connections: connections))
-                }
-            }
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            // Reads of at most `readBytes`, one at a time: a line connection asks for
-            // `readsPerBurst` at once only while the budget has room for them (IngestHandler).
-            .childChannelOption(
-                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: limits.readBytes)
-            )
-            .childChannelOption(.maxMessagesPerRead, value: 1)
-            .childChannelInitializer { channel in
-                guard connections.isAdmitted(channel) else {
-                    // Over the limit: say so once the channel is active, and close; the client
-                    // may retry.
-                    return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            RefusingHandler(
-                                IngestError(.unavailable, "too many connections (\(options.maxConnections)); retry later")))
+        let lines = { @Sendable in
+            IngestHandler(
+                writer: writer, parser: parser, limits: limits, connections: connections, budget: budget,
+                metrics: metrics, clock: options.clock)
+        }
+        let refusal = { @Sendable in
+            RefusingHandler(IngestError(.unavailable, "too many connections (\(options.maxConnections)); retry later"))
+        }
+        let bootstrap = Listener.bootstrap(
+            group: group, connections: connections, refusal: refusal, readBytes: limits.readBytes
+        ) { pipeline in
+            guard let face else { return try pipeline.addHandler(lines()) }
+            try pipeline.addHandler(
+                ProtocolSniffer { wire, pipeline in
+                    switch wire {
+                    case .lines: try pipeline.addHandler(lines())
+                    case .http: try face.configure(pipeline)
                     }
-                }
-                return channel.eventLoop.makeCompletedFuture {
-                    let lines = {
-                        IngestHandler(
-                            writer: writer, parser: parser, limits: limits, connections: connections, budget: budget,
-                            metrics: metrics, clock: options.clock)
-                    }
-                    guard let face else {
-                        return try channel.pipeline.syncOperations.addHandler(lines())
-                    }
-                    try channel.pipeline.syncOperations.addHandler(
-                        ProtocolSniffer { wire, pipeline in
-                            switch wire {
-                            case .lines: try pipeline.addHandler(lines())
-                            case .http: try face.configure(pipeline)
-                            }
-                        })
-                }
-            }
+                })
+        }
 
         let channel: any Channel
         if let fd = options.inheritedSocket {

@@ -15,18 +15,23 @@ final class MetricsServer: Service {
     private init(channel: any Channel) { self.channel = channel }
 
     /// Binds `host:port` (e.g. `127.0.0.1:9464`).
+    /// Serves `GET /metrics` through the HTTP face's handler (the one `/metrics` handler):
+    /// a face with no event paths and no status.
     static func bind(
         host: String, port: Int, registry: PrometheusCollectorRegistry, store: StoreReader,
         group: any EventLoopGroup
     ) async throws -> MetricsServer {
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry, store: store))
-                }
-            }
-            .bind(host: host, port: port).get()
+        var options = HTTPFace.Options()
+        options.trackPaths = []
+        options.servesStatus = false
+        let setup = HTTPFace.Setup(
+            options: options, status: { $0.makeFailedFuture(StoreError.closed) },
+            prometheus: { MetricsServer.text(registry: registry, store: store, on: $0) })
+        let face = HTTPFace(
+            setup, writer: NoEvents(), parser: EventParser(maxEventBytes: 1), budget: IngestBudget(), metrics: nil)
+        let channel = try await Listener.bootstrap(group: group, connections: nil, refusal: nil) {
+            try face.configure($0)
+        }.bind(host: host, port: port).get()
         return MetricsServer(channel: channel)
     }
 
@@ -50,52 +55,9 @@ extension MetricsServer {
     }
 }
 
-private final class MetricsHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    let registry: PrometheusCollectorRegistry
-    let store: StoreReader
-    private var head: HTTPRequestHead?
-
-    init(registry: PrometheusCollectorRegistry, store: StoreReader) {
-        self.registry = registry
-        self.store = store
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch Self.unwrapInboundIn(data) {
-        case .head(let head): self.head = head
-        case .body: break
-        case .end:
-            guard let head else { return }
-            self.head = nil
-            respond(to: head, context: context)
-        }
-    }
-
-    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
-        guard head.method == .GET && (head.uri == "/metrics" || head.uri.hasPrefix("/metrics?")) else {
-            return write(status: .notFound, body: Array("try /metrics\n".utf8), for: head, context: context)
-        }
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        MetricsServer.text(registry: registry, store: store, on: context.eventLoop).whenSuccess { text in
-            let (handler, context) = loopBound.value
-            handler.write(status: .ok, body: Array(text.utf8), for: head, context: context)
-        }
-    }
-
-    private func write(status: HTTPResponseStatus, body: [UInt8], for head: HTTPRequestHead, context: ChannelHandlerContext) {
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
-        headers.add(name: "Content-Length", value: String(body.count))
-        let keepAlive = head.isKeepAlive
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        context.write(Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        let done = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
-        if !keepAlive {
-            done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
-        }
+/// The metrics listener takes no events: its face has no path that submits.
+private final class NoEvents: IngestWriter {
+    func submit(_ submission: IngestSubmission) {
+        submission.completion(submission.refusingEvents(with: IngestError(.unavailable, "this listener takes no events")))
     }
 }

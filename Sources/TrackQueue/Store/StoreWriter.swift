@@ -22,7 +22,7 @@ final class StoreWriter: IngestWriter, @unchecked Sendable {
         var durability: Durability
         var maxQueueBytes: Int
         /// The most dead letters kept; the oldest beyond it are dropped and counted.
-        var maxDeadLetters = 10_000
+        var maxDeadLetters = Defaults.maxDeadLetters
         /// When delivery's writes join a group commit, and space is given back.
         var pacing = WriterPacing()
         /// The host's clocks: this boot's id, and the kernel's word on each group's clock.

@@ -6,4 +6,8 @@ enum Defaults {
     static let httpRequestTimeout: Duration = .seconds(30)
     /// The HTTP face: how long a keep-alive connection may wait for its next request.
     static let httpIdleTimeout: Duration = .seconds(60)
+    /// Open connections to the socket (and the TCP face) at once.
+    static let maxConnections = 1024
+    /// `--max-dead-letters`: past it the oldest dead letters are dropped.
+    static let maxDeadLetters = 10_000
 }
