@@ -22,8 +22,6 @@ protocol DeliverySender: Sendable {
 /// On graceful shutdown it stops after the request in flight, which gets ``shutdownGrace``
 /// to finish; past that it is cancelled and its events stay queued.
 final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
-    /// How often an idle sender looks at the queue without being woken.
-    static var idleRecheck: Duration { .seconds(2) }
     /// How long the request in flight may take to finish on shutdown.
     static var shutdownGrace: Duration { .seconds(5) }
 
@@ -76,169 +74,194 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
         await parts.sender.shutdown()
     }
 
-    /// Runs until a `.shutdown` wake or cancellation.
+    /// What one run of the loop carries from step to step.
+    private struct Run {
+        var scheduler: DeliveryScheduler<C.Instant>
+        var keeper: DeliveryRecordKeeper
+        var plan: DeliveryPlan
+        /// The batch under way, if any.
+        var batch: OutgoingBatch?
+    }
+
+    private enum Step {
+        case goOn
+        case stop
+    }
+
+    /// Runs until a `.shutdown` wake or cancellation: reads a batch when none is under way,
+    /// otherwise sends its next range.
     private func deliver(random: inout some RandomNumberGenerator) async {
         let settings = parts.settings
-        let wake = parts.wake
-        var scheduler = DeliveryScheduler<C.Instant>(
-            backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMax))
-        var keeper = DeliveryRecordKeeper(loaded: (try? await parts.writer.loadDeliveryRecord()) ?? DeliveryRecord())
-        await save(keeper.record)
-        _ = await readToken(&scheduler, &keeper)
-
-        var batch: OutgoingBatch?
-        var holding = false
-        // What context.trackq adds to each event: batches stay within --batch-max-bytes as sent.
-        let noteBytes = settings.clockAnnotation ? EventRewriter.maxNoteBytes : 0
+        var run = Run(
+            scheduler: DeliveryScheduler(backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMax)),
+            keeper: DeliveryRecordKeeper(loaded: (try? await parts.writer.loadDeliveryRecord()) ?? DeliveryRecord()),
+            plan: DeliveryPlan(timing: .init(linger: settings.batchLinger, readRetry: settings.retryInitial)))
+        await save(run.keeper.record)
+        _ = await readToken(&run.scheduler, &run.keeper)
         while !Task.isCancelled {
-            if wake.take([.shutdown]) != nil { break }
-            if wake.take([.reload]) != nil { await reload(&scheduler, &keeper) }
+            if parts.wake.take([.shutdown]) != nil { break }
+            if parts.wake.take([.reload]) != nil { await reload(&run.scheduler, &run.keeper) }
+            let step = run.batch == nil ? await readBatch(&run) : await sendNext(&run, random: &random)
+            if step == .stop { break }
+        }
+    }
 
-            // 1. A batch to work on.
-            if batch == nil {
-                let read: OutgoingBatch
-                do {
-                    read = try await parts.reader.readBatch(
-                        maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes, extraPerEvent: noteBytes)
-                } catch {
-                    parts.logger.error("cannot read the queue; retrying", metadata: ["error": "\(error)"])
-                    if await wait(for: [.shutdown], until: clock.now.advanced(by: settings.retryInitial)) == .shutdown { break }
-                    continue
-                }
-                if read.isEmpty {
-                    if let (record, effects) = keeper.queueEmpty() {
-                        await save(record)
-                        await perform(effects)
-                    }
-                    // Our own commits wake us at once; the timeout catches events another
-                    // process put in the queue (`trackq dead requeue`).
-                    let reason = await wait(for: [.newEvents, .reload, .shutdown], until: clock.now.advanced(by: Self.idleRecheck))
-                    if reason == .shutdown { break }
-                    if reason == nil { continue }
-                    if reason == .reload {
-                        await reload(&scheduler, &keeper)
-                        continue
-                    }
-                    // New events: give the batch a moment to fill.
-                    if await wait(for: [.shutdown], until: clock.now.advanced(by: settings.batchLinger)) == .shutdown { break }
-                    continue
-                }
-                // Events stamped while the clock is wrong wait for it to be set (--clock-sync-wait).
-                let times = eventTimes()
-                let (ready, holdUntil) = read.releasable(times)
-                if ready == 0, let holdUntil {
-                    if !holding {
-                        holding = true
-                        parts.logger.notice(
-                            "holding events stamped while the clock is wrong until it is set, at most --clock-sync-wait",
-                            metadata: ["clock.sync_wait": "\(DurationParser.format(settings.clockSyncWait))"])
-                    }
-                    let millis = min(max(1, holdUntil.saturatingSubtract(times.now.boottimeMillis)), 60_000)
-                    let reason = await wait(for: [.clock, .reload, .shutdown], until: clock.now.advanced(by: .milliseconds(millis)))
-                    if reason == .shutdown { break }
-                    if reason == .reload { await reload(&scheduler, &keeper) }
-                    continue
-                }
-                holding = false
-                batch = ready < read.count ? read.prefix(ready) : read
-                scheduler.begin(batchCount: ready)
-            }
-            guard let current = batch else { continue }
+    /// What `context.trackq` adds to each event: batches stay within --batch-max-bytes as sent.
+    private var noteBytes: Int { parts.settings.clockAnnotation ? EventRewriter.maxNoteBytes : 0 }
 
-            // 2. Not before the scheduler says so (backoff, alert pause).
-            if let notBefore = scheduler.sendNotBefore, notBefore > clock.now {
-                let reason = await wait(for: [.shutdown, .reload], until: notBefore)
-                if reason == .shutdown { break }
-                if reason == .reload { await reload(&scheduler, &keeper) }
-                continue
-            }
-            guard let range = scheduler.nextRange() else {
-                batch = nil
-                continue
-            }
-            // A recovery replaced the queue file since this batch was read: its events may not
-            // all be in the new one, so nothing is recorded of it; it is read again from there.
-            guard current.generation == parts.writer.generation else {
-                batch = nil
-                continue
-            }
-            // Expired events are dead-lettered instead of sent: checked before every send, since
-            // they can also expire while a batch waits out an outage. Then re-read without them.
-            switch await deadLetterExpired(current.events[range]) {
-            case .none:
-                break
-            case .moved:
-                batch = nil
-                continue
-            case .failed(let error):
-                await recordFailed(error, &scheduler, &keeper, batch: current, random: &random)
-                batch = nil
-                continue
-            }
-
-            // 3. Send, judge, record. While a whole batch is out and all is well, the batch
-            //    after it is read meanwhile: if this one goes through, it is sent next at once.
-            let token = await readToken(&scheduler, &keeper).token
-            scheduler.tokenMissing = token == nil
-            let whole = range == 0..<current.count
-            let body = current.sendBody(range, times: eventTimes(), annotate: settings.clockAnnotation)
-            let prefetchAfter = whole && scheduler.consecutiveFailures == 0 ? current.lastID : nil
-            async let prefetched = prefetchAfter.asyncMap { [reader = parts.reader] after in
-                try? await reader.readBatch(
-                    afterID: after, maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes, extraPerEvent: noteBytes)
-            }
-            let attemptAt = parts.clock.wallMillis()
-            let started = clock.now
-            let outcome = await parts.sender.send(body, token: token)
-            if Task.isCancelled { break }  // shut down mid-request: record nothing, the events stay queued
-            if current.generation != parts.writer.generation {
-                // Replaced while the request was out: the new file's copies are sent again (at
-                // least once) rather than an answer recorded for events it may not hold.
-                batch = nil
-                continue
-            }
-            parts.metrics.requestDuration.record(duration: started.duration(to: clock.now))
-            if case .response(let status, _, let body) = outcome {
-                parts.metrics.response(status: status)
-                if (200..<300).contains(status) { countWarnings(in: body) }
-            } else {
-                parts.metrics.response(status: nil)
-            }
-            // Decided on copies: if the answer cannot be recorded, it never happened.
-            let (schedulerBefore, keeperBefore) = (scheduler, keeper)
-            let actions = scheduler.handle(outcome, now: clock.now, using: &random)
-            let (commit, effects) = keeper.answered(
-                outcome, actions: actions, scheduler: scheduler, batch: current, attemptAtMillis: attemptAt,
-                nowMillis: parts.clock.wallMillis(), now: clock.now)
-            do {
-                try await parts.writer.recordAnswer(
-                    delivered: commit.deliveredRuns, refused: commit.refused, record: commit.record,
-                    atMillis: parts.clock.wallMillis())
+    /// Reads the next batch and does what the plan says with it: wait for events, hold it for
+    /// the clock, or take it.
+    private func readBatch(_ run: inout Run) async -> Step {
+        let settings = parts.settings
+        let read: OutgoingBatch
+        do {
+            read = try await parts.reader.readBatch(
+                maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes, extraPerEvent: noteBytes)
+        } catch {
+            parts.logger.error("cannot read the queue; retrying", metadata: ["error": "\(error)"])
+            return await wait(for: [.shutdown], during: run.plan.timing.readRetry) == .shutdown ? .stop : .goOn
+        }
+        let times = eventTimes()
+        let (ready, holdUntil) = read.releasable(times)
+        switch run.plan.read(count: read.count, ready: ready, holdUntilBoottime: holdUntil, nowBoottime: times.now.boottimeMillis) {
+        case .waitForEvents(let recheck):
+            if let (record, effects) = run.keeper.queueEmpty() {
+                await save(record)
                 await perform(effects)
-            } catch {
-                // The API may have them; they stay queued and will be sent again (at least
-                // once), after a backoff that grows with every failure: never at once, in a loop.
-                (scheduler, keeper) = (schedulerBefore, keeperBefore)
-                await recordFailed(error, &scheduler, &keeper, batch: current, random: &random)
             }
-            if scheduler.nextRange() == nil {
-                batch = nil
-                // All of it delivered and recorded: the events after it are already read.
-                if let next = await prefetched ?? nil, !next.isEmpty, scheduler.consecutiveFailures == 0,
-                    case .response(let status, _, _) = outcome,
-                    ResponseClassifier.classify(status: status) == .success,
-                    next.releasable(eventTimes()).count == next.count
-                {
-                    if next.isFull {
-                        batch = next
-                        scheduler.begin(batchCount: next.count)
-                    } else if await wait(for: [.shutdown], until: clock.now.advanced(by: settings.batchLinger)) == .shutdown {
-                        // A trickle: what came in during the request waits for a fuller batch,
-                        // as new events after an idle spell do, instead of a request each.
-                        break
-                    }
-                }
+            // Our own commits wake us at once; the recheck catches events another process put in.
+            switch await wait(for: [.newEvents, .reload, .shutdown], during: recheck) {
+            case .shutdown: return .stop
+            case .reload: await reload(&run.scheduler, &run.keeper)
+            case .newEvents:  // give the batch a moment to fill
+                return await wait(for: [.shutdown], during: run.plan.timing.linger) == .shutdown ? .stop : .goOn
+            case .clock, nil: break
             }
+        case .holdForClock(let wait, let announce):
+            if announce {
+                parts.logger.notice(
+                    "holding events stamped while the clock is wrong until it is set, at most --clock-sync-wait",
+                    metadata: ["clock.sync_wait": "\(DurationParser.format(settings.clockSyncWait))"])
+            }
+            switch await self.wait(for: [.clock, .reload, .shutdown], during: wait) {
+            case .shutdown: return .stop
+            case .reload: await reload(&run.scheduler, &run.keeper)
+            case .clock, .newEvents, nil: break
+            }
+        case .send(let count):
+            run.batch = count < read.count ? read.prefix(count) : read
+            run.scheduler.begin(batchCount: count)
+        }
+        return .goOn
+    }
+
+    /// Sends the batch's next range when the scheduler allows, and performs what the answer
+    /// means; once the batch is finished, the plan says what comes next.
+    private func sendNext(_ run: inout Run, random: inout some RandomNumberGenerator) async -> Step {
+        guard let current = run.batch else { return .goOn }
+        if let notBefore = run.scheduler.sendNotBefore, notBefore > clock.now {
+            switch await wait(for: [.shutdown, .reload], until: notBefore) {
+            case .shutdown: return .stop
+            case .reload: await reload(&run.scheduler, &run.keeper)
+            case .newEvents, .clock, nil: break
+            }
+            return .goOn
+        }
+        // Finished; or a recovery replaced the queue file since this batch was read: its events
+        // may not all be in the new one, so nothing is recorded of it; it is read again.
+        guard let range = run.scheduler.nextRange(), current.generation == parts.writer.generation else {
+            run.batch = nil
+            return .goOn
+        }
+        // Expired events are dead-lettered instead of sent: checked before every send, since
+        // they can also expire while a batch waits out an outage. Then re-read without them.
+        switch await deadLetterExpired(current.events[range]) {
+        case .none: break
+        case .moved:
+            run.batch = nil
+            return .goOn
+        case .failed(let error):
+            await recordFailed(error, &run.scheduler, &run.keeper, batch: current, random: &random)
+            run.batch = nil
+            return .goOn
+        }
+
+        let settings = parts.settings
+        let token = await readToken(&run.scheduler, &run.keeper).token
+        run.scheduler.tokenMissing = token == nil
+        let body = current.sendBody(range, times: eventTimes(), annotate: settings.clockAnnotation)
+        let prefetches = run.plan.prefetches(
+            range: range, batchCount: current.count, consecutiveFailures: run.scheduler.consecutiveFailures)
+        async let prefetched = (prefetches ? current.lastID : nil).asyncMap {
+            [reader = parts.reader, noteBytes] after in
+            try? await reader.readBatch(
+                afterID: after, maxEvents: settings.batchMaxEvents, maxBytes: settings.batchMaxBytes, extraPerEvent: noteBytes)
+        }
+        let attemptAt = parts.clock.wallMillis()
+        let started = clock.now
+        let outcome = await parts.sender.send(body, token: token)
+        if Task.isCancelled { return .stop }  // shut down mid-request: record nothing, the events stay queued
+        guard current.generation == parts.writer.generation else {
+            // Replaced while the request was out: the new file's copies are sent again (at
+            // least once) rather than an answer recorded for events it may not hold.
+            run.batch = nil
+            return .goOn
+        }
+        count(outcome, took: started.duration(to: clock.now))
+        await record(outcome, of: current, attemptAt: attemptAt, &run, random: &random)
+
+        guard run.scheduler.nextRange() == nil else { return .goOn }
+        run.batch = nil
+        let next = await prefetched ?? nil
+        let times = eventTimes()
+        switch run.plan.finished(
+            delivered: run.scheduler.lastAnswerDelivered, consecutiveFailures: run.scheduler.consecutiveFailures,
+            prefetched: next.map { ($0.count, $0.isFull, $0.releasable(times).count) })
+        {
+        case .read: return .goOn
+        case .sendPrefetched:
+            // All of it delivered and recorded, and the events after it are already read.
+            run.batch = next
+            run.scheduler.begin(batchCount: next?.count ?? 0)
+            return .goOn
+        case .linger(let linger):
+            return await wait(for: [.shutdown], during: linger) == .shutdown ? .stop : .goOn
+        }
+    }
+
+    /// The answer's metrics: the request's duration, its status, and any warnings of a 2xx.
+    private func count(_ outcome: DeliveryOutcome, took duration: Duration) {
+        parts.metrics.requestDuration.record(duration: duration)
+        if case .response(let status, _, let body) = outcome {
+            parts.metrics.response(status: status)
+            if (200..<300).contains(status) { countWarnings(in: body) }
+        } else {
+            parts.metrics.response(status: nil)
+        }
+    }
+
+    /// What the answer means, decided by the scheduler and the record keeper, written in one
+    /// transaction with the events it concerns.
+    private func record(
+        _ outcome: DeliveryOutcome, of batch: OutgoingBatch, attemptAt: Int64, _ run: inout Run,
+        random: inout some RandomNumberGenerator
+    ) async {
+        // Decided on copies: if the answer cannot be recorded, it never happened.
+        let (schedulerBefore, keeperBefore) = (run.scheduler, run.keeper)
+        let actions = run.scheduler.handle(outcome, now: clock.now, using: &random)
+        let (commit, effects) = run.keeper.answered(
+            outcome, actions: actions, scheduler: run.scheduler, batch: batch, attemptAtMillis: attemptAt,
+            nowMillis: parts.clock.wallMillis(), now: clock.now)
+        do {
+            try await parts.writer.recordAnswer(
+                delivered: commit.deliveredRuns, refused: commit.refused, record: commit.record,
+                atMillis: parts.clock.wallMillis())
+            await perform(effects)
+        } catch {
+            // The API may have them; they stay queued and will be sent again (at least
+            // once), after a backoff that grows with every failure: never at once, in a loop.
+            (run.scheduler, run.keeper) = (schedulerBefore, keeperBefore)
+            await recordFailed(error, &run.scheduler, &run.keeper, batch: batch, random: &random)
         }
     }
 
@@ -261,6 +284,10 @@ final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration {
 
     private func wait(for accepted: WakeReasons, until deadline: C.Instant) async -> WakeReason? {
         await parts.wake.wait(for: accepted, until: deadline, clock: clock)
+    }
+
+    private func wait(for accepted: WakeReasons, during duration: Duration) async -> WakeReason? {
+        await wait(for: accepted, until: clock.now.advanced(by: duration))
     }
 
     private enum Expiry {

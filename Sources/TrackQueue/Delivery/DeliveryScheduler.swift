@@ -138,6 +138,10 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     /// API has room. (The fleet simulation in BENCHMARKS.md chose 32 over 8, 64 and 128.)
     public static var paceCeilingFactor: Int { 32 }
 
+    /// What the last answer meant: its events were delivered (a 2xx). The loop asks this, not
+    /// the status again, so an answer is classified once.
+    public private(set) var lastAnswerDelivered = false
+
     /// Ranges of the current batch still to send; the last is sent next.
     private(set) var pending: [Pending] = []
 
@@ -186,12 +190,14 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         guard let sent = pending.last else { return [] }
         notBefore = nil
         pacedUntil = nil
+        lastAnswerDelivered = false
         switch outcome {
         case .transportError:
             return retryLater(retryAfter: nil, now: now, using: &rng)
         case .response(let status, let retryAfter, let body):
             switch ResponseClassifier.classify(status: status) {
             case .success:
+                lastAnswerDelivered = true
                 slowPace(now: now, using: &rng)
                 return delivered(sent.range)
             case .rejected where sent.isProbe:
@@ -219,6 +225,7 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     public mutating func recordFailed(now: Instant, using rng: inout some RandomNumberGenerator) -> [DeliveryAction<Instant>] {
         pending = []
         notBefore = nil
+        lastAnswerDelivered = false
         return retryLater(retryAfter: nil, now: now, using: &rng)
     }
 
