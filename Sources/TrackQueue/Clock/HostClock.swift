@@ -45,7 +45,7 @@ public struct HostClock: Sendable {
     var storedBootID: String { bootID ?? Self.unknownBootID }
 
     /// Where the boot id cannot be read, every boot shares this row of `boots`.
-    static let unknownBootID = "unknown"
+    static var unknownBootID: String { SystemClock.unknownBootID }
 }
 
 /// One reading of the host's clocks.

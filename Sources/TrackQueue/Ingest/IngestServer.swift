@@ -55,7 +55,7 @@ final class IngestServer: Service {
     /// - Parameter http: given, a connection whose first bytes are an HTTP method speaks
     ///   HTTP/1.1 (``HTTPFace``); without, every connection speaks the line protocol.
     static func bind(
-        options: Options, writer: StoreWriter, group: any EventLoopGroup, logger: Logger,
+        options: Options, writer: any IngestWriter, group: any EventLoopGroup, logger: Logger,
         metrics: DaemonMetrics? = nil, http: HTTPFace.Setup? = nil
     ) async throws -> IngestServer {
         let connections = ConnectionTracker(limit: options.maxConnections)

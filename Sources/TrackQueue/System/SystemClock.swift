@@ -36,8 +36,11 @@ public enum SystemClock {
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
+    /// What is stored for a boot whose id cannot be read.
+    static let unknownBootID = "unknown"
+
     /// This boot's id (`/proc/sys/kernel/random/boot_id`), or `"unknown"` where there is none.
-    public static let bootID: String = readBootID() ?? HostClock.unknownBootID
+    public static let bootID: String = readBootID() ?? unknownBootID
 
     /// This boot's id, or nil where it cannot be read. Only a UUID's characters are taken,
     /// so a strange file cannot put anything else into the database or a log.
