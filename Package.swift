@@ -28,21 +28,43 @@ let package = Package(
         ),
         // adjtimex(2), which Swift's Glibc module leaves out: is the wall clock synchronized?
         .systemLibrary(name: "CClock", path: "Sources/CClock"),
-        // Everything testable lives here; the executable only parses arguments.
+        // The layers, one target each, so the compiler enforces the arrows ARCHITECTURE.md
+        // draws: a target may use only those below it. Everything testable lives in them; the
+        // executable only parses arguments.
+        // Small pure helpers: JSON text, the civil calendar, saturating arithmetic, limits.
+        .target(name: "TrackQueueSupport", dependencies: []),
+        // POSIX edges: sd_notify, file system, the system clocks, the blocking pool.
+        .target(name: "TrackQueueSystem", dependencies: ["TrackQueueSupport", "CClock", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
+        // The host's clocks behind one seam, and judging them.
+        .target(name: "TrackQueueClock", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "CClock"]),
+        // Parse, validate and normalize events; what ingest hands the store. Pure.
+        .target(name: "TrackQueueEvent", dependencies: ["TrackQueueSupport"]),
+        // The settings table, parsing, precedence, paths.
+        .target(name: "TrackQueueConfig", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueEvent"]),
+        // `trackq status`'s report and its renderings. Pure.
+        .target(name: "TrackQueueStatus", dependencies: ["TrackQueueSupport", "TrackQueueClock", "TrackQueueEvent"]),
+        // The daemon's swift-metrics names.
+        .target(name: "TrackQueueMetrics", dependencies: ["TrackQueueEvent", .product(name: "CoreMetrics", package: "swift-metrics")]),
+        // Every SQL statement: the queue file, its writer thread and readers, damaged files.
+        .target(name: "TrackQueueStore", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueStatus", "TrackQueueMetrics", "CSQLite", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
+        // The socket and the HTTP face: connections as state machines, the budget. Never the store.
+        .target(name: "TrackQueueIngest", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueMetrics", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        // Draining the queue: the scheduler and plan (pure values), the loop and the sender. Never ingest.
+        .target(name: "TrackQueueDelivery", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueStatus", "TrackQueueMetrics", "TrackQueueStore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Metrics", package: "swift-metrics")]),
+        // The daemon: wires the layers into one ServiceGroup; re-exports them for the executable
+        // and the tests.
         .target(
             name: "TrackQueue",
             dependencies: [
-                "CSQLite",
-                "CClock",
+                "TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig",
+                "TrackQueueStatus", "TrackQueueMetrics", "TrackQueueStore", "TrackQueueIngest", "TrackQueueDelivery",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

@@ -10,9 +10,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2")
     ],
     targets: [
+        // The daemon's own layers, by symbolic links: the same module names, so the sources
+        // compile here unchanged.
+        .target(name: "TrackQueueSupport"),
+        .target(name: "TrackQueueEvent", dependencies: ["TrackQueueSupport"]),
         .executableTarget(
             name: "EventFuzz",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["TrackQueueEvent", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         )
     ],

@@ -10,9 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=$(sed -n 's/.*version = "\([^"]*\)".*/\1/p' Sources/TrackQueue/Version.swift)
+version=$(sed -n 's/.*version = "\([^"]*\)".*/\1/p' Sources/TrackQueueSupport/Version.swift)
 arch=$(dpkg --print-architecture)
-[[ -n "$version" ]] || { echo "build-deb: cannot read the version from Sources/TrackQueue/Version.swift" >&2; exit 1; }
+[[ -n "$version" ]] || { echo "build-deb: cannot read the version from Sources/TrackQueueSupport/Version.swift" >&2; exit 1; }
 
 if [[ -n "${TRACKQ_PREBUILT:-}" ]]; then
   binary=$TRACKQ_PREBUILT

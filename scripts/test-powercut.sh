@@ -125,7 +125,7 @@ mkdir -p "$stage/powercut" "$stage/var/lib/pc"
 install -m 0755 scripts/powercut/init.sh "$stage/powercut/init.sh"
 install -m 0644 scripts/powercut/guest.py scripts/powercut/writer.py scripts/powercut/sink.py "$stage/powercut/"
 fixture_events=50000
-python3 scripts/powercut/fixture.py Sources/TrackQueue/Store/Schema.swift "$stage/powercut/fixture-v4.db" \
+python3 scripts/powercut/fixture.py Sources/TrackQueueStore/Schema.swift "$stage/powercut/fixture-v4.db" \
   "$fixture_events" >/dev/null
 echo "$fixture_events" >"$stage/powercut/fixture-v4.count"
 truncate -s 4G "$work/disk.img"

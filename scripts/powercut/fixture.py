@@ -3,7 +3,7 @@
 
 Usage: fixture.py SCHEMA_SWIFT OUT_DB EVENTS
 
-The SQL of the first four migrations is read from Sources/TrackQueue/Store/Schema.swift at run
+The SQL of the first four migrations is read from Sources/TrackQueueStore/Schema.swift at run
 time (the multi-line string literals of `Schema.migrations`, in order), so the fixture is what
 those migrations make, whatever later ones are added. The queue gets EVENTS events, one row
 each, with the markers f-1 ... f-EVENTS (properties.seq) and 500 bytes of padding, so the

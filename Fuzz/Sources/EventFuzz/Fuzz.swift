@@ -1,4 +1,5 @@
 import NIOCore
+import TrackQueueEvent
 
 /// libFuzzer's entry point: the input is a byte stream as an app would write it to the
 /// socket, cut into reads at sizes taken from its first byte.

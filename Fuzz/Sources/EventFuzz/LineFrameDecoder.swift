@@ -1,1 +1,1 @@
-../../../Sources/TrackQueue/Ingest/LineFrameDecoder.swift
+../../../Sources/TrackQueueIngest/LineFrameDecoder.swift

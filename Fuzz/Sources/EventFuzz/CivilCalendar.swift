@@ -1,1 +1,0 @@
-../../../Sources/TrackQueue/Support/CivilCalendar.swift
