@@ -23,3 +23,13 @@ extension ChannelHandler where Self: SendableMetatype {
         return { call(true) }
     }
 }
+
+extension Channel {
+    /// Closes once `lastWrite` has gone out (at once without one). NIO's close fails writes
+    /// still pending: a client that half-closed and reads slowly would lose the tail of its
+    /// answers.
+    package func close(after lastWrite: EventLoopFuture<Void>?) {
+        guard let lastWrite else { return close(promise: nil) }
+        lastWrite.whenComplete { _ in self.close(promise: nil) }
+    }
+}

@@ -92,7 +92,7 @@ package final class HTTPIngestHandler: ChannelDuplexHandler {
             case .close:
                 body = nil
                 let channel = context.channel
-                if let lastWrite { lastWrite.whenComplete { _ in channel.close(promise: nil) } } else { channel.close(promise: nil) }
+                channel.close(after: lastWrite)
                 // A peer that never reads would hold the connection open: it gets a few seconds.
                 context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
             }

@@ -99,3 +99,21 @@ package final class IngestBudget: Sendable {
         state.withLockedValue { ($0.used, $0.peak, $0.waiters.count, $0.reserved) }
     }
 }
+
+extension IngestBudget {
+    /// Whether a line connection's read may go now. When the budget is spent it may not: the
+    /// connection waits, and `waker()` (built only then, not for every read) resumes it once
+    /// there is room. A read while the budget is spent would hold its bytes, unframed, until
+    /// there was room again, and so would every other connection. A connection whose last read
+    /// filled its buffer also reserves room for a burst of reads, if there is some.
+    package func admitRead(
+        _ connection: inout LineConnection, burstBytes: Int, waker: () -> @Sendable () -> Void
+    ) -> Bool {
+        if !admits, waitForRoom(waker()) {
+            connection.budgetSpent()
+            return false
+        }
+        if connection.wantsBurst { connection.burst(reserved: tryReserve(burstBytes)) }
+        return true
+    }
+}

@@ -23,7 +23,7 @@ package final class IngestHandler: ChannelDuplexHandler {
     private let metrics: DaemonMetrics?
     private var connection: LineConnection
     private var pending: LineSubmissionBuilder
-    /// The channel's `maxMessagesPerRead` as this handler last set it (the server sets 1).
+    /// The channel's `maxMessagesPerRead`, as last set (the server sets 1).
     private var channelReadsPerBurst: UInt = 1
     /// The last answer written: the connection closes only once it has gone out.
     private var lastWrite: EventLoopFuture<Void>?
@@ -38,16 +38,12 @@ package final class IngestHandler: ChannelDuplexHandler {
         self.pending = LineSubmissionBuilder(parser: parser, limits: limits, clock: clock)
     }
 
-    /// The room a burst of reads needs beyond one read.
-    private var burstBytes: Int { Int(limits.readsPerBurst - 1) * limits.readBytes }
-
     package func handlerRemoved(context: ChannelHandlerContext) { perform(connection.removed(), context) }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let incoming = Self.unwrapInboundIn(data)
         connections?.touch(context.channel)
         pending.append(incoming)
-        // As NIO decides whether to read again at once: the read filled its buffer.
         perform(connection.bytesRead(filledBuffer: incoming.writableBytes == 0), context)
     }
 
@@ -76,29 +72,21 @@ package final class IngestHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    /// A reset or a read error ends this connection only; lines read so far are committed.
     package func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
 
     package func read(context: ChannelHandlerContext) { perform(connection.readRequested(), context) }
 
-    // MARK: Performing
-
     private func perform(_ steps: LineConnection.Steps, _ context: ChannelHandlerContext) {
-        if steps.contains(.releaseBurst) { budget?.release(burstBytes) }
+        if steps.contains(.releaseBurst) { budget?.release(limits.burstBytes) }
         if steps.contains(.frame) { frame(context) }
         if steps.contains(.submit) { submit(context) }
         if steps.contains(.read) { readIfRoom(context) }
-        if steps.contains(.closeIfDone), connection.isDone {
-            // NIO's close fails writes still pending: a client that half-closed and reads
-            // slowly would lose the tail of its answers. Close once the last one is written.
-            let channel = context.channel
-            if let lastWrite { lastWrite.whenComplete { _ in channel.close(promise: nil) } } else { channel.close(promise: nil) }
-        }
+        if steps.contains(.closeIfDone), connection.isDone { context.channel.close(after: lastWrite) }
     }
 
     private func frame(_ context: ChannelHandlerContext) {
         while connection.mayFrame {
-            let extra = connection.burstReserved ? burstBytes : 0
+            let extra = connection.burstReserved ? limits.burstBytes : 0
             switch pending.frameNext(lastLineNeedsNoNewline: connection.lastLineNeedsNoNewline, extraComing: extra) {
             case .needsMoreData: connection.framerNeedsMoreData()
             case .line:
@@ -110,17 +98,12 @@ package final class IngestHandler: ChannelDuplexHandler {
         if pending.settle(allocator: context.channel.allocator) { connection.framerNeedsMoreData() }
     }
 
-    /// Passes a read on once there is room for what it brings, the shared budget's included:
-    /// a read while the budget is spent would hold its bytes, unframed, until it had room
-    /// again, and so would every other connection.
+    /// Passes a read on once there is room for what it brings, the shared budget's included.
     private func readIfRoom(_ context: ChannelHandlerContext) {
         guard connection.mayRead else { return }
         if let budget {
-            // The waker is built only when the budget is spent, not for every read.
-            if !budget.admits, budget.waitForRoom(onLoop(context) { $0.perform($0.connection.budgetGranted(), $1) }) {
-                return connection.budgetSpent()
-            }
-            if connection.wantsBurst { connection.burst(reserved: budget.tryReserve(burstBytes)) }
+            let waker = { self.onLoop(context) { $0.perform($0.connection.budgetGranted(), $1) } }
+            guard budget.admitRead(&connection, burstBytes: limits.burstBytes, waker: waker) else { return }
             if connection.readsPerRead != channelReadsPerBurst {
                 channelReadsPerBurst = connection.readsPerRead
                 try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: channelReadsPerBurst)
@@ -141,11 +124,11 @@ package final class IngestHandler: ChannelDuplexHandler {
             handler.budget?.give(framed)
             handler.answer(answers, warnings: cut.warnings, context: context)
         }
-        let submission = IngestSubmission(
-            batch: cut.batch, lines: cut.lines, readAtMillis: cut.readAt.wall, readAtBoottimeMillis: cut.readAt.boot,
-            completion: answered)
         connection.submitted()
-        writer.submit(submission)
+        writer.submit(
+            IngestSubmission(
+                batch: cut.batch, lines: cut.lines, readAtMillis: cut.readAt.wall, readAtBoottimeMillis: cut.readAt.boot,
+                completion: answered))
     }
 
     private func answer(_ answers: [LineAnswer], warnings: [(line: Int, warnings: ParseWarnings)], context: ChannelHandlerContext) {

@@ -101,6 +101,8 @@ package struct LineConnection: Sendable {
 
     package mutating func burst(reserved: Bool) { burstReserved = reserved }
 
+    /// - Parameter filledBuffer: the read filled its buffer (as NIO decides whether to read
+    ///   again at once). A reset or a read error ends the connection; what was read is committed.
     package mutating func bytesRead(filledBuffer: Bool) -> Steps {
         lastReadFilled = filledBuffer
         needsMoreData = false
@@ -177,6 +179,9 @@ package struct LineLimits: Sendable {
     package var maxOutstanding: Int = 16
     package var maxSubmissionLines: Int = 1024
     package var maxSubmissionBytes: Int = 1 << 20
+
+    /// The room a burst of reads needs beyond one read.
+    package var burstBytes: Int { Int(readsPerBurst - 1) * readBytes }
 
     /// Creates a value with every property given (or its default).
     package init(
