@@ -5,7 +5,7 @@
 public struct IngestError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A stable, machine-readable error code. Its `description` is the wire code. An enum, so
     /// every place that maps codes (HTTP statuses, exit codes) names each one.
-    public enum Code: String, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
         /// The line is not strict RFC 8259 JSON (syntax, UTF-8, nesting depth).
         case invalidJSON = "invalid_json"
         /// The JSON is well formed but breaks an event rule.

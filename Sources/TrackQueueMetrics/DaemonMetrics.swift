@@ -18,7 +18,7 @@ package final class DaemonMetrics: Sendable {
 
     /// - Parameter factory: where the metrics go; a no-op factory when metrics are off.
     package init(factory: any MetricsFactory) {
-        let codes = ["invalid_json", "invalid_event", "too_large", "queue_full", "unavailable"]
+        let codes = IngestError.Code.allCases.map(\.rawValue)
         rejected = Dictionary(
             uniqueKeysWithValues: codes.map {
                 ($0, Counter(label: "trackq_lines_rejected_total", dimensions: [("code", $0)], factory: factory))
