@@ -76,6 +76,10 @@ package struct HTTPConnection: Sendable {
         case write(HTTPAnswer, version: HTTPVersion, closes: Bool)
         /// Pass on a read that was held.
         case read
+        /// After a write: pass on a held read if ``HTTPConnection/readsAfterWrite()`` says so.
+        /// Decided then, not before the write: writing an answer's end hands over the next
+        /// pipelined request, which may wait for the budget, and may leave the peer unwritable.
+        case readIfAllowed
         /// Close once what was written has gone out.
         case close
     }
@@ -218,7 +222,7 @@ package struct HTTPConnection: Sendable {
         guard writable else { return [] }
         if case .parked(let request, let answer) = state {
             state = .answering(request)
-            return respond(answer, linger: true) + takePendingRead()
+            return respond(answer, linger: true)
         }
         return takePendingRead()
     }
@@ -251,6 +255,10 @@ package struct HTTPConnection: Sendable {
         readPending = true
         return takePendingRead()
     }
+
+    /// A write went out: a read held while the answer was made may go now, if the state the
+    /// write left allows it.
+    package mutating func readsAfterWrite() -> [Action] { takePendingRead() }
 
     // MARK: Answering
 
@@ -299,11 +307,11 @@ package struct HTTPConnection: Sendable {
         let closes = answer.closes || draining || !request.head.isKeepAlive
         guard closes else {
             state = .idle
-            return actions + [.arm(options.idleTimeout), .write(answer, version: version, closes: false)] + takePendingRead()
+            return actions + [.arm(options.idleTimeout), .write(answer, version: version, closes: false), .readIfAllowed]
         }
         if linger && !request.ended && !draining {
             state = .lingering(discarded: 0)
-            return actions + [.arm(options.lingerTime), .write(answer, version: version, closes: true)] + takePendingRead()
+            return actions + [.arm(options.lingerTime), .write(answer, version: version, closes: true), .readIfAllowed]
         }
         state = .closing
         return actions + [.cancelTimer, .write(answer, version: version, closes: true), .close]

@@ -55,7 +55,9 @@ package final class HTTPIngestHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    package func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    /// A reset, or a request NIO cannot parse (its error handler answers 400): close, after
+    /// an answer still going out (a 413 to a client that half-closed while lingering).
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) { perform([.cancelTimer, .close], context) }
 
     package func channelWritabilityChanged(context: ChannelHandlerContext) {
         perform(connection.writabilityChanged(to: context.channel.isWritable), context)
@@ -89,6 +91,7 @@ package final class HTTPIngestHandler: ChannelDuplexHandler {
                 context.write(Self.wrapOutboundOut(.body(.byteBuffer(text))), promise: nil)
                 lastWrite = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
             case .read: context.read()
+            case .readIfAllowed: perform(connection.readsAfterWrite(), context)
             case .close:
                 body = nil
                 let channel = context.channel

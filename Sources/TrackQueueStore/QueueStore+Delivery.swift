@@ -213,7 +213,7 @@ extension DeliveryRecord {
         ) { row in
             var r = DeliveryRecord()
             // Written by trackq, but read from a file: a value this version does not know (a newer
-            // trackq's, a damaged page) reads as the nearest it does.
+            // trackq's, a damaged page) reads as idle (a state) or endpoint (an alert kind).
             r.state = row.text(0).flatMap(DeliveryState.init(rawValue:)) ?? .idle
             r.lastAttemptAtMillis = row.optionalInt64(1)
             r.lastSuccessAtMillis = row.optionalInt64(2)

@@ -93,6 +93,24 @@ import Testing
         #expect(written(c.writabilityChanged(to: true))! == (.ok, false))
     }
 
+    /// Writing an answer's end hands NIO's pipelining handler the next request at once, inside
+    /// the write: whether a held read goes on is decided after it, by the state it left.
+    @Test func aHeldReadIsDecidedAfterTheWriteNotBefore() {
+        var c = HTTPConnection(options: Self.options)
+        _ = c.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/status"), route: .status)
+        _ = c.end()
+        _ = c.writabilityChanged(to: false)
+        #expect(c.readRequested() == [], "held: the peer is not reading")
+        _ = c.answerReady(.failure(.ok, code: "x", message: "y"))
+        let written = c.writabilityChanged(to: true)
+        #expect(!written.contains(.read))
+        #expect(written.last == .readIfAllowed)
+        // The write handed over a pipelined POST whose body has no room yet.
+        _ = c.head(post(length: 10), route: .track(reserve: 10))
+        #expect(c.readsAfterWrite() == [], "no read past the budget")
+        #expect(c.budgetGranted(10) == [.read])
+    }
+
     @Test func aDrainClosesAnIdleConnectionAndTheNextAnswerOfABusyOne() {
         var idle = HTTPConnection(options: Self.options)
         #expect(idle.inputEnded() == [.cancelTimer, .close])
