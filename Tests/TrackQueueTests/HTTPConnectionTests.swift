@@ -191,6 +191,58 @@ import Testing
         _ = try channel.finish()
     }
 
+    @Test func pipelinedPostsAreAnsweredInOrderEachAfterItsCommit() throws {
+        let writer = ScriptedWriter()
+        let channel = try channel(writer)
+        let event = #"{"event_name":"e","user_id":"u"}"#
+        let request = "POST /track HTTP/1.1\r\nContent-Length: \(event.utf8.count)\r\n\r\n\(event)"
+        try channel.writeInbound(channel.allocator.buffer(string: request + request))
+        #expect(writer.waiting == 1, "the second waits for the first's answer")
+        writer.commitOldest(firstID: 1)
+        #expect(try output(channel).contains("HTTP/1.1 200 OK"))
+        channel.embeddedEventLoop.run()
+        #expect(writer.waiting == 1)
+        writer.commitOldest(firstID: 2)
+        #expect(try output(channel).contains("HTTP/1.1 200 OK"))
+        _ = try channel.finish()
+    }
+
+    @Test func statusAndUnknownPathsAndMethodsAreAnsweredWithoutTheWriter() throws {
+        let writer = ScriptedWriter()
+        let channel = try channel(writer)
+        try channel.writeInbound(channel.allocator.buffer(string: "GET /status HTTP/1.1\r\n\r\n"))
+        let status = try output(channel)
+        #expect(status.hasPrefix("HTTP/1.1 200 OK\r\n") && status.hasSuffix(#"{"ok":1}"#), "\(status)")
+        try channel.writeInbound(channel.allocator.buffer(string: "GET /nope HTTP/1.1\r\n\r\n"))
+        #expect(try output(channel).hasPrefix("HTTP/1.1 404 Not Found\r\n"))
+        try channel.writeInbound(channel.allocator.buffer(string: "GET /api/track HTTP/1.1\r\n\r\n"))
+        let refused = try output(channel)
+        #expect(refused.hasPrefix("HTTP/1.1 405 Method Not Allowed\r\n") && refused.contains("Allow: POST"), "\(refused)")
+        #expect(writer.waiting == 0)
+        #expect(channel.isActive, "keep-alive throughout")
+        _ = try channel.finish()
+    }
+
+    @Test func aHalfCloseWhileIdleClosesAndADrainClosesAfterTheAnswerUnderWay() throws {
+        let writer = ScriptedWriter()
+        let idle = try channel(writer)
+        idle.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        idle.embeddedEventLoop.run()
+        #expect(!idle.isActive)
+
+        let busy = try channel(writer)
+        let event = #"{"event_name":"e","user_id":"u"}"#
+        try busy.writeInbound(
+            busy.allocator.buffer(string: "POST /api/track HTTP/1.1\r\nContent-Length: \(event.utf8.count)\r\n\r\n\(event)"))
+        busy.pipeline.fireUserInboundEventTriggered(IngestHandler.Drain())
+        #expect(busy.isActive, "the request under way is answered first")
+        writer.commitOldest()
+        let answer = try output(busy)
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n") && answer.contains("Connection: close"), "\(answer)")
+        busy.embeddedEventLoop.run()
+        #expect(!busy.isActive)
+    }
+
     @Test func anOversizeBodyIsAnsweredAtOnceAndTheConnectionClosesOnlyAfterTheBodyIsRead() throws {
         let writer = ScriptedWriter()
         let channel = try channel(writer, maxBody: 100)
