@@ -107,6 +107,13 @@ package struct HTTPAnswer: Equatable, Sendable {
         return answer
     }
 
+    /// The bytes are not an HTTP/1.1 request.
+    package static let badRequest: HTTPAnswer = {
+        var answer = failure(.badRequest, code: "bad_request", message: "the request is not valid HTTP/1.1")
+        answer.closes = true
+        return answer
+    }()
+
     package static let requestTimeout: HTTPAnswer = {
         var answer = failure(.requestTimeout, code: "timeout", message: "the request did not arrive whole in time")
         answer.closes = true

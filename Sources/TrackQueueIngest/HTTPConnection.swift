@@ -227,6 +227,25 @@ package struct HTTPConnection: Sendable {
         return takePendingRead()
     }
 
+    /// The bytes do not parse as HTTP/1.1 (or end mid-request). A request with no answer yet is
+    /// answered 400 and closed; after an answer (lingering, or closing) the connection just
+    /// closes, since a second answer would confuse the client; an answer being made goes out
+    /// with `Connection: close`.
+    package mutating func malformed() -> [Action] {
+        switch state {
+        case .idle:
+            state = .closing
+            return [.cancelTimer, .write(.badRequest, version: .http1_1, closes: true), .close]
+        case .receiving:
+            return respond(.badRequest, linger: false)
+        case .answering, .parked:
+            draining = true
+            return []
+        case .lingering, .closing:
+            return closeNow()
+        }
+    }
+
     /// The client closed its side, or the daemon drains: answer what is under way, then close.
     package mutating func inputEnded() -> [Action] {
         draining = true

@@ -123,8 +123,10 @@ package struct HTTPFace: Sendable {
 
     /// Adds the HTTP server handlers and ours at the end of the pipeline.
     package func configure(_ pipeline: ChannelPipeline.SynchronousOperations) throws {
+        // Without NIO's error handler: a request that does not parse is answered by
+        // HTTPConnection, which knows whether an answer already went out (a 413 while lingering).
         try pipeline.configureHTTPServerPipeline(
-            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: Self.headerLimits)
+            withErrorHandling: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: Self.headerLimits)
         try pipeline.addHandler(HTTPIngestHandler(face: self))
     }
 }

@@ -55,9 +55,11 @@ package final class HTTPIngestHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    /// A reset, or a request NIO cannot parse (its error handler answers 400): close, after
-    /// an answer still going out (a 413 to a client that half-closed while lingering).
-    package func errorCaught(context: ChannelHandlerContext, error: any Error) { perform([.cancelTimer, .close], context) }
+    /// A request that does not parse is the connection's to answer; anything else (a reset)
+    /// closes, after an answer still going out.
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        perform(error is HTTPParserError ? connection.malformed() : [.cancelTimer, .close], context)
+    }
 
     package func channelWritabilityChanged(context: ChannelHandlerContext) {
         perform(connection.writabilityChanged(to: context.channel.isWritable), context)

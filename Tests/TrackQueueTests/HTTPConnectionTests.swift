@@ -74,6 +74,19 @@ import Testing
         #expect(timed.timedOut() == [.cancelTimer, .close], "past lingerTime")
     }
 
+    @Test func bytesThatDoNotParseGetOne400OrNoneAfterAnAnswer() {
+        var idle = HTTPConnection(options: Self.options)
+        let refused = idle.malformed()
+        #expect(written(refused)! == (.badRequest, true))
+        #expect(refused.last == .close)
+
+        // A client that half-closes before sending the body it declared: NIO's decoder fails at
+        // the EOF, after the 413 went out. A second answer would confuse it: only the close.
+        var lingering = HTTPConnection(options: Self.options)
+        _ = lingering.head(post(length: 5000), route: .answer(.bodyTooLarge(limit: 100)))
+        #expect(lingering.malformed() == [.cancelTimer, .close])
+    }
+
     @Test func aStalledRequestIsAnswered408AndClosedWithoutLingering() {
         var c = HTTPConnection(options: Self.options)
         _ = c.head(post(length: 50), route: .track(reserve: 50))
