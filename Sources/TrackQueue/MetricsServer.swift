@@ -29,7 +29,7 @@ final class MetricsServer: Service {
             prometheus: { MetricsServer.text(registry: registry, store: store, on: $0) })
         let face = HTTPFace(
             setup, writer: NoEvents(), parser: EventParser(maxEventBytes: 1), budget: IngestBudget(), metrics: nil)
-        let channel = try await Listener.bootstrap(group: group, connections: nil, refusal: nil) {
+        let channel = try await Listener.bootstrap(group: group, connections: nil) {
             try face.configure($0)
         }.bind(host: host, port: port).get()
         return MetricsServer(channel: channel)

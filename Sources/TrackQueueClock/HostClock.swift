@@ -43,10 +43,7 @@ public struct HostClock: Sendable {
     }
 
     /// The id this boot's events are stored under: ``bootID``, or `"unknown"`.
-    package var storedBootID: String { bootID ?? Self.unknownBootID }
-
-    /// Where the boot id cannot be read, every boot shares this row of `boots`.
-    package static var unknownBootID: String { SystemClock.unknownBootID }
+    package var storedBootID: String { bootID ?? SystemClock.unknownBootID }
 }
 
 /// One reading of the host's clocks.

@@ -122,7 +122,6 @@ package struct HTTPConnection: Sendable {
     /// Whether the connection is between requests (for tests and the drain).
     package var isIdle: Bool { if case .idle = state { true } else { false } }
     package var isLingering: Bool { if case .lingering = state { true } else { false } }
-    package var isClosing: Bool { if case .closing = state { true } else { false } }
 
     // MARK: Events
 

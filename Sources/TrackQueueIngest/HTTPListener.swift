@@ -20,10 +20,7 @@ package final class HTTPListener: Service {
     package static func bind(
         _ address: HostAndPort, face: HTTPFace, connections: ConnectionTracker, group: any EventLoopGroup
     ) async throws -> HTTPListener {
-        let refusal = { @Sendable in
-            RefusingHandler(IngestError(.unavailable, "too many connections (\(connections.limit)); retry later"), http: true)
-        }
-        let channel = try await Listener.bootstrap(group: group, connections: connections, refusal: refusal) {
+        let channel = try await Listener.bootstrap(group: group, connections: connections, refusesInHTTP: true) {
             try face.configure($0)
         }.bind(host: address.host, port: address.port).get()
         return HTTPListener(channel: channel)

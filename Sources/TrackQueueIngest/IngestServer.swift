@@ -96,12 +96,8 @@ package final class IngestServer: Service {
                 writer: writer, parser: parser, limits: limits, connections: connections, budget: budget,
                 metrics: metrics, clock: options.clock)
         }
-        let refusal = { @Sendable in
-            RefusingHandler(IngestError(.unavailable, "too many connections (\(options.maxConnections)); retry later"))
-        }
-        let bootstrap = Listener.bootstrap(
-            group: group, connections: connections, refusal: refusal, readBytes: limits.readBytes
-        ) { pipeline in
+        let bootstrap = Listener.bootstrap(group: group, connections: connections, readBytes: limits.readBytes) {
+            pipeline in
             guard let face else { return try pipeline.addHandler(lines()) }
             try pipeline.addHandler(
                 ProtocolSniffer { wire, pipeline in
@@ -268,23 +264,23 @@ package enum SocketFile {
         do {
             try FileSystem.createParentDirectories(of: path)
         } catch {
-            throw .io(error.description)
+            throw SocketError(error.description)
         }
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {
-            throw .io("\(path) exists and is not a socket; remove it or choose another --socket")
+            throw SocketError("\(path) exists and is not a socket; remove it or choose another --socket")
         }
         switch probe(path) {
         case .live:
-            throw .io("another process is listening on \(path); is a trackq daemon already running?")
+            throw SocketError("another process is listening on \(path); is a trackq daemon already running?")
         case .unknown(let reason):
-            throw .io("cannot tell whether \(path) is in use (\(reason)); not removing it")
+            throw SocketError("cannot tell whether \(path) is in use (\(reason)); not removing it")
         case .stale:
             break
         }
         if unlink(path) != 0 && errno != ENOENT {
-            throw .io("cannot remove the stale socket \(path): \(errnoDescription())")
+            throw SocketError("cannot remove the stale socket \(path): \(errnoDescription())")
         }
     }
 
@@ -316,14 +312,14 @@ package enum SocketFile {
     package static func setPermissions(_ path: String, mode: UInt32, group: String?) throws(SocketError) {
         if let group {
             guard let entry = getgrnam(group) else {
-                throw .io("--socket-group: no group named \(group)")
+                throw SocketError("--socket-group: no group named \(group)")
             }
             if chown(path, uid_t.max, entry.pointee.gr_gid) != 0 {
-                throw .io("cannot give \(path) to group \(group): \(errnoDescription())")
+                throw SocketError("cannot give \(path) to group \(group): \(errnoDescription())")
             }
         }
         if chmod(path, mode_t(mode)) != 0 {
-            throw .io("cannot set the mode of \(path): \(errnoDescription())")
+            throw SocketError("cannot set the mode of \(path): \(errnoDescription())")
         }
     }
 }
@@ -334,6 +330,4 @@ public struct SocketError: Error, Sendable, CustomStringConvertible {
     public var description: String
 
     package init(_ description: String) { self.description = description }
-
-    package static func io(_ description: String) -> SocketError { SocketError(description) }
 }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import TrackQueueEvent
 
 /// The one way trackq listens: the socket, the TCP face and the metrics listener are all
 /// bootstrapped here, with the same options and the same admission.
@@ -8,14 +9,14 @@ package enum Listener {
     ///
     /// - Parameters:
     ///   - connections: the limit its connections count against; over it, a connection is
-    ///     answered `refusal` and closed. Admission is decided on the listening channel's loop
+    ///     told `unavailable` (an answer line, or an HTTP 503 with `refusesInHTTP`) and closed. Admission is decided on the listening channel's loop
     ///     in the order connections were accepted (the child initializers run on the
     ///     children's loops in any order, so deciding there could refuse an app that came first).
     ///   - readBytes: the largest read: reads of at most this, one at a time (a line connection
     ///     asks for a burst only while the budget has room, ``IngestHandler``).
     ///   - serve: adds the connection's handlers.
     package static func bootstrap(
-        group: any EventLoopGroup, connections: ConnectionTracker?, refusal: (@Sendable () -> RefusingHandler)?,
+        group: any EventLoopGroup, connections: ConnectionTracker?, refusesInHTTP: Bool = false,
         readBytes: Int = LineLimits().readBytes,
         serve: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void
     ) -> ServerBootstrap {
@@ -36,10 +37,12 @@ package enum Listener {
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let connections, !connections.isAdmitted(channel), let refusal {
+                    if let connections, !connections.isAdmitted(channel) {
                         // Over the limit: say so once the channel is active, and close; the
                         // client may retry.
-                        return try channel.pipeline.syncOperations.addHandler(refusal())
+                        let error = IngestError(.unavailable, "too many connections (\(connections.limit)); retry later")
+                        return try channel.pipeline.syncOperations.addHandler(
+                            RefusingHandler(error, http: refusesInHTTP))
                     }
                     try serve(channel.pipeline.syncOperations)
                 }

@@ -31,15 +31,16 @@ package enum FileSystem {
     /// user, and neither group- nor world-writable.
     package static func checkOwnDirectory(_ directory: String) throws(FileSystemError) {
         var info = stat()
-        guard lstat(directory, &info) == 0 else { throw .io("cannot inspect \(directory): \(errnoDescription())") }
+        guard lstat(directory, &info) == 0 else { throw FileSystemError("cannot inspect \(directory): \(errnoDescription())") }
         guard info.st_mode & S_IFMT == S_IFDIR else {
-            throw .io("\(directory) is not a directory (a link?); remove it or choose another --socket/--database")
+            throw FileSystemError("\(directory) is not a directory (a link?); remove it or choose another --socket/--database")
         }
         guard info.st_uid == getuid() else {
-            throw .io("\(directory) belongs to another user (uid \(info.st_uid)); remove it or choose another --socket/--database")
+            throw FileSystemError(
+                "\(directory) belongs to another user (uid \(info.st_uid)); remove it or choose another --socket/--database")
         }
         guard info.st_mode & 0o022 == 0 else {
-            throw .io("\(directory) is writable by others (mode 0\(String(info.st_mode & 0o777, radix: 8))); chmod it 0750")
+            throw FileSystemError("\(directory) is writable by others (mode 0\(String(info.st_mode & 0o777, radix: 8))); chmod it 0750")
         }
     }
 
@@ -50,7 +51,7 @@ package enum FileSystem {
             try createDirectories(String(directory[..<slash]), mode: mode)
         }
         if mkdir(directory, mode) != 0 && errno != EEXIST {
-            throw .io("cannot create directory \(directory): \(errnoDescription())")
+            throw FileSystemError("cannot create directory \(directory): \(errnoDescription())")
         }
         // mkdir applies the umask; the contract asks for exactly `mode`.
         _ = chmod(directory, mode)
@@ -68,6 +69,4 @@ public struct FileSystemError: Error, Sendable, CustomStringConvertible {
     public var description: String
 
     package init(_ description: String) { self.description = description }
-
-    package static func io(_ description: String) -> FileSystemError { FileSystemError(description) }
 }

@@ -36,7 +36,8 @@ public enum SystemClock {
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
-    /// What is stored for a boot whose id cannot be read.
+    /// What is stored for a boot whose id cannot be read: every such boot shares this row of
+    /// `boots`.
     package static let unknownBootID = "unknown"
 
     /// This boot's id (`/proc/sys/kernel/random/boot_id`), or `"unknown"` where there is none.
