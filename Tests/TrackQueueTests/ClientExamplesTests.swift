@@ -46,18 +46,7 @@ import Testing
 
     /// Builds the Go example in `examples/<directory>`, offline; returns the command to run it.
     private func buildGo(_ directory: String, binary name: String, in dir: borrowing TestDirectory) async throws -> [String] {
-        let go = try #require(which("go"))
-        let binary = dir.file(name)
-        // Offline and local only: no proxy, no toolchain download, caches in the test directory.
-        let environment = [
-            "GOPROXY": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GOWORK": "off",
-            "GOCACHE": dir.file("gocache"), "GOPATH": dir.file("gopath"), "CGO_ENABLED": "0",
-        ]
-        let build = try await runOffThePool(
-            "/bin/sh", ["-c", #"cd "$1" && exec "$2" build -o "$3" ."#, "sh", Self.example(directory), go, binary],
-            environment: environment)
-        try #require(build.status == 0, "go build failed: \(build.stderr)")
-        return [binary]
+        [try await buildGoProgram(".", from: Self.example(directory), named: name, in: dir)]
     }
 
     /// A good line and a batch (exit 0), a refused line beside a good one (exit 1), and a

@@ -37,15 +37,7 @@ import Testing
     @Test(.enabled(if: which("go") != nil, "go is not installed"))
     func goNetHTTPReadsThe413() async throws {
         let dir = try TestDirectory()
-        let go = try #require(which("go"))
-        let binary = dir.file("oversize_post")
-        let build = try await runOffThePool(
-            go, ["build", "-o", binary, Self.clients.appendingPathComponent("oversize_post.go").path],
-            environment: [
-                "GOPROXY": "off", "GOTOOLCHAIN": "local", "GOWORK": "off", "GOCACHE": dir.file("gocache"),
-                "GOPATH": dir.file("gopath"), "CGO_ENABLED": "0",
-            ])
-        try #require(build.status == 0, "go build failed: \(build.stderr)")
+        let binary = try await buildGoProgram("oversize_post.go", from: Self.clients.path, named: "oversize_post", in: dir)
         try await Self.againstADaemon { url in
             for size in Self.sizes { try await Self.expect413([binary, url, size], runs: 3) }
         }

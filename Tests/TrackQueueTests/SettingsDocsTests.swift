@@ -10,6 +10,9 @@ import Testing
     static let repository = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
+    /// Every setting the README and the config file name (`--config` names the file itself).
+    static let settings = DaemonSettings.catalog + DaemonSettings.locationCatalog.filter { $0.flag != "config" }
+
     /// The README's rows: flag name → (environment variable, default as written).
     static func readmeRows() throws -> [String: (environment: String, defaultText: String)] {
         let readme = try String(contentsOf: repository.appendingPathComponent("README.md"), encoding: .utf8)
@@ -30,9 +33,8 @@ import Testing
 
     @Test func theREADMEsTableHasEverySettingWithItsVariableAndDefault() throws {
         let rows = try Self.readmeRows()
-        let settings = DaemonSettings.catalog + DaemonSettings.locationCatalog.filter { $0.flag != "config" }
-        #expect(Set(rows.keys) == Set(settings.map(\.flag)))
-        for setting in settings {
+        #expect(Set(rows.keys) == Set(Self.settings.map(\.flag)))
+        for setting in Self.settings {
             guard let row = rows[setting.flag] else { continue }
             #expect(row.environment == setting.environment, "--\(setting.flag)")
             // A default in backticks is a value, and must be the table's; prose ("none", "see
@@ -52,12 +54,11 @@ import Testing
             guard parts.count == 2, parts[0].allSatisfy({ $0.isLowercase || $0 == "-" }) else { continue }
             keys[parts[0]] = parts[1]
         }
-        let settings = DaemonSettings.catalog + DaemonSettings.locationCatalog.filter { $0.flag != "config" }
-        #expect(Set(keys.keys) == Set(settings.map(\.flag)))
         // The file shows the default of each setting that has one as a value; the others show
-        // an example path or "" (none).
+        // an example path or "" (none). That every key is there is ConfigSettingsTests'
+        // exampleConfig check.
         let examples: Set<String> = ["token-file", "database", "socket"]
-        for setting in settings where !examples.contains(setting.flag) {
+        for setting in Self.settings where !examples.contains(setting.flag) {
             let shown = keys[setting.flag]
             let expected = setting.defaultText.hasPrefix("none") ? #""""# : setting.defaultText
             #expect(shown == expected, "\(setting.flag)")

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The `trackq` executable SwiftPM built beside this test bundle (or `$TRACKQ_BINARY`).
 enum TrackqBinary {
@@ -126,4 +127,22 @@ func runOffThePool(
             continuation.resume(with: Result { try runCommand(executable, arguments, environment: environment) })
         }
     }
+}
+
+/// Builds `target` (a package, `.`, or one file) in `directory` with Go, offline and local
+/// only: no proxy, no toolchain download, caches in the test directory. Returns the binary.
+func buildGoProgram(
+    _ target: String, from directory: String, named name: String, in dir: borrowing TestDirectory
+) async throws -> String {
+    let go = try #require(which("go"))
+    let binary = dir.file(name)
+    let environment = [
+        "GOPROXY": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GOWORK": "off",
+        "GOCACHE": dir.file("gocache"), "GOPATH": dir.file("gopath"), "CGO_ENABLED": "0",
+    ]
+    let build = try await runOffThePool(
+        "/bin/sh", ["-c", #"cd "$1" && exec "$2" build -o "$3" "$4""#, "sh", directory, go, binary, target],
+        environment: environment)
+    try #require(build.status == 0, "go build failed: \(build.stderr)")
+    return binary
 }
