@@ -18,6 +18,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Already in the graph through async-http-client; named for the trust settings (CA
+        // files, client certificates) and for saying why a certificate was not trusted.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     ],
     targets: [
         // The system SQLite (Debian's libsqlite3-dev), linked, never vendored.
@@ -50,7 +54,7 @@ let package = Package(
         // The socket and the HTTP face: connections as state machines, the budget. Never the store.
         .target(name: "TrackQueueIngest", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueMetrics", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // Draining the queue: the scheduler and plan (pure values), the loop and the sender. Never ingest.
-        .target(name: "TrackQueueDelivery", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueStatus", "TrackQueueMetrics", "TrackQueueStore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Metrics", package: "swift-metrics")]),
+        .target(name: "TrackQueueDelivery", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueStatus", "TrackQueueMetrics", "TrackQueueStore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Metrics", package: "swift-metrics"), .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "X509", package: "swift-certificates")]),
         // The daemon: wires the layers into one ServiceGroup; re-exports them for the executable
         // and the tests.
         .target(
@@ -94,6 +98,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             // C source built by the tests themselves (a fault library for LD_PRELOAD).
             exclude: ["Fixtures"]

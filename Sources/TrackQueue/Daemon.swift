@@ -210,9 +210,11 @@ public struct Daemon: Service {
                 systemctl restart trackq); events are kept until the API takes them
                 """)
         }
+        let files = TLSTrust.Files(settings)
+        let trust = try await pool.run { try TLSTrust.load(files) }
         let sender = HTTPSender(
             options: .init(endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout),
-            eventLoopGroup: eventLoopGroup, logger: logger)
+            trust: trust, eventLoopGroup: eventLoopGroup, logger: logger)
         let delivery = DeliveryLoop(
             .init(
                 settings: settings, writer: writer, reader: reader, sender: sender, tokens: tokens, wake: wake,

@@ -67,6 +67,14 @@ public struct DaemonSettings: Sendable, Equatable {
     public var tokenFile: String?
     /// The header that carries the token.
     public var authHeader: AuthHeader = .bearer
+    /// A PEM file of CA certificates trusted for the API's certificate, besides the system's.
+    public var caFile: String?
+    /// Whether only `caFile`'s CAs are trusted, not the system's.
+    public var caOnly = false
+    /// The PEM certificate (and chain) presented to the API, for mutual TLS.
+    public var clientCertificate: String?
+    /// The PEM private key of `clientCertificate`.
+    public var clientKey: String?
     /// Most events in one batch (1...1000).
     public var batchMaxEvents: Int = 0
     /// Most bytes in one batch body (at most 2000000, at least `maxEventBytes + 2`).
@@ -318,6 +326,19 @@ public struct DaemonSettings: Sendable, Equatable {
                     + "listening beyond this host needs \(Setting.named("http-allow-remote").label) "
                     + "(and \(Setting.named("http-token-file").label), so strangers cannot write events)")
         }
+        if settings.caOnly && settings.caFile == nil {
+            throw ConfigurationError(
+                "\(blame(Setting.named("ca-only"), Setting.named("ca-file")))\(Setting.named("ca-only").label) needs "
+                    + "\(Setting.named("ca-file").label): with no CA at all, no certificate could be trusted")
+        }
+        if (settings.clientCertificate == nil) != (settings.clientKey == nil) {
+            let (given, missing) =
+                settings.clientCertificate == nil
+                ? (Setting.named("client-key"), Setting.named("client-cert"))
+                : (Setting.named("client-cert"), Setting.named("client-key"))
+            throw ConfigurationError(
+                "\(blame(given, missing))\(given.label) needs \(missing.label): mutual TLS takes the certificate and its key")
+        }
         if settings.retryMax < settings.retryInitial {
             throw ConfigurationError(
                 "\(blame(retryMax, retryInitial))\(retryMax.label) must be at least "
@@ -410,6 +431,22 @@ extension DaemonSettings {
             ) { text, settings, context throws(ConfigurationError) in
                 settings.authHeader = try context.choice(text, AuthHeader.allCases)
             },
+            Setting(
+                rawValue: "ca-file", valueName: "PATH", defaultValue: "", shownDefault: "none",
+                help: "Also trust the CA certificates in this PEM file for the API's certificate (re-read on SIGHUP)."
+            ) { text, settings, _ in settings.caFile = text.isEmpty ? nil : text },
+            Setting(
+                rawValue: "ca-only", valueName: "true|false", defaultValue: "false",
+                help: "Trust only the CAs in --ca-file, not the system's."
+            ) { text, settings, context throws(ConfigurationError) in settings.caOnly = try context.boolean(text) },
+            Setting(
+                rawValue: "client-cert", valueName: "PATH", defaultValue: "", shownDefault: "none",
+                help: "Present this PEM certificate (and chain) to the API: mutual TLS; give --client-key too (re-read on SIGHUP)."
+            ) { text, settings, _ in settings.clientCertificate = text.isEmpty ? nil : text },
+            Setting(
+                rawValue: "client-key", valueName: "PATH", defaultValue: "", shownDefault: "none",
+                help: "The PEM private key of --client-cert (not encrypted; re-read on SIGHUP)."
+            ) { text, settings, _ in settings.clientKey = text.isEmpty ? nil : text },
             Setting(
                 rawValue: "batch-max-events", valueName: "N", defaultValue: String(TrackAPI.maxEventsPerRequest),
                 help: "Most events in one request (1 to \(TrackAPI.maxEventsPerRequest))."
@@ -678,7 +715,7 @@ extension DaemonSettings {
     }
 
     /// Settings that may be given as a bare flag, meaning `true`.
-    package static let booleanFlags: Set<String> = ["http-allow-remote"]
+    package static let booleanFlags: Set<String> = ["http-allow-remote", "ca-only"]
 
     /// Command-line arguments as `--name value` or `--name=value` pairs (a later one wins), keyed by the name
     /// without `--`, for ``resolve(flags:environment:userID:readFile:fileExists:)``, which

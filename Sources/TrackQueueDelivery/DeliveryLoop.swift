@@ -15,6 +15,13 @@ package protocol DeliverySender: Sendable {
     func send(_ body: [UInt8], token: String?) async -> DeliveryOutcome
     /// Closes connections; called once the loop has stopped.
     func shutdown() async
+    /// SIGHUP: reads what the sender reads from files (the TLS trust) again, on `pool`; the
+    /// problem, if they cannot be used (the sender then keeps what it had).
+    func reload(pool: BlockingPool) async -> String?
+}
+
+extension DeliverySender {
+    package func reload(pool: BlockingPool) async -> String? { nil }
 }
 
 /// Drains the queue to the API: reads a batch, asks the ``DeliveryScheduler`` what to send,
@@ -370,7 +377,7 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         if let problem = reading.problem {
             actions = scheduler.raise(DeliveryAlert(kind: .auth, status: 0, message: problem + "; fix it, then send SIGHUP"))
         } else {
-            actions = scheduler.clearRaised()
+            actions = scheduler.clearRaised(.auth)
         }
         if !actions.isEmpty {
             let (record, effects) = keeper.alertsChanged(actions, nowMillis: parts.clock.wallMillis())
@@ -380,11 +387,26 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         return reading
     }
 
-    /// SIGHUP: read the token again and retry at once.
+    /// SIGHUP: read the token and the trust files again and retry at once. Trust files that
+    /// cannot be used raise a `tls` alert and the ones read before stay in use.
     private func reload(_ scheduler: inout DeliveryScheduler<C.Instant>, _ keeper: inout DeliveryRecordKeeper) async {
         let changed = await readToken(&scheduler, &keeper).changed
+        let problem = await parts.sender.reload(pool: parts.pool)
+        let actions =
+            problem.map {
+                scheduler.raise(
+                    DeliveryAlert(
+                        kind: .tls, status: 0, message: "\($0); the files read before are still used: fix it, then send SIGHUP"))
+            } ?? scheduler.clearRaised(.tls)
+        if !actions.isEmpty {
+            let (record, effects) = keeper.alertsChanged(actions, nowMillis: parts.clock.wallMillis())
+            await perform(effects)
+            await save(record)
+        }
         let retrying = scheduler.retryNow()
-        parts.logger.notice("reloaded: token read again", metadata: ["token.changed": "\(changed)", "retrying.now": "\(retrying)"])
+        parts.logger.notice(
+            "reloaded: token and trust files read again",
+            metadata: ["token.changed": "\(changed)", "retrying.now": "\(retrying)", "tls.problem": "\(problem ?? "none")"])
     }
 
     /// Counts the `warnings` a 2xx answer carries, and logs them at debug.

@@ -78,7 +78,7 @@ package struct DeliveryRecordKeeper: Sendable {
             } else {
                 record.lastError = Printable.oneLine("HTTP \(status)" + (body.isEmpty ? "" : ": " + body), limit: 200)
             }
-        case .transportError(let message):
+        case .transportError(let message), .tlsFailure(let message):
             record.lastStatus = nil
             record.lastError = Printable.oneLine(message, limit: 200)
         }

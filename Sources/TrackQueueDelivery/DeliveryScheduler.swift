@@ -28,7 +28,7 @@ public struct DeliveryAlert: Sendable, Equatable {
                     + "service) or set TRACKQ_TOKEN or --token-file, then restart trackq"
             case .auth:
                 "the API answered \(status): check the token (TRACKQ_TOKEN or --token-file), then send SIGHUP"
-            case .endpoint, .storage:
+            case .endpoint, .storage, .tls:
                 "the API answered \(status): check --endpoint"
             }
         return DeliveryAlert(kind: kind, status: status, message: message)
@@ -196,6 +196,8 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         switch outcome {
         case .transportError:
             return retryLater(retryAfter: nil, now: now, using: &rng)
+        case .tlsFailure(let message):
+            return alertAndWait(DeliveryAlert(kind: .tls, status: 0, message: message), now: now)
         case .response(let status, let retryAfter, let body):
             switch ResponseClassifier.classify(status: status) {
             case .success:
@@ -231,7 +233,8 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         return retryLater(retryAfter: nil, now: now, using: &rng)
     }
 
-    /// Raises `raised` without an answer from the API (a token refused when read). Unlike an
+    /// Raises `raised` without an answer from the API (a token refused when read, a trust
+    /// file that cannot be read again). Unlike an
     /// alert an answer raised, a 2xx does not clear it: ``clearRaised()`` does, once the
     /// cause is gone.
     /// - Returns: `[.raiseAlert(raised)]`, or nothing when that alert is already active.
@@ -242,9 +245,10 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         return [.raiseAlert(raised)]
     }
 
-    /// Clears an alert raised by ``raise(_:)``; nothing otherwise.
-    public mutating func clearRaised() -> [DeliveryAction<Instant>] {
-        guard alert != nil, alertIsSticky else { return [] }
+    /// Clears an alert raised by ``raise(_:)`` (of `kind`, when given: a token read well
+    /// does not clear a trust file's alert); nothing otherwise.
+    public mutating func clearRaised(_ kind: AlertKind? = nil) -> [DeliveryAction<Instant>] {
+        guard let active = alert, alertIsSticky, kind == nil || active.kind == kind else { return [] }
         alert = nil
         alertIsSticky = false
         return [.clearAlert]

@@ -1,9 +1,11 @@
 import AsyncHTTPClient
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import TrackQueueConfig
 import TrackQueueSupport
 import TrackQueueSystem
@@ -34,23 +36,63 @@ package final class HTTPSender: DeliverySender {
         }
     }
 
-    private let client: HTTPClient
+    /// The client and the trust it was made with: both replaced on a reload that read new
+    /// files (between requests: the delivery loop sends one at a time).
+    private struct Current {
+        var client: HTTPClient
+        var trust: TLSTrust
+    }
+
+    private let current: NIOLockedValueBox<Current>
+    private let eventLoopGroup: any EventLoopGroup
     package let options: Options
     private let logger: Logger
     /// Whether the last `Retry-After` was clamped, so a run of them is logged once.
     private let clamping = NIOLockedValueBox(false)
+    /// The endpoint's host and port, for messages and for ``TLSProbe``.
+    private let host: String
+    private let port: Int
 
-    package init(options: Options, eventLoopGroup: any EventLoopGroup, logger: Logger) {
+    package init(options: Options, trust: TLSTrust, eventLoopGroup: any EventLoopGroup, logger: Logger) {
+        self.eventLoopGroup = eventLoopGroup
+        current = NIOLockedValueBox(Current(client: Self.makeClient(trust: trust, group: eventLoopGroup), trust: trust))
+        self.options = options
+        self.logger = logger
+        let url = URL(string: options.endpoint)
+        host = url?.host ?? ""
+        port = url?.port ?? (url?.scheme?.lowercased() == "http" ? 80 : 443)
+    }
+
+    private static func makeClient(trust: TLSTrust, group: any EventLoopGroup) -> HTTPClient {
         var configuration = HTTPClient.Configuration(
+            tlsConfiguration: trust.configuration,
             redirectConfiguration: .disallow,  // a redirect is a misconfigured endpoint, not a place to POST
             timeout: .init(connect: .seconds(10)))
         configuration.httpVersion = .automatic
         // Our scheduler owns retries and backoff: a refused connection must fail the request
         // now, not be retried inside the pool until the connect timeout.
         configuration.connectionPool.retryConnectionEstablishment = false
-        client = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
-        self.options = options
-        self.logger = logger
+        return HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
+    }
+
+    /// SIGHUP: reads the trust files again. New trust gets a new client (the old one closes
+    /// its connections); files that cannot be used leave the old trust in place.
+    package func reload(pool: BlockingPool) async -> String? {
+        let files = current.withLockedValue { $0.trust.files }
+        guard !files.isEmpty else { return nil }
+        let trust: TLSTrust
+        do {
+            trust = try await pool.run { try TLSTrust.load(files) }
+        } catch {
+            return "\(error)"
+        }
+        let fresh = Self.makeClient(trust: trust, group: eventLoopGroup)
+        let old = current.withLockedValue { current in
+            defer { current = Current(client: fresh, trust: trust) }
+            return current.client
+        }
+        try? await old.shutdown()
+        return nil
     }
 
     /// Sends `body` (a JSON array) and reports how the API answered.
@@ -83,13 +125,29 @@ package final class HTTPSender: DeliverySender {
                 return first ?? .transportError("request timeout")
             }
         } catch {
-            return .transportError(Self.describe(error))
+            return await outcome(of: error)
         }
+    }
+
+    /// A failed request as the scheduler takes it: a TLS failure a person must fix is its
+    /// own outcome (an alert), said in words; any other is a transport error.
+    private func outcome(of error: any Error) async -> DeliveryOutcome {
+        guard let failure = TLSFailure.classify(error, host: host) else { return .transportError(Self.describe(error)) }
+        let trust = current.withLockedValue { $0.trust }
+        var diagnosis: String?
+        if failure == .untrusted,
+            let chain = await TLSProbe.peerChain(host: host, port: port, configuration: trust.configuration, group: eventLoopGroup)
+        {
+            diagnosis = TLSProbe.diagnosis(chain.map(TLSProbe.Facts.init), nowSeconds: SystemClock.wallMillis() / 1000)
+        }
+        let message = failure.message(diagnosis: diagnosis, clientCertificateNotAfter: trust.clientCertificateNotAfter)
+        return failure.needsPerson ? .tlsFailure(message) : .transportError(message)
     }
 
     /// The request and its whole answer; cancelled by ``send(_:token:)`` at the timeout.
     private func exchange(_ request: HTTPClientRequest) async throws -> DeliveryOutcome {
         // AHC's own deadline is a backstop; ours in send() covers the body too.
+        let client = current.withLockedValue { $0.client }
         let response = try await client.execute(request, timeout: TimeAmount(options.requestTimeout) + .seconds(1))
         var kept = ByteBuffer()
         for try await chunk in response.body {
@@ -114,7 +172,7 @@ package final class HTTPSender: DeliverySender {
     }
 
     package func shutdown() async {
-        try? await client.shutdown()
+        try? await current.withLockedValue { $0.client }.shutdown()
     }
 
     /// A short, secret-free description of a transport failure.
@@ -135,6 +193,9 @@ package final class HTTPSender: DeliverySender {
         }
         if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
             return describe(first.error)
+        }
+        if let error = error as? NIOSSLError, error == .uncleanShutdown {
+            return "connection closed by the server (without closing TLS)"
         }
         // Another library's error: its description may hold anything it was given, so only
         // its type is named.

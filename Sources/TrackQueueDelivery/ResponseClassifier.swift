@@ -12,6 +12,9 @@ public enum DeliveryOutcome: Sendable, Equatable {
     case response(status: Int, retryAfter: Duration?, body: String)
     /// No HTTP answer: connect, TLS, timeout or reset. The string describes it, without secrets.
     case transportError(String)
+    /// A TLS failure a person must fix (an untrusted certificate, a client certificate asked
+    /// for or refused), in words: a `tls` alert.
+    case tlsFailure(String)
 }
 
 /// What an HTTP status means for delivery (README, "Delivery").

@@ -21,4 +21,7 @@ public enum AlertKind: String, Sendable, Equatable {
     case endpoint
     /// The queue file was found damaged (raised by the store, never by an answer).
     case storage
+    /// TLS with the API failed in a way a person must fix (its certificate not trusted, a
+    /// client certificate asked for or refused), or a trust file could not be read again.
+    case tls
 }

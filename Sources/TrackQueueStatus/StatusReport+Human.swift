@@ -204,6 +204,8 @@ extension StatusReport {
             return "check --endpoint (TRACKQ_ENDPOINT), then: systemctl restart trackq"
         case .storage:
             return "see the daemon's log: journalctl -u trackq"
+        case .tls:
+            return "check --ca-file, --client-cert and --client-key (or the API's certificate), then: systemctl reload trackq"
         }
     }
 

@@ -5,7 +5,7 @@ extension StatusReport {
     package static let deliveryStates = DeliveryState.allCases
     /// The alert kinds `trackq_alert_active` has a line for (a damaged file has its own metric,
     /// `trackq_storage_state`).
-    package static let alertKinds: [AlertKind] = [.auth, .endpoint]
+    package static let alertKinds: [AlertKind] = [.auth, .endpoint, .tls]
 
     /// The report in the Prometheus text exposition format (0.0.4), for node_exporter's
     /// textfile collector: `# HELP` and `# TYPE` before each metric family, no timestamps,

@@ -56,6 +56,14 @@ struct DaemonCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("trackq: \(problem)\n".utf8))
             throw ExitCode(2)
         }
+        // The trust files, checked before anything starts (the daemon reads them again on its
+        // blocking pool, and on SIGHUP).
+        do {
+            _ = try TLSTrust.load(TLSTrust.Files(settings))
+        } catch {
+            FileHandle.standardError.write(Data("trackq: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
 
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         // Under systemd, stderr is the journal: each line carries its priority instead of a

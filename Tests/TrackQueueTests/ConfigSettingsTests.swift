@@ -45,14 +45,18 @@ struct ConfigPrecedenceCase: Sendable, CustomTestStringConvertible {
     var read: @Sendable (DaemonSettings) -> String
     /// The expected readings of the flag, environment and file values.
     var expected: (flag: String, environment: String, file: String)
+    /// Environment variables every resolution gets too: a setting another one needs
+    /// (`--ca-only` needs `--ca-file`).
+    var companions: [String: String]
 
     init(
         _ key: String, _ values: (String, String, String), expected: (String, String, String)? = nil,
-        read: @escaping @Sendable (DaemonSettings) -> String
+        companions: [String: String] = [:], read: @escaping @Sendable (DaemonSettings) -> String
     ) {
         self.key = key
         self.values = values
         self.expected = expected ?? values
+        self.companions = companions
         self.read = read
     }
 
@@ -66,6 +70,14 @@ private let configPrecedenceCases: [ConfigPrecedenceCase] = [
     .init("auth-header", ("x-api-key", "X-API-KEY", "x-api-key"), expected: ("x-api-key", "x-api-key", "x-api-key")) {
         $0.authHeader.rawValue
     },
+    .init("ca-file", ("/f/ca.pem", "/e/ca.pem", "/c/ca.pem")) { $0.caFile ?? "nil" },
+    .init("ca-only", ("true", "YES", "on"), expected: ("true", "true", "true"), companions: ["TRACKQ_CA_FILE": "/ca.pem"]) {
+        String($0.caOnly)
+    },
+    .init("client-cert", ("/f/c.pem", "/e/c.pem", "/c/c.pem"), companions: ["TRACKQ_CLIENT_KEY": "/k.pem"]) {
+        $0.clientCertificate ?? "nil"
+    },
+    .init("client-key", ("/f/k.pem", "/e/k.pem", "/c/k.pem"), companions: ["TRACKQ_CLIENT_CERT": "/c.pem"]) { $0.clientKey ?? "nil" },
     .init("batch-max-events", ("1", "500", "999")) { String($0.batchMaxEvents) },
     .init("batch-max-bytes", ("100000", "200KB", "1MiB"), expected: ("100000", "200000", "1048576")) {
         String($0.batchMaxBytes)
@@ -143,7 +155,7 @@ struct DaemonSettingsTests {
         for info in DaemonSettings.catalog where !info.defaultText.hasPrefix("$") && !info.defaultText.hasPrefix("none") {
             lines.append("\(info.flag) = \(info.defaultText)")
         }
-        #expect(lines.count == 18)
+        #expect(lines.count == 19)
         #expect(try resolve(file: lines.joined(separator: "\n")) == plainDefaults)
     }
 
@@ -158,18 +170,21 @@ struct DaemonSettingsTests {
     @Test("flag > environment > file > default", arguments: configPrecedenceCases)
     func precedence(_ item: ConfigPrecedenceCase) throws {
         let flags = [item.key: item.values.flag]
-        let environment = [item.environmentName: item.values.environment]
+        let companions = item.companions
+        let environment = [item.environmentName: item.values.environment].merging(companions) { $1 }
         let file = "\(item.key) = \(quoted(item.values.file))"
 
         #expect(item.read(try resolve(flags: flags, environment: environment, file: file)) == item.expected.flag)
-        #expect(item.read(try resolve(flags: flags)) == item.expected.flag)
+        #expect(item.read(try resolve(flags: flags, environment: companions)) == item.expected.flag)
         #expect(item.read(try resolve(environment: environment, file: file)) == item.expected.environment)
-        #expect(item.read(try resolve(file: file)) == item.expected.file)
+        #expect(item.read(try resolve(environment: companions, file: file)) == item.expected.file)
         #expect(item.read(try resolve()) == item.read(plainDefaults))
         // An empty environment value counts as unset.
-        #expect(item.read(try resolve(environment: [item.environmentName: ""], file: file)) == item.expected.file)
+        #expect(
+            item.read(try resolve(environment: [item.environmentName: ""].merging(companions) { $1 }, file: file))
+                == item.expected.file)
         // Only this setting changed.
-        var changed = try resolve(file: file)
+        var changed = try resolve(environment: companions, file: file)
         #expect(changed != plainDefaults)
         changed = try resolve(environment: environment)
         #expect(changed != plainDefaults)

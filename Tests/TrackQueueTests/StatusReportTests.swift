@@ -518,8 +518,8 @@ import Testing
 
         #expect(types["trackq_alert_active"] == "gauge")
         let alerts = try #require(samples["trackq_alert_active"])
-        #expect(alerts.map(\.labels) == [#"{kind="auth"}"#, #"{kind="endpoint"}"#])
-        #expect(alerts.map(\.value) == [1, 0])
+        #expect(alerts.map(\.labels) == [#"{kind="auth"}"#, #"{kind="endpoint"}"#, #"{kind="tls"}"#])
+        #expect(alerts.map(\.value) == [1, 0, 0])
 
         #expect(samples["trackq_info"]?.first?.labels == #"{version="0.1.0"}"#)
         // Each family's HELP and TYPE exactly once.
@@ -538,7 +538,7 @@ import Testing
         #expect(one(samples, "daemon_running") == 0)
         #expect(one(samples, "queue_pending_events") == 0)
         #expect(samples["trackq_delivery_state"]?.map(\.value) == [1, 0, 0, 0])
-        #expect(samples["trackq_alert_active"]?.map(\.value) == [0, 0])
+        #expect(samples["trackq_alert_active"]?.map(\.value) == [0, 0, 0])
     }
 
     @Test func prometheusFractionalAges() throws {

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
 import Glibc
@@ -100,8 +101,12 @@ final class TestHTTPServer: Sendable {
     /// `respond` is called once per request, in arrival order, with the request and its
     /// 0-based index; it runs on the event loop, so keep it quick and non-blocking (it may
     /// read and update state in a lock, and may read this server's `requests`).
-    static func start(port: Int = 0, respond: @escaping @Sendable (ReceivedRequest, Int) -> ScriptedResponse) async throws -> TestHTTPServer
-    {
+    ///
+    /// With `tls`, it speaks HTTPS (swift-nio-ssl's server handler in front of HTTP).
+    static func start(
+        port: Int = 0, tls: TLSConfiguration? = nil, respond: @escaping @Sendable (ReceivedRequest, Int) -> ScriptedResponse
+    ) async throws -> TestHTTPServer {
+        let context = try tls.map { try NIOSSLContext(configuration: $0) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let state = NIOLockedValueBox(State(respond: respond))
         let bootstrap = ServerBootstrap(group: group)
@@ -110,6 +115,9 @@ final class TestHTTPServer: Sendable {
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    }
                     try Self.setUpConnection(channel, state: state)
                 }
             }
@@ -147,6 +155,9 @@ final class TestHTTPServer: Sendable {
 
     /// "http://127.0.0.1:PORT/api/track"
     var url: String { "http://127.0.0.1:\(port)/api/track" }
+
+    /// "https://127.0.0.1:PORT/api/track", for a server started with `tls`.
+    var httpsURL: String { "https://127.0.0.1:\(port)/api/track" }
 
     /// "http://127.0.0.1:PORT"
     var baseURL: String { "http://127.0.0.1:\(port)" }
