@@ -124,6 +124,7 @@ public struct Daemon: Service {
             "ready",
             metadata: [
                 "pid": "\(getpid())", "version": "\(TrackQueue.version)", "endpoint": "\(settings.endpoint)",
+                "proxy": "\(settings.proxyRoute.map { "\($0.shown) (\($0.source))" } ?? "none")",
             ])
 
         let group = ServiceGroup(
@@ -213,7 +214,9 @@ public struct Daemon: Service {
         let files = TLSTrust.Files(settings)
         let trust = try await pool.run { try TLSTrust.load(files) }
         let sender = HTTPSender(
-            options: .init(endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout),
+            options: .init(
+                endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout,
+                proxy: settings.proxyRoute),
             trust: trust, eventLoopGroup: eventLoopGroup, logger: logger)
         let delivery = DeliveryLoop(
             .init(

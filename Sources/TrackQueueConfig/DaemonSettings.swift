@@ -75,6 +75,11 @@ public struct DaemonSettings: Sendable, Equatable {
     public var clientCertificate: String?
     /// The PEM private key of `clientCertificate`.
     public var clientKey: String?
+    /// `--proxy`: a URL, or `none`; nil: the environment's (`HTTPS_PROXY`, …).
+    public var proxy: ProxyRoute.Setting?
+    /// The proxy delivery goes through, chosen from `proxy`, the environment and the
+    /// endpoint when the settings are resolved; nil: none.
+    public var proxyRoute: ProxyRoute?
     /// Most events in one batch (1...1000).
     public var batchMaxEvents: Int = 0
     /// Most bytes in one batch body (at most 2000000, at least `maxEventBytes + 2`).
@@ -266,6 +271,7 @@ public struct DaemonSettings: Sendable, Equatable {
             try setting.apply(chosen.text, to: &settings, context: context)
         }
         try checkCombinations(settings, sources: sources)
+        settings.proxyRoute = try ProxyRoute.choose(endpoint: settings.endpoint, setting: settings.proxy, environment: environment)
         return settings
     }
 
@@ -447,6 +453,21 @@ extension DaemonSettings {
                 rawValue: "client-key", valueName: "PATH", defaultValue: "", shownDefault: "none",
                 help: "The PEM private key of --client-cert (not encrypted; re-read on SIGHUP)."
             ) { text, settings, _ in settings.clientKey = text.isEmpty ? nil : text },
+            Setting(
+                rawValue: "proxy", valueName: "URL", defaultValue: "", shownDefault: "$HTTPS_PROXY or $HTTP_PROXY, unless $NO_PROXY",
+                help: "Send through this HTTP proxy, http://[user:password@]host:port (CONNECT for https); none: no proxy at all."
+            ) { text, settings, context throws(ConfigurationError) in
+                switch text {
+                case "": settings.proxy = nil
+                case "none": settings.proxy = ProxyRoute.Setting.none
+                default:
+                    do throws(ConfigurationError) {
+                        settings.proxy = .url(try ProxyRoute.parse(text, source: context.setting.label))
+                    } catch {
+                        throw ConfigurationError(context.source.prefix + error.message)
+                    }
+                }
+            },
             Setting(
                 rawValue: "batch-max-events", valueName: "N", defaultValue: String(TrackAPI.maxEventsPerRequest),
                 help: "Most events in one request (1 to \(TrackAPI.maxEventsPerRequest))."

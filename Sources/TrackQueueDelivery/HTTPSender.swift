@@ -22,12 +22,15 @@ package final class HTTPSender: DeliverySender {
         package var userAgent: String = "trackq/\(TrackQueue.version)"
         /// How much of an answer's body is kept (for dead letters and logs).
         package var maxKeptBodyBytes: Int = 4096
+        /// The HTTP proxy requests go through, if any.
+        package var proxy: ProxyRoute?
 
         /// Creates a value with every property given (or its default).
         package init(
             endpoint: String, authHeader: AuthHeader, requestTimeout: Duration, userAgent: String = "trackq/\(TrackQueue.version)",
-            maxKeptBodyBytes: Int = 4096
+            maxKeptBodyBytes: Int = 4096, proxy: ProxyRoute? = nil
         ) {
+            self.proxy = proxy
             self.endpoint = endpoint
             self.authHeader = authHeader
             self.requestTimeout = requestTimeout
@@ -55,7 +58,8 @@ package final class HTTPSender: DeliverySender {
 
     package init(options: Options, trust: TLSTrust, eventLoopGroup: any EventLoopGroup, logger: Logger) {
         self.eventLoopGroup = eventLoopGroup
-        current = NIOLockedValueBox(Current(client: Self.makeClient(trust: trust, group: eventLoopGroup), trust: trust))
+        current = NIOLockedValueBox(
+            Current(client: Self.makeClient(trust: trust, proxy: options.proxy, group: eventLoopGroup), trust: trust))
         self.options = options
         self.logger = logger
         let url = URL(string: options.endpoint)
@@ -63,7 +67,7 @@ package final class HTTPSender: DeliverySender {
         port = url?.port ?? (url?.scheme?.lowercased() == "http" ? 80 : 443)
     }
 
-    private static func makeClient(trust: TLSTrust, group: any EventLoopGroup) -> HTTPClient {
+    private static func makeClient(trust: TLSTrust, proxy: ProxyRoute?, group: any EventLoopGroup) -> HTTPClient {
         var configuration = HTTPClient.Configuration(
             tlsConfiguration: trust.configuration,
             redirectConfiguration: .disallow,  // a redirect is a misconfigured endpoint, not a place to POST
@@ -72,6 +76,11 @@ package final class HTTPSender: DeliverySender {
         // Our scheduler owns retries and backoff: a refused connection must fail the request
         // now, not be retried inside the pool until the connect timeout.
         configuration.connectionPool.retryConnectionEstablishment = false
+        if let proxy {
+            configuration.proxy = .server(
+                host: proxy.host, port: proxy.port,
+                authorization: proxy.username.map { .basic(username: $0, password: proxy.password ?? "") })
+        }
         return HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
     }
 
@@ -86,7 +95,7 @@ package final class HTTPSender: DeliverySender {
         } catch {
             return "\(error)"
         }
-        let fresh = Self.makeClient(trust: trust, group: eventLoopGroup)
+        let fresh = Self.makeClient(trust: trust, proxy: options.proxy, group: eventLoopGroup)
         let old = current.withLockedValue { current in
             defer { current = Current(client: fresh, trust: trust) }
             return current.client
@@ -132,10 +141,15 @@ package final class HTTPSender: DeliverySender {
     /// A failed request as the scheduler takes it: a TLS failure a person must fix is its
     /// own outcome (an alert), said in words; any other is a transport error.
     private func outcome(of error: any Error) async -> DeliveryOutcome {
-        guard let failure = TLSFailure.classify(error, host: host) else { return .transportError(Self.describe(error)) }
+        guard let failure = TLSFailure.classify(error, host: host) else {
+            let through = options.proxy.map { "through the proxy \($0.shown): " } ?? ""
+            return .transportError(through + Self.describe(error))
+        }
         let trust = current.withLockedValue { $0.trust }
         var diagnosis: String?
-        if failure == .untrusted,
+        // Through a proxy the probe would meet the proxy, not the API: the message then
+        // names no cause (often the proxy's own CA: it inspects TLS).
+        if failure == .untrusted, options.proxy == nil,
             let chain = await TLSProbe.peerChain(host: host, port: port, configuration: trust.configuration, group: eventLoopGroup)
         {
             diagnosis = TLSProbe.diagnosis(chain.map(TLSProbe.Facts.init), nowSeconds: SystemClock.wallMillis() / 1000)
@@ -184,6 +198,10 @@ package final class HTTPSender: DeliverySender {
             case .readTimeout: return "read timeout"
             case .remoteConnectionClosed: return "connection closed by the server"
             case .cancelled: return "cancelled"
+            case .proxyAuthenticationRequired:
+                return "the proxy asked for credentials (407): give them in the proxy's URL, http://user:password@host:port"
+            case .invalidProxyResponse: return "the proxy refused to connect to the API (check what it allows)"
+            case .httpProxyHandshakeTimeout: return "the proxy did not answer in time"
             // shortDescription never holds associated values (a header value, the token).
             default: return error.shortDescription.lowercased()
             }

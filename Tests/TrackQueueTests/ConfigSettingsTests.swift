@@ -78,6 +78,13 @@ private let configPrecedenceCases: [ConfigPrecedenceCase] = [
         $0.clientCertificate ?? "nil"
     },
     .init("client-key", ("/f/k.pem", "/e/k.pem", "/c/k.pem"), companions: ["TRACKQ_CLIENT_CERT": "/c.pem"]) { $0.clientKey ?? "nil" },
+    .init("proxy", ("http://f:1", "http://e:2", "none"), expected: ("f:1", "e:2", "none")) {
+        switch $0.proxy {
+        case .url(let route)?: "\(route.host):\(route.port)"
+        case ProxyRoute.Setting.none?: "none"
+        case nil: "nil"
+        }
+    },
     .init("batch-max-events", ("1", "500", "999")) { String($0.batchMaxEvents) },
     .init("batch-max-bytes", ("100000", "200KB", "1MiB"), expected: ("100000", "200000", "1048576")) {
         String($0.batchMaxBytes)
@@ -488,7 +495,7 @@ struct DaemonSettingsTests {
                 continue
             }
             seen.insert(key)
-            let keep = ["token-file", "database", "socket"].contains(key)
+            let keep = ["token-file", "proxy", "database", "socket"].contains(key)
             uncommented.append(keep ? String(line) : String(line.dropFirst(2)))
         }
         #expect(seen == DaemonSettings.configFileKeys)

@@ -57,7 +57,7 @@ import Testing
         // The file shows the default of each setting that has one as a value; the others show
         // an example path or "" (none). That every key is there is ConfigSettingsTests'
         // exampleConfig check.
-        let examples: Set<String> = ["token-file", "database", "socket"]
+        let examples: Set<String> = ["token-file", "proxy", "database", "socket"]
         for setting in Self.settings where !examples.contains(setting.flag) {
             let shown = keys[setting.flag]
             let expected = setting.defaultText.hasPrefix("none") ? #""""# : setting.defaultText

@@ -39,7 +39,11 @@ final class TrackqProcess {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
-        for key in env.keys where key.hasPrefix("TRACKQ_") || key == "NOTIFY_SOCKET" || key.hasPrefix("LISTEN_") {
+        // A proxy the machine's environment names (for apt, say) is not the test's: tests that
+        // want one set it.
+        let proxies: Set<String> = ["http_proxy", "https_proxy", "no_proxy", "all_proxy"]
+        for key in env.keys
+        where key.hasPrefix("TRACKQ_") || key == "NOTIFY_SOCKET" || key.hasPrefix("LISTEN_") || proxies.contains(key.lowercased()) {
             env.removeValue(forKey: key)
         }
         env.merge(environment) { $1 }
