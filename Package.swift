@@ -32,6 +32,8 @@ let package = Package(
         ),
         // adjtimex(2), which Swift's Glibc module leaves out: is the wall clock synchronized?
         .systemLibrary(name: "CClock", path: "Sources/CClock"),
+        // The system zlib (Debian's zlib1g-dev), for gzip request bodies (--compression).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         // The layers, one target each, so the compiler enforces the arrows ARCHITECTURE.md
         // draws: a target may use only those below it. Everything testable lives in them; the
         // executable only parses arguments.
@@ -54,7 +56,7 @@ let package = Package(
         // The socket and the HTTP face: connections as state machines, the budget. Never the store.
         .target(name: "TrackQueueIngest", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueMetrics", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // Draining the queue: the scheduler and plan (pure values), the loop and the sender. Never ingest.
-        .target(name: "TrackQueueDelivery", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueStatus", "TrackQueueMetrics", "TrackQueueStore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Metrics", package: "swift-metrics"), .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "X509", package: "swift-certificates")]),
+        .target(name: "TrackQueueDelivery", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueStatus", "TrackQueueMetrics", "TrackQueueStore", "CZlib", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Metrics", package: "swift-metrics"), .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "X509", package: "swift-certificates")]),
         // The daemon: wires the layers into one ServiceGroup; re-exports them for the executable
         // and the tests.
         .target(
@@ -87,6 +89,7 @@ let package = Package(
             dependencies: [
                 "TrackQueue",
                 "CSQLite",
+                "CZlib",
                 "TrackQueueClient",
                 "trackq",
                 .product(name: "NIOCore", package: "swift-nio"),

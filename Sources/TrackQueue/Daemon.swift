@@ -216,7 +216,7 @@ public struct Daemon: Service {
         let sender = HTTPSender(
             options: .init(
                 endpoint: settings.endpoint, authHeader: settings.authHeader, requestTimeout: settings.requestTimeout,
-                proxy: settings.proxyRoute),
+                proxy: settings.proxyRoute, compression: settings.compression),
             trust: trust, eventLoopGroup: eventLoopGroup, logger: logger)
         let delivery = DeliveryLoop(
             .init(

@@ -18,6 +18,14 @@ public enum AuthHeader: String, Sendable, CaseIterable {
     case xAPIKey = "x-api-key"
 }
 
+/// How request bodies are encoded on the wire.
+public enum Compression: String, Sendable, CaseIterable {
+    /// As they are: JSON.
+    case none
+    /// `Content-Encoding: gzip`.
+    case gzip
+}
+
 /// How hard the queue works to keep an accepted event across a crash.
 public enum Durability: String, Sendable, CaseIterable {
     /// Every accepted event is on disk before it is acknowledged.
@@ -80,6 +88,12 @@ public struct DaemonSettings: Sendable, Equatable {
     /// The proxy delivery goes through, chosen from `proxy`, the environment and the
     /// endpoint when the settings are resolved; nil: none.
     public var proxyRoute: ProxyRoute?
+    /// How request bodies go on the wire.
+    public var compression: Compression = .none
+    /// Most bytes of request bodies sent a second; nil: no cap.
+    public var maxSendRate: Int?
+    /// When delivery may send, in local time; nil: always.
+    public var sendWindow: SendWindow?
     /// Most events in one batch (1...1000).
     public var batchMaxEvents: Int = 0
     /// Most bytes in one batch body (at most 2000000, at least `maxEventBytes + 2`).
@@ -499,6 +513,31 @@ extension DaemonSettings {
                 help: "How long one request may take."
             ) { text, settings, context throws(ConfigurationError) in
                 settings.requestTimeout = try context.positive(context.duration(text))
+            },
+            Setting(
+                rawValue: "compression", valueName: "gzip|none", defaultValue: "none",
+                help: "Send request bodies gzip-compressed (Content-Encoding: gzip); if the API refuses them, sent plain."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.compression = try context.choice(text, Compression.allCases)
+            },
+            Setting(
+                rawValue: "max-send-rate", valueName: "SIZE", defaultValue: "", shownDefault: "none",
+                help: "Most bytes of request bodies sent a second, e.g. 20KB (a token bucket holding one batch)."
+            ) { text, settings, context throws(ConfigurationError) in
+                settings.maxSendRate = text.isEmpty ? nil : try context.positive(context.size(text))
+            },
+            Setting(
+                rawValue: "send-window", valueName: "HH:MM-HH:MM[,...]", defaultValue: "", shownDefault: "none (any time)",
+                help: "Send only within these ranges of local time, e.g. 22:00-06:00; outside them events are kept."
+            ) { text, settings, context throws(ConfigurationError) in
+                guard !text.isEmpty else {
+                    settings.sendWindow = nil
+                    return
+                }
+                switch SendWindow.parse(text) {
+                case .success(let window): settings.sendWindow = window
+                case .failure(let error): throw context.invalid(error.reason)
+                }
             },
             Setting(
                 rawValue: "max-event-bytes", valueName: "SIZE", defaultValue: "64KiB",

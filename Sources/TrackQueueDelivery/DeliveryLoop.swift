@@ -11,8 +11,10 @@ import TrackQueueSystem
 /// Sends one request body to the API and reports how it answered: the HTTP client behind
 /// a small protocol, so the loop can be driven by a stand-in and a manual clock.
 package protocol DeliverySender: Sendable {
-    /// Sends `body` (a JSON array of events) with `token`.
-    func send(_ body: [UInt8], token: String?) async -> DeliveryOutcome
+    /// `body` (a JSON array of events) as it goes on the wire.
+    func prepare(_ body: [UInt8]) -> RequestBody
+    /// Sends a body ``prepare(_:)`` made, with `token`.
+    func send(_ body: RequestBody, token: String?) async -> DeliveryOutcome
     /// Closes connections; called once the loop has stopped.
     func shutdown() async
     /// SIGHUP: reads what the sender reads from files (the TLS trust) again, on `pool`; the
@@ -22,6 +24,21 @@ package protocol DeliverySender: Sendable {
 
 extension DeliverySender {
     package func reload(pool: BlockingPool) async -> String? { nil }
+    package func prepare(_ body: [UInt8]) -> RequestBody { RequestBody(plain: body) }
+}
+
+/// A request body: the JSON array, and its gzip when it goes compressed.
+package struct RequestBody: Sendable, Equatable {
+    package var plain: [UInt8]
+    package var gzipped: [UInt8]?
+
+    package init(plain: [UInt8], gzipped: [UInt8]? = nil) {
+        self.plain = plain
+        self.gzipped = gzipped
+    }
+
+    /// The bytes on the wire.
+    package var wire: [UInt8] { gzipped ?? plain }
 }
 
 /// Drains the queue to the API: reads a batch, asks the ``DeliveryScheduler`` what to send,
@@ -55,13 +72,18 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         package var metrics: DaemonMetrics
         package var pool: BlockingPool
         package var logger: Logger
+        /// Seconds since local midnight at a wall-clock time, for `--send-window` (tests
+        /// give their own time zone).
+        package var localSecondOfDay: @Sendable (_ wallMillis: Int64) -> Int
 
         /// Creates a value with every property given (or its default).
         package init(
             settings: DaemonSettings, writer: StoreWriter, reader: StoreReader, sender: any DeliverySender, tokens: TokenSource,
             wake: WakeSignal, clock: HostClock, clockHistory: ClockHistory, alertCommand: AlertCommand? = nil, notifier: SystemdNotifier,
-            metrics: DaemonMetrics, pool: BlockingPool, logger: Logger
+            metrics: DaemonMetrics, pool: BlockingPool, logger: Logger,
+            localSecondOfDay: @escaping @Sendable (_ wallMillis: Int64) -> Int = { TrackQueueSystem.localSecondOfDay(wallMillis: $0) }
         ) {
+            self.localSecondOfDay = localSecondOfDay
             self.settings = settings
             self.writer = writer
             self.reader = reader
@@ -115,6 +137,8 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         package var plan: DeliveryPlan
         /// The batch under way, if any.
         package var batch: OutgoingBatch?
+        /// `--max-send-rate`'s bucket, if one is set.
+        package var rate: SendRate<C.Instant>?
     }
 
     private enum Step {
@@ -129,7 +153,8 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         var run = Run(
             scheduler: DeliveryScheduler(backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMax)),
             keeper: DeliveryRecordKeeper(loaded: (try? await parts.writer.loadDeliveryRecord()) ?? DeliveryRecord()),
-            plan: DeliveryPlan(timing: .init(linger: settings.batchLinger, readRetry: settings.retryInitial)))
+            plan: DeliveryPlan(timing: .init(linger: settings.batchLinger, readRetry: settings.retryInitial)),
+            rate: settings.maxSendRate.map { SendRate(bytesPerSecond: $0, burst: settings.batchMaxBytes) })
         await save(run.keeper.record)
         _ = await readToken(&run.scheduler, &run.keeper)
         while !Task.isCancelled {
@@ -221,9 +246,24 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         }
 
         let settings = parts.settings
+        if let window = settings.sendWindow {
+            let wall = parts.clock.wallMillis()
+            let closedFor = window.secondsUntilOpen(secondOfDay: parts.localSecondOfDay(wall))
+            if closedFor > 0 { return await waitForWindow(opensInSeconds: closedFor, wallMillis: wall, &run) }
+        }
         let token = await readToken(&run.scheduler, &run.keeper).token
         run.scheduler.tokenMissing = token == nil
-        let body = current.sendBody(range, times: eventTimes(), annotate: settings.clockAnnotation)
+        let body = parts.sender.prepare(current.sendBody(range, times: eventTimes(), annotate: settings.clockAnnotation))
+        // Over --max-send-rate: wait, then build the body again (its send times would be old).
+        if let wait = run.rate?.wait(for: body.wire.count, now: clock.now) {
+            switch await self.wait(for: [.shutdown, .reload], during: wait) {
+            case .shutdown: return .stop
+            case .reload: await reload(&run.scheduler, &run.keeper)
+            case .newEvents, .clock, nil: break
+            }
+            return .goOn
+        }
+        run.rate?.spend(body.wire.count, now: clock.now)
         let prefetches = run.plan.prefetches(
             range: range, batchCount: current.count, consecutiveFailures: run.scheduler.consecutiveFailures)
         async let prefetched = (prefetches ? current.lastID : nil).asyncMap {
@@ -261,6 +301,21 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         case .linger(let linger):
             return await wait(for: [.shutdown], during: linger) == .shutdown ? .stop : .goOn
         }
+    }
+
+    /// Outside `--send-window`: says so (status, systemd, log) and looks again when it opens,
+    /// or in a minute at most (the local clock may change: NTP, a time zone, summer time).
+    private func waitForWindow(opensInSeconds seconds: Int, wallMillis: Int64, _ run: inout Run) async -> Step {
+        if let (record, effects) = run.keeper.waitingForWindow(opensAtMillis: wallMillis.saturatingAdd(Int64(seconds) * 1000)) {
+            await save(record)
+            await perform(effects)
+        }
+        switch await wait(for: [.shutdown, .reload], during: .seconds(min(seconds, 60))) {
+        case .shutdown: return .stop
+        case .reload: await reload(&run.scheduler, &run.keeper)
+        case .newEvents, .clock, nil: break
+        }
+        return .goOn
     }
 
     /// The answer's metrics: the request's duration, its status, and any warnings of a 2xx.

@@ -52,6 +52,23 @@ package struct DeliveryRecordKeeper: Sendable {
         return (record, [.status("idle: queue empty")])
     }
 
+    /// Outside the send window until `opensAtMillis`: the record to save when that is news
+    /// (the window just closed, or it opens at another time).
+    package mutating func waitingForWindow(opensAtMillis: Int64) -> (record: DeliveryRecord, effects: [DeliveryEffect])? {
+        guard record.state != .window || record.nextAttemptAtMillis != opensAtMillis else { return nil }
+        let news = record.state != .window
+        record.state = .window
+        record.nextAttemptAtMillis = opensAtMillis
+        return (
+            record,
+            news
+                ? [
+                    .status("waiting for the send window"),
+                    .log(.notice, "outside the send window: events are kept until it opens", metadata: [:]),
+                ] : []
+        )
+    }
+
     /// Takes in one answer and the scheduler's actions for it.
     ///
     /// - Parameters:

@@ -24,13 +24,16 @@ package final class HTTPSender: DeliverySender {
         package var maxKeptBodyBytes: Int = 4096
         /// The HTTP proxy requests go through, if any.
         package var proxy: ProxyRoute?
+        /// How bodies go on the wire (``CompressionPolicy`` may turn gzip off).
+        package var compression: Compression = .none
 
         /// Creates a value with every property given (or its default).
         package init(
             endpoint: String, authHeader: AuthHeader, requestTimeout: Duration, userAgent: String = "trackq/\(TrackQueue.version)",
-            maxKeptBodyBytes: Int = 4096, proxy: ProxyRoute? = nil
+            maxKeptBodyBytes: Int = 4096, proxy: ProxyRoute? = nil, compression: Compression = .none
         ) {
             self.proxy = proxy
+            self.compression = compression
             self.endpoint = endpoint
             self.authHeader = authHeader
             self.requestTimeout = requestTimeout
@@ -50,6 +53,8 @@ package final class HTTPSender: DeliverySender {
     private let eventLoopGroup: any EventLoopGroup
     package let options: Options
     private let logger: Logger
+    /// Whether bodies go compressed.
+    private let compression: NIOLockedValueBox<CompressionPolicy>
     /// Whether the last `Retry-After` was clamped, so a run of them is logged once.
     private let clamping = NIOLockedValueBox(false)
     /// The endpoint's host and port, for messages and for ``TLSProbe``.
@@ -62,6 +67,7 @@ package final class HTTPSender: DeliverySender {
             Current(client: Self.makeClient(trust: trust, proxy: options.proxy, group: eventLoopGroup), trust: trust))
         self.options = options
         self.logger = logger
+        compression = NIOLockedValueBox(CompressionPolicy(compressing: options.compression == .gzip))
         let url = URL(string: options.endpoint)
         host = url?.host ?? ""
         port = url?.port ?? (url?.scheme?.lowercased() == "http" ? 80 : 443)
@@ -104,14 +110,46 @@ package final class HTTPSender: DeliverySender {
         return nil
     }
 
-    /// Sends `body` (a JSON array) and reports how the API answered.
-    ///
-    /// `requestTimeout` bounds the whole exchange, the response body included: a server that
-    /// sends a head and then stalls, or trickles its body, is a timeout like any other.
-    package func send(_ body: [UInt8], token: String?) async -> DeliveryOutcome {
+    /// `body` as it goes on the wire: gzip-compressed while the policy says so.
+    package func prepare(_ body: [UInt8]) -> RequestBody {
+        guard compression.withLockedValue({ $0.compresses }), let gzipped = Gzip.compress(body) else {
+            return RequestBody(plain: body)
+        }
+        return RequestBody(plain: body, gzipped: gzipped)
+    }
+
+    /// Sends `body` (a JSON array) and reports how the API answered. A compressed body the
+    /// API refuses as such is sent again plain at once (``CompressionPolicy``).
+    package func send(_ body: RequestBody, token: String?) async -> DeliveryOutcome {
+        let outcome = await exchange(body.wire, gzip: body.gzipped != nil, token: token)
+        guard body.gzipped != nil, case .response(let status, _, _) = outcome else { return outcome }
+        switch compression.withLockedValue({ $0.compressedAnswered(status) }) {
+        case .done:
+            return outcome
+        case .resendPlain(let fellBack):
+            if fellBack { announceFallBack(status: status) }
+            let plain = await exchange(body.plain, gzip: false, token: token)
+            if case .response(let plainStatus, _, _) = plain, compression.withLockedValue({ $0.plainAnswered(plainStatus) }) {
+                announceFallBack(status: status)
+            }
+            return plain
+        }
+    }
+
+    private func announceFallBack(status: Int) {
+        logger.warning(
+            "the API does not take gzip request bodies; sending them uncompressed from now on (until a restart)",
+            metadata: ["http.status": "\(status)"])
+    }
+
+    /// One request with `bytes` as its body; `requestTimeout` bounds the whole exchange, the
+    /// response body included: a server that sends a head and then stalls, or trickles its
+    /// body, is a timeout like any other.
+    private func exchange(_ bytes: [UInt8], gzip: Bool, token: String?) async -> DeliveryOutcome {
         var request = HTTPClientRequest(url: options.endpoint)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
+        if gzip { request.headers.add(name: "Content-Encoding", value: "gzip") }
         request.headers.add(name: "User-Agent", value: options.userAgent)
         if let token, !token.isEmpty {
             switch options.authHeader {
@@ -119,12 +157,12 @@ package final class HTTPSender: DeliverySender {
             case .xAPIKey: request.headers.add(name: "x-api-key", value: token)
             }
         }
-        request.body = .bytes(ByteBuffer(bytes: body))
+        request.body = .bytes(ByteBuffer(bytes: bytes))
         let timeout = options.requestTimeout
         let built = request
         do {
             return try await withThrowingTaskGroup(of: DeliveryOutcome?.self) { group in
-                group.addTask { try await self.exchange(built) }
+                group.addTask { try await self.receive(built) }
                 group.addTask {
                     try await Task.sleep(for: timeout)
                     return nil
@@ -158,8 +196,8 @@ package final class HTTPSender: DeliverySender {
         return failure.needsPerson ? .tlsFailure(message) : .transportError(message)
     }
 
-    /// The request and its whole answer; cancelled by ``send(_:token:)`` at the timeout.
-    private func exchange(_ request: HTTPClientRequest) async throws -> DeliveryOutcome {
+    /// The request and its whole answer; cancelled by ``exchange(_:gzip:token:)`` at the timeout.
+    private func receive(_ request: HTTPClientRequest) async throws -> DeliveryOutcome {
         // AHC's own deadline is a backstop; ours in send() covers the body too.
         let client = current.withLockedValue { $0.client }
         let response = try await client.execute(request, timeout: TimeAmount(options.requestTimeout) + .seconds(1))

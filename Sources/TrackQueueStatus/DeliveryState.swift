@@ -11,6 +11,8 @@ public enum DeliveryState: String, Sendable, CaseIterable {
     case backoff
     /// Waiting while an alert is active.
     case alert
+    /// Outside `--send-window`: events are kept until it opens.
+    case window
 }
 
 /// The kind of a delivery alert (README, "Delivery").

@@ -89,3 +89,14 @@ package func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// Seconds since local midnight at `wallMillis`, in the host's time zone (`TZ`, else
+/// /etc/localtime), as `localtime_r` says: for `--send-window`.
+package func localSecondOfDay(wallMillis: Int64) -> Int {
+    var seconds = time_t(wallMillis / 1000)
+    var parts = tm()
+    guard localtime_r(&seconds, &parts) != nil else {
+        return Int(((wallMillis / 1000) % 86_400 + 86_400) % 86_400)
+    }
+    return Int(parts.tm_hour) * 3600 + Int(parts.tm_min) * 60 + Int(parts.tm_sec)
+}

@@ -95,6 +95,9 @@ private let configPrecedenceCases: [ConfigPrecedenceCase] = [
     .init("retry-initial", ("2s", "3s", "4s")) { DurationParser.format($0.retryInitial) },
     .init("retry-max", ("10m", "20m", "1h")) { DurationParser.format($0.retryMax) },
     .init("request-timeout", ("1s", "2m", "250ms")) { DurationParser.format($0.requestTimeout) },
+    .init("compression", ("gzip", "GZIP", "gzip"), expected: ("gzip", "gzip", "gzip")) { $0.compression.rawValue },
+    .init("max-send-rate", ("1000", "2KB", "1KiB"), expected: ("1000", "2000", "1024")) { $0.maxSendRate.map(String.init) ?? "nil" },
+    .init("send-window", ("22:00-06:00", "01:00-02:00,03:00-04:00", "00:00-24:00")) { $0.sendWindow.map(\.description) ?? "nil" },
     .init("max-event-bytes", ("1", "2KiB", "1000000"), expected: ("1", "2048", "1000000")) {
         String($0.maxEventBytes)
     },

@@ -21,9 +21,9 @@ private final class ScriptedSender: DeliverySender {
     var requests: Int { state.withLockedValue { $0.bodies.count } }
     var sentBodies: [[UInt8]] { state.withLockedValue { $0.bodies } }
 
-    func send(_ body: [UInt8], token: String?) async -> DeliveryOutcome {
+    func send(_ body: RequestBody, token: String?) async -> DeliveryOutcome {
         let number = state.withLockedValue { state in
-            state.bodies.append(body)
+            state.bodies.append(body.plain)
             return state.bodies.count
         }
         await whileSending(number)
@@ -48,6 +48,7 @@ private struct LoopRun {
 
     init(
         database: String, socket: String, events: Int, seed: UInt64, configure: (inout DaemonSettings) -> Void,
+        localSecondOfDay: @escaping @Sendable (Int64) -> Int = { localSecondOfDay(wallMillis: $0) },
         sender makeSender: (StoreReader) -> ScriptedSender
     ) async throws {
         do {
@@ -79,7 +80,8 @@ private struct LoopRun {
                 tokens: TokenSource(environment: ["TRACKQ_TOKEN": "t"], file: nil), wake: WakeSignal(),
                 clock: .system, clockHistory: opened.clockHistory, alertCommand: nil,
                 notifier: SystemdNotifier(environment: [:]),
-                metrics: DaemonMetrics(factory: NOOPMetricsHandler.instance), pool: pool, logger: logger),
+                metrics: DaemonMetrics(factory: NOOPMetricsHandler.instance), pool: pool, logger: logger,
+                localSecondOfDay: localSecondOfDay),
             clock: clock, randomSource: { SplitMix64(seed: seed) })
         let group = ServiceGroup(configuration: .init(services: [loop], logger: logger))
         self.group = group
@@ -201,6 +203,43 @@ private struct LoopRun {
         #expect(sent == [Array(0..<10), Array(10..<20), Array(10..<20), Array(20..<25)])
         #expect(try DatabaseProbe(path: dir.database).scalar("SELECT delivered FROM counters") == 25)
 
+        try await run.stop()
+    }
+
+    @Test func outsideTheSendWindowEventsWaitAndStatusSaysSoUntilItOpens() async throws {
+        let dir = try TestDirectory()
+        // The host's local time as the test sets it: 01:00, an hour before the window.
+        let local = NIOLockedValueBox(3600)
+        let run = try await LoopRun(
+            database: dir.database, socket: dir.socket, events: 5, seed: 7,
+            configure: { $0.sendWindow = try! SendWindow.parse("02:00-03:00").get() },
+            localSecondOfDay: { _ in local.withLockedValue { $0 } },
+            sender: { _ in ScriptedSender([]) })
+        let (sender, clock, writer) = (run.sender, run.clock, run.writer)
+        try await waitUntil("the wait for the window") { clock.nextDeadline != nil }
+        let record = try await writer.loadDeliveryRecord()
+        #expect(record.state == .window)
+        let opensIn = (record.nextAttemptAtMillis ?? 0) - SystemClock.wallMillis()
+        #expect((3_590_000...3_600_000).contains(opensIn))
+        // It looks again in a minute at most: the local clock may change meanwhile.
+        #expect(clock.nextDeadline == clock.now.advanced(by: .seconds(60)))
+        #expect(sender.requests == 0)
+
+        // A minute on, still closed: nothing sent, and it waits again.
+        local.withLockedValue { $0 = 3660 }
+        clock.advance(to: clock.nextDeadline!)
+        try await waitUntil("the next look") { clock.nextDeadline == clock.now.advanced(by: .seconds(60)) }
+        #expect(sender.requests == 0)
+        #expect(try DatabaseProbe(path: dir.database).queued == 5)
+
+        // 02:00:30: open; the batch goes.
+        local.withLockedValue { $0 = 7230 }
+        clock.advance(to: clock.nextDeadline!)
+        try await waitUntil("the batch sent") { sender.requests == 1 }
+        try await waitUntil("the queue empty") { try DatabaseProbe(path: dir.database).queued == 0 }
+        try await waitUntil("the record to leave the window") {
+            try DatabaseProbe(path: dir.database).strings("SELECT delivery_state FROM daemon_state") != ["window"]
+        }
         try await run.stop()
     }
 }

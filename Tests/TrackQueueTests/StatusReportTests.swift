@@ -513,8 +513,11 @@ import Testing
 
         #expect(types["trackq_delivery_state"] == "gauge")
         let states = try #require(samples["trackq_delivery_state"])
-        #expect(states.map(\.labels) == [#"{state="idle"}"#, #"{state="sending"}"#, #"{state="backoff"}"#, #"{state="alert"}"#])
-        #expect(states.map(\.value) == [0, 0, 0, 1])
+        #expect(
+            states.map(\.labels) == [
+                #"{state="idle"}"#, #"{state="sending"}"#, #"{state="backoff"}"#, #"{state="alert"}"#, #"{state="window"}"#,
+            ])
+        #expect(states.map(\.value) == [0, 0, 0, 1, 0])
 
         #expect(types["trackq_alert_active"] == "gauge")
         let alerts = try #require(samples["trackq_alert_active"])
@@ -537,7 +540,7 @@ import Testing
         #expect(one(samples, "queue_oldest_age_seconds") == 0)
         #expect(one(samples, "daemon_running") == 0)
         #expect(one(samples, "queue_pending_events") == 0)
-        #expect(samples["trackq_delivery_state"]?.map(\.value) == [1, 0, 0, 0])
+        #expect(samples["trackq_delivery_state"]?.map(\.value) == [1, 0, 0, 0, 0])
         #expect(samples["trackq_alert_active"]?.map(\.value) == [0, 0, 0])
     }
 
