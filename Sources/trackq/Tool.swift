@@ -12,7 +12,8 @@ struct Tool: AsyncParsableCommand {
             """,
         version: TrackQueue.version,
         subcommands: [
-            DaemonCommand.self, StatusCommand.self, SendCommand.self, DeadCommand.self, CheckCommand.self, VersionCommand.self,
+            DaemonCommand.self, StatusCommand.self, TopCommand.self, SendCommand.self, DeadCommand.self, CheckCommand.self,
+            VersionCommand.self,
         ]
     )
 }
