@@ -22,6 +22,8 @@ let package = Package(
         // files, client certificates) and for saying why a certificate was not trusted.
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        // Also in the graph already: SHA-256 for the Idempotency-Key of a request's events.
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         // The system SQLite (Debian's libsqlite3-dev), linked, never vendored.
@@ -56,7 +58,7 @@ let package = Package(
         // The socket and the HTTP face: connections as state machines, the budget. Never the store.
         .target(name: "TrackQueueIngest", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueMetrics", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // Draining the queue: the scheduler and plan (pure values), the loop and the sender. Never ingest.
-        .target(name: "TrackQueueDelivery", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueStatus", "TrackQueueMetrics", "TrackQueueStore", "CZlib", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Metrics", package: "swift-metrics"), .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "X509", package: "swift-certificates")]),
+        .target(name: "TrackQueueDelivery", dependencies: ["TrackQueueSupport", "TrackQueueSystem", "TrackQueueClock", "TrackQueueEvent", "TrackQueueConfig", "TrackQueueStatus", "TrackQueueMetrics", "TrackQueueStore", "CZlib", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Metrics", package: "swift-metrics"), .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "X509", package: "swift-certificates"), .product(name: "Crypto", package: "swift-crypto")]),
         // The daemon: wires the layers into one ServiceGroup; re-exports them for the executable
         // and the tests.
         .target(

@@ -164,7 +164,7 @@ public struct Daemon: Service {
                 maxEventBytes: settings.maxEventBytes,
                 maxConnections: settings.maxConnections,
                 inheritedSocket: SocketActivation.listeningSocket(environment: environment), clock: clock,
-                eventSendOverhead: settings.clockAnnotation ? EventRewriter.maxNoteBytes : 0),
+                eventSendOverhead: EventRewriter.noteBytes(annotate: settings.clockAnnotation, eventIDs: settings.eventIDs)),
             writer: writer, group: eventLoopGroup, logger: logger, metrics: metrics, http: http)
 
         var httpListener: HTTPListener?

@@ -118,6 +118,9 @@ public struct DaemonSettings: Sendable, Equatable {
     /// Whether each event is sent with `context.trackq` (what the clock was, when it was
     /// accepted and sent).
     public var clockAnnotation = true
+    /// Whether each event is sent with `context.trackq.event_id` and each request with
+    /// `Idempotency-Key`.
+    public var eventIDs = true
     /// The most dead letters kept (the oldest beyond it are dropped and counted).
     public var maxDeadLetters: Int = 0
     /// How hard the queue works to survive crashes.
@@ -567,6 +570,11 @@ extension DaemonSettings {
                 rawValue: "clock-annotation", valueName: "true|false", defaultValue: "true",
                 help: "Send each event with context.trackq: the clock's state, when it was accepted and sent."
             ) { text, settings, context throws(ConfigurationError) in settings.clockAnnotation = try context.boolean(text) },
+            Setting(
+                rawValue: "event-ids", valueName: "true|false", defaultValue: "true",
+                help: "Send each event with context.trackq.event_id (a UUIDv7 fixed when accepted) and each request "
+                    + "with Idempotency-Key, the same on every retry, so the API can drop duplicates."
+            ) { text, settings, context throws(ConfigurationError) in settings.eventIDs = try context.boolean(text) },
             Setting(
                 rawValue: "max-dead-letters", valueName: "N", defaultValue: String(Defaults.maxDeadLetters),
                 help: "Most dead letters kept; the oldest beyond it are dropped and counted (1 to 10000000)."

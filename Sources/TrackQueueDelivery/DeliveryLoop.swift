@@ -27,14 +27,17 @@ extension DeliverySender {
     package func prepare(_ body: [UInt8]) -> RequestBody { RequestBody(plain: body) }
 }
 
-/// A request body: the JSON array, and its gzip when it goes compressed.
+/// A request body: the JSON array, its gzip when it goes compressed, and the request's
+/// `Idempotency-Key`.
 package struct RequestBody: Sendable, Equatable {
     package var plain: [UInt8]
     package var gzipped: [UInt8]?
+    package var idempotencyKey: String?
 
-    package init(plain: [UInt8], gzipped: [UInt8]? = nil) {
+    package init(plain: [UInt8], gzipped: [UInt8]? = nil, idempotencyKey: String? = nil) {
         self.plain = plain
         self.gzipped = gzipped
+        self.idempotencyKey = idempotencyKey
     }
 
     /// The bytes on the wire.
@@ -166,7 +169,7 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
     }
 
     /// What `context.trackq` adds to each event: batches stay within --batch-max-bytes as sent.
-    private var noteBytes: Int { parts.settings.clockAnnotation ? EventRewriter.maxNoteBytes : 0 }
+    private var noteBytes: Int { EventRewriter.noteBytes(annotate: parts.settings.clockAnnotation, eventIDs: parts.settings.eventIDs) }
 
     /// Reads the next batch and does what the plan says with it: wait for events, hold it for
     /// the clock, or take it.
@@ -253,7 +256,9 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         }
         let token = await readToken(&run.scheduler, &run.keeper).token
         run.scheduler.tokenMissing = token == nil
-        let body = parts.sender.prepare(current.sendBody(range, times: eventTimes(), annotate: settings.clockAnnotation))
+        var body = parts.sender.prepare(
+            current.sendBody(range, times: eventTimes(), annotate: settings.clockAnnotation, eventIDs: settings.eventIDs))
+        if settings.eventIDs { body.idempotencyKey = IdempotencyKey.of(current.events[range]) }
         // Over --max-send-rate: wait, then build the body again (its send times would be old).
         if let wait = run.rate?.wait(for: body.wire.count, now: clock.now) {
             switch await self.wait(for: [.shutdown, .reload], during: wait) {

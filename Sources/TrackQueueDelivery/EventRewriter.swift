@@ -2,7 +2,8 @@ import TrackQueueEvent
 import TrackQueueSupport
 
 /// Writes a stored event as delivery sends it: with its repaired `timestamp`, and with
-/// `context.trackq = {"clock":…,"accepted_at":…,"sent_at":…}`.
+/// `context.trackq = {"event_id":…,"clock":…,"accepted_at":…,"sent_at":…}` (the id with
+/// `--event-ids`, the rest with `--clock-annotation`; no note when both are off).
 ///
 /// The stored text is the parser's normalized output, so the shapes are known: a time
 /// trackq stamped is the event's last member, `"timestamp":"<24 bytes>"}`; `context`, when
@@ -17,24 +18,25 @@ import TrackQueueSupport
 package enum EventRewriter {
     /// Appends `event` as it is sent to `out`.
     package static func append(
-        _ event: UnsafeRawBufferPointer, fix: EventTimeFix, sentAtMillis: Int64, annotate: Bool, to out: inout [UInt8]
+        _ event: UnsafeRawBufferPointer, fix: EventTimeFix, sentAtMillis: Int64, annotate: Bool, eventID: EventUUID? = nil,
+        to out: inout [UInt8]
     ) {
         var times = TimeTexts()
-        append(event, fix: fix, sentAtMillis: sentAtMillis, annotate: annotate, to: &out, times: &times)
+        append(event, fix: fix, sentAtMillis: sentAtMillis, annotate: annotate, eventID: eventID, to: &out, times: &times)
     }
 
     /// ``append(_:fix:sentAtMillis:annotate:to:)``, reusing the texts of times already
     /// written for earlier events of the same request (they share `sent_at`, and the events
     /// of one segment their `accepted_at`).
     package static func append(
-        _ event: UnsafeRawBufferPointer, fix: EventTimeFix, sentAtMillis: Int64, annotate: Bool, to out: inout [UInt8],
-        times: inout TimeTexts
+        _ event: UnsafeRawBufferPointer, fix: EventTimeFix, sentAtMillis: Int64, annotate: Bool, eventID: EventUUID? = nil,
+        to out: inout [UInt8], times: inout TimeTexts
     ) {
         let n = event.count
         var stamp: Range<Int>?
         if fix.timestampMillis != nil, hasStampAtEnd(event) { stamp = (n - 26)..<(n - 2) }
         var note: (at: Range<Int>, lead: StaticString, trail: StaticString)?
-        if annotate {
+        if annotate || eventID != nil {
             switch locateNote(in: event) {
             case .replace(let range): note = (range, "", "")
             case .intoContext(let open, let empty): note = (open..<open, #""trackq":"#, empty ? "" : ",")
@@ -58,7 +60,19 @@ package enum EventRewriter {
             guard let note else { return }
             copy(upTo: note.at.lowerBound)
             out.append(note.lead)
-            appendNote(fix, sentAtMillis: sentAtMillis, to: &out, times: &times)
+            switch (eventID, annotate) {
+            case (let id?, true):
+                out.append(#"{"event_id":""#)
+                id.appendText(to: &out)
+                out.append(#"","#)
+                appendNote(fix, sentAtMillis: sentAtMillis, to: &out, times: &times, opened: true)
+            case (let id?, false):
+                out.append(#"{"event_id":""#)
+                id.appendText(to: &out)
+                out.append(#""}"#)
+            case (nil, _):
+                appendNote(fix, sentAtMillis: sentAtMillis, to: &out, times: &times)
+            }
             out.append(note.trail)
             cursor = note.at.upperBound
         }
@@ -78,6 +92,14 @@ package enum EventRewriter {
     /// than the limits say.
     package static let maxNoteBytes = 128
 
+    /// What `"event_id":"<36>",` adds to the note (`{"event_id":"<36>"}` alone is shorter).
+    package static let eventIDBytes = 50
+
+    /// The most the note adds to an event, as the settings have it.
+    package static func noteBytes(annotate: Bool, eventIDs: Bool) -> Int {
+        (annotate ? maxNoteBytes : eventIDs ? 21 + 2 : 0) + (eventIDs ? eventIDBytes : 0)
+    }
+
     /// `"timestamp":"` + 24 bytes + `"}`.
     private static let stampKey: StaticString = #""timestamp":""#
 
@@ -92,9 +114,11 @@ package enum EventRewriter {
         return event[(n - 26 - keyCount)..<(n - 26)].elementsEqual(key)
     }
 
-    /// `{"clock":"…","accepted_at":"…","sent_at":"…"}`
-    package static func appendNote(_ fix: EventTimeFix, sentAtMillis: Int64, to out: inout [UInt8], times: inout TimeTexts) {
-        out.append(#"{"clock":""#)
+    /// `{"clock":"…","accepted_at":"…","sent_at":"…"}`; `opened`: the `{` is written already.
+    package static func appendNote(
+        _ fix: EventTimeFix, sentAtMillis: Int64, to out: inout [UInt8], times: inout TimeTexts, opened: Bool = false
+    ) {
+        out.append(opened ? #""clock":""# : #"{"clock":""#)
         out.append(contentsOf: fix.word.rawValue.utf8)
         out.append(#"","accepted_at":""#)
         times.accepted.append(fix.acceptedAtMillis, to: &out)

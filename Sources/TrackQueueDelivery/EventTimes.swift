@@ -184,20 +184,20 @@ extension OutgoingBatch {
 
     /// The bytes to POST for the events of `range`: as stored when nothing is to change,
     /// otherwise each event with its repaired time and `context.trackq` (``EventRewriter``).
-    package func sendBody(_ range: Range<Int>, times: EventTimes, annotate: Bool) -> [UInt8] {
+    package func sendBody(_ range: Range<Int>, times: EventTimes, annotate: Bool, eventIDs: Bool = false) -> [UInt8] {
         let fixes = events[range].map(times.fix(for:))
-        guard annotate || fixes.contains(where: { $0.timestampMillis != nil }) else {
+        guard annotate || eventIDs || fixes.contains(where: { $0.timestampMillis != nil }) else {
             return range == events.indices ? body : body(of: range)
         }
         var out: [UInt8] = [UInt8(ascii: "[")]
-        out.reserveCapacity(body.count + range.count * 128)
+        out.reserveCapacity(body.count + range.count * EventRewriter.noteBytes(annotate: annotate, eventIDs: eventIDs))
         var texts = EventRewriter.TimeTexts()
         body.withUnsafeBytes { all in
             for (event, fix) in zip(events[range], fixes) {
                 if out.count > 1 { out.append(UInt8(ascii: ",")) }
                 EventRewriter.append(
                     UnsafeRawBufferPointer(rebasing: all[event.range]), fix: fix, sentAtMillis: times.now.wallMillis,
-                    annotate: annotate, to: &out, times: &texts)
+                    annotate: annotate, eventID: eventIDs ? event.uuid : nil, to: &out, times: &texts)
             }
         }
         out.append(UInt8(ascii: "]"))

@@ -121,14 +121,14 @@ package final class HTTPSender: DeliverySender {
     /// Sends `body` (a JSON array) and reports how the API answered. A compressed body the
     /// API refuses as such is sent again plain at once (``CompressionPolicy``).
     package func send(_ body: RequestBody, token: String?) async -> DeliveryOutcome {
-        let outcome = await exchange(body.wire, gzip: body.gzipped != nil, token: token)
+        let outcome = await exchange(body.wire, gzip: body.gzipped != nil, key: body.idempotencyKey, token: token)
         guard body.gzipped != nil, case .response(let status, _, _) = outcome else { return outcome }
         switch compression.withLockedValue({ $0.compressedAnswered(status) }) {
         case .done:
             return outcome
         case .resendPlain(let fellBack):
             if fellBack { announceFallBack(status: status) }
-            let plain = await exchange(body.plain, gzip: false, token: token)
+            let plain = await exchange(body.plain, gzip: false, key: body.idempotencyKey, token: token)
             if case .response(let plainStatus, _, _) = plain, compression.withLockedValue({ $0.plainAnswered(plainStatus) }) {
                 announceFallBack(status: status)
             }
@@ -145,11 +145,12 @@ package final class HTTPSender: DeliverySender {
     /// One request with `bytes` as its body; `requestTimeout` bounds the whole exchange, the
     /// response body included: a server that sends a head and then stalls, or trickles its
     /// body, is a timeout like any other.
-    private func exchange(_ bytes: [UInt8], gzip: Bool, token: String?) async -> DeliveryOutcome {
+    private func exchange(_ bytes: [UInt8], gzip: Bool, key: String?, token: String?) async -> DeliveryOutcome {
         var request = HTTPClientRequest(url: options.endpoint)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         if gzip { request.headers.add(name: "Content-Encoding", value: "gzip") }
+        if let key { request.headers.add(name: "Idempotency-Key", value: key) }
         request.headers.add(name: "User-Agent", value: options.userAgent)
         if let token, !token.isEmpty {
             switch options.authHeader {
@@ -196,7 +197,7 @@ package final class HTTPSender: DeliverySender {
         return failure.needsPerson ? .tlsFailure(message) : .transportError(message)
     }
 
-    /// The request and its whole answer; cancelled by ``exchange(_:gzip:token:)`` at the timeout.
+    /// The request and its whole answer; cancelled by ``exchange(_:gzip:key:token:)`` at the timeout.
     private func receive(_ request: HTTPClientRequest) async throws -> DeliveryOutcome {
         // AHC's own deadline is a backstop; ours in send() covers the body too.
         let client = current.withLockedValue { $0.client }

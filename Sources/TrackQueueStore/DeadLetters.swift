@@ -1,3 +1,5 @@
+import TrackQueueEvent
+
 /// One dead letter, as `trackq dead list` shows it.
 public struct DeadLetter: Sendable, Equatable {
     public var id: Int64
@@ -8,6 +10,9 @@ public struct DeadLetter: Sendable, Equatable {
     public var response: String?
     /// The normalized event JSON.
     public var event: String
+    /// The id it is sent with (`context.trackq.event_id`), kept through a requeue; nil for
+    /// one dead-lettered before ids were stored.
+    public var eventUUID: EventUUID? = nil
 }
 
 /// The dead letters, for the `trackq dead` commands: a connection of their own beside a
@@ -24,7 +29,7 @@ public final class DeadLetterStore {
     public func list(limit: Int?) throws(StoreError) -> [DeadLetter] {
         do {
             let stmt = try db.statement(
-                "SELECT id, event_id, failed_at_ms, reason, status, response, body FROM dead_letters ORDER BY id LIMIT ?")
+                "SELECT id, event_id, failed_at_ms, reason, status, response, body, event_uuid FROM dead_letters ORDER BY id LIMIT ?")
             try stmt.bind(Int64(limit ?? -1), at: 1)
             defer { stmt.reset() }
             var out: [DeadLetter] = []
@@ -33,7 +38,8 @@ public final class DeadLetterStore {
                     DeadLetter(
                         id: stmt.int64(0), eventID: stmt.int64(1), failedAtMillis: stmt.int64(2),
                         reason: stmt.text(3) ?? "", status: stmt.optionalInt64(4).map(Int.init),
-                        response: stmt.text(5), event: stmt.text(6) ?? ""))
+                        response: stmt.text(5), event: stmt.text(6) ?? "",
+                        eventUUID: stmt.withBytes(7) { EventUUID(bytes: $0) }))
             }
             return out
         } catch {
@@ -48,8 +54,9 @@ public final class DeadLetterStore {
     }
 
     /// Puts dead letters back at the end of the queue and removes them from the dead
-    /// letters, in one transaction. Their JSON (with its `timestamp`) is unchanged; their
-    /// accept time restarts now, so `--max-event-age` gives them a full new life.
+    /// letters, in one transaction. Their JSON (with its `timestamp`) and their ids are
+    /// unchanged; their accept time restarts now, so `--max-event-age` gives them a full new
+    /// life.
     /// - Returns: how many were requeued.
     @discardableResult
     public func requeue(_ selection: Selection, nowMillis: Int64, boottimeMillis: Int64, bootID: String) throws(StoreError) -> Int {
@@ -74,8 +81,9 @@ public final class DeadLetterStore {
             let lastID = try QueueCounters.read(db).lastID
             try db.run(
                 """
-                INSERT INTO segments (first_id, count, body, bytes, accepted_at_ms, accepted_boottime_ms, boot)
-                SELECT ? + row_number() OVER (ORDER BY id), 1, '[' || body || ']', bytes, ?, ?, ?
+                INSERT INTO segments (first_id, count, body, bytes, accepted_at_ms, accepted_boottime_ms, boot, ids)
+                SELECT ? + row_number() OVER (ORDER BY id), 1, '[' || body || ']', bytes, ?, ?, ?,
+                       CASE WHEN length(event_uuid) = 16 THEN CAST(event_uuid AS BLOB) END
                 FROM dead_letters \(filter) ORDER BY id
                 """,
                 [.integer(lastID), .integer(nowMillis), .integer(boottimeMillis), .integer(boot)] + bindings)

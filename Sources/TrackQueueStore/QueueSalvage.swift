@@ -24,6 +24,7 @@ package enum QueueSalvage {
 
         // Pass 1, small rows only: the counters, the boots, the gaps.
         var counters: QueueCounters?
+        var salt: Int64?
         var boots: [Int64: [SQLiteFileImage.Value]] = [:]
         var gaps = Set<Int64>()
         image.forEachRow(followOverflow: false) { row in
@@ -32,6 +33,7 @@ package enum QueueSalvage {
                 // The mark and the last id only grow: the newest copy has the highest.
                 if counters.map({ ($0.doneThrough, $0.lastID) < (found.doneThrough, found.lastID) }) ?? true {
                     counters = found
+                    salt = Shapes.idSalt(row)
                 }
             } else if Shapes.isBoot(v) {
                 boots[row.rowid] = v
@@ -55,12 +57,12 @@ package enum QueueSalvage {
             let insertSegment = try db.statement(
                 """
                 INSERT OR IGNORE INTO segments (first_id, count, body, ends, stamped, bytes, accepted_at_ms,
-                  accepted_boottime_ms, boot, clock_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  accepted_boottime_ms, boot, clock_state, ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             let insertDead = try db.statement(
                 """
                 INSERT OR IGNORE INTO dead_letters (id, event_id, body, bytes, accepted_at_ms, failed_at_ms, reason, status,
-                  response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  response, event_uuid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             var seenSegments = Set<Int64>()
             image.forEachRow { row in
@@ -128,6 +130,8 @@ package enum QueueSalvage {
             totals.deadLettered &+= fresh.deadLettered
             // The new database's counters row is all zeros: adding the totals sets them.
             try Database.addToCounters(totals, in: db)
+            // The salt too: events stored before ids were keep the ids derived from it.
+            if let salt { try db.run("UPDATE counters SET id_salt = ? WHERE id = 1", [.integer(salt)]) }
             if let counters {
                 done.lost = max(
                     0,
@@ -151,6 +155,8 @@ package enum QueueSalvage {
         package var boottimeMillis: Int64
         package var boot: Int64
         package var clockState: Int64?
+        /// Its events' ids, 16 bytes each; nil: none stored (or not 16 an event: derived then).
+        package var ids: [UInt8]? = nil
 
         package var lastID: Int64 { firstID &+ Int64(count) &- 1 }
 
@@ -196,6 +202,7 @@ package enum QueueSalvage {
         try stmt.bind(s.boottimeMillis, at: 8)
         try stmt.bind(s.boot, at: 9)
         if let clock = s.clockState { try stmt.bind(clock, at: 10) }
+        if let ids = s.ids { try ids.withUnsafeBytes { try stmt.bindBlob($0, at: 11) } }
         try s.body.withUnsafeBytes { body in
             try stmt.bindText(body, at: 3)
             try (s.ends ?? []).withUnsafeBytes { ends in
@@ -216,6 +223,7 @@ package enum QueueSalvage {
                 .null, .integer(s.firstID), .null, .integer(Int64(s.body.count)), .integer(s.acceptedAtMillis),
                 .integer(millis), .text(DeadLetterReason.damaged.rawValue), .null,
                 .text("a damaged queue segment of \(s.count) events (ids \(s.firstID) to \(s.lastID)); its raw bytes are the body"),
+                .null,
             ])
         try s.body.withUnsafeBytes { body in
             try stmt.bindText(body, at: 3)
@@ -236,17 +244,23 @@ package enum QueueSalvage {
 
     /// The tables' rows, told apart by their columns.
     package enum Shapes {
-        /// `counters`: rowid 1, the id column (NULL: it is the rowid), then 6 to 9 integers.
+        /// `counters`: rowid 1, the id column (NULL: it is the rowid), then 6 to 10 integers
+        /// (schema 7 added the ids' salt).
         package static func counters(_ row: SQLiteFileImage.Row) -> QueueCounters? {
             let v = row.values
-            guard row.rowid == 1, (7...10).contains(v.count), v[0] == .null else { return nil }
+            guard row.rowid == 1, (7...11).contains(v.count), v[0] == .null else { return nil }
             let ints = v.dropFirst().map(\.integer)
             guard ints.allSatisfy({ $0 != nil }) else { return nil }
-            let n = ints.map { $0! } + Array(repeating: 0, count: 10 - v.count)
+            let n = ints.map { $0! } + Array(repeating: 0, count: max(0, 10 - v.count))
             var c = QueueCounters()
             (c.accepted, c.delivered, c.deadLettered, c.rejected, c.pendingEvents, c.pendingBytes) = (n[0], n[1], n[2], n[3], n[4], n[5])
             (c.deadDropped, c.lastID, c.doneThrough) = (n[6], n[7], n[8])
             return c
+        }
+
+        /// The ids' salt in a `counters` row of schema 7 on.
+        package static func idSalt(_ row: SQLiteFileImage.Row) -> Int64? {
+            row.values.count == 11 ? row.values[10].integer : nil
         }
 
         /// `boots`: the id (NULL), the boot id's text, then up to five clock columns.
@@ -261,10 +275,11 @@ package enum QueueSalvage {
             }
         }
 
-        /// `segments` (schema 5 on).
+        /// `segments` (schema 5 on; schema 7 added `ids`, which rows written before lack).
         package static func segment(_ row: SQLiteFileImage.Row) -> Segment? {
             let v = row.values
-            guard v.count == 10, v[0] == .null, let count = v[1].integer, (1...Int64(SegmentBuilder.maxEvents)).contains(count),
+            guard v.count == 10 || v.count == 11, v[0] == .null, let count = v[1].integer,
+                (1...Int64(SegmentBuilder.maxEvents)).contains(count),
                 case .text(let body) = v[2], let bytes = v[5].integer, let at = v[6].integer, let boottime = v[7].integer,
                 let boot = v[8].integer
             else { return nil }
@@ -282,9 +297,14 @@ package enum QueueSalvage {
             case .integer(let c): clock = c
             default: return nil
             }
+            var ids: [UInt8]?
+            if v.count == 11 {
+                guard let stored = blob(v[10]) else { return nil }
+                ids = stored?.count == 16 * Int(count) ? stored : nil
+            }
             return Segment(
                 firstID: row.rowid, count: Int(count), body: body, ends: ends, stamped: stamped, bytes: bytes,
-                acceptedAtMillis: at, boottimeMillis: boottime, boot: boot, clockState: clock)
+                acceptedAtMillis: at, boottimeMillis: boottime, boot: boot, clockState: clock, ids: ids)
         }
 
         /// A row of the one-row-an-event `queue` table of schemas 1 to 4, as a segment of one.
@@ -301,10 +321,12 @@ package enum QueueSalvage {
                 clockState: clock)
         }
 
-        /// `dead_letters`: its columns after the id, to insert as they are.
+        /// `dead_letters`: its columns after the id, to insert as they are (schema 7 added
+        /// `event_uuid`, which rows written before lack: it stays NULL).
         package static func deadLetter(_ row: SQLiteFileImage.Row) -> ArraySlice<SQLiteFileImage.Value>? {
             let v = row.values
-            guard v.count == 9, v[0] == .null, v[1].integer != nil, case .text = v[2], v[3].integer != nil, v[4].integer != nil,
+            guard v.count == 9 || v.count == 10, v[0] == .null, v[1].integer != nil, case .text = v[2], v[3].integer != nil,
+                v[4].integer != nil,
                 v[5].integer != nil, case .text = v[6]
             else { return nil }
             return v[1...]

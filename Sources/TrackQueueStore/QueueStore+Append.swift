@@ -100,7 +100,8 @@ extension QueueStore {
                 for range in ranges {
                     for i in range {
                         let start = i == 0 ? 0 : batch.ends[i - 1]
-                        segment.append(UnsafeRawBufferPointer(rebasing: all[start..<batch.ends[i]]), stamped: batch.stamped[i])
+                        segment.append(
+                            UnsafeRawBufferPointer(rebasing: all[start..<batch.ends[i]]), stamped: batch.stamped[i], acceptedAtMillis: wall)
                         if segment.isFull { try flush() }
                     }
                 }

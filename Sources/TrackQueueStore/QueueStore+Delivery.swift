@@ -47,8 +47,8 @@ extension QueueStore {
         let found = try withStoredEvent(event.id) { text throws(SQLiteError) -> Bool in
             let stmt = try db.statement(
                 """
-                INSERT INTO dead_letters (event_id, body, bytes, accepted_at_ms, failed_at_ms, reason, status, response)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO dead_letters (event_id, body, bytes, accepted_at_ms, failed_at_ms, reason, status, response, event_uuid)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             defer { stmt.reset() }
             try stmt.bind(
@@ -58,6 +58,13 @@ extension QueueStore {
                     response.map { .text(String($0.prefix(Self.maxStoredAnswer))) } ?? .null,
                 ])
             try stmt.bindText(text, at: 2)
+            var uuid: [UInt8] = []
+            event.uuid.appendBytes(to: &uuid)
+            var failure: SQLiteError?
+            uuid.withUnsafeBytes { bytes in
+                do throws(SQLiteError) { try stmt.bindBlob(bytes, at: 9) } catch { failure = error }
+            }
+            if let failure { throw failure }
             _ = try stmt.step()
             return true
         }

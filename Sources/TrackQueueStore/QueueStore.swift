@@ -84,8 +84,8 @@ package final class QueueStore {
         let firstID = counters.lastID &+ delta.lastID &+ 1
         let stmt = try db.statement(
             """
-            INSERT INTO segments (first_id, count, body, ends, stamped, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO segments (first_id, count, body, ends, stamped, bytes, accepted_at_ms, accepted_boottime_ms, boot, clock_state, ids)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         defer { stmt.reset() }
         try stmt.bind(firstID, at: 1)
@@ -95,11 +95,12 @@ package final class QueueStore {
         try stmt.bind(boottimeMillis, at: 8)
         try stmt.bind(boot, at: 9)
         try stmt.bind(clockState.code, at: 10)
-        try segment.withColumns { body, ends, stamped throws(SQLiteError) in
+        try segment.withColumns { body, ends, stamped, ids throws(SQLiteError) in
             // Bound without a copy: valid only until the closure returns.
             try stmt.bindText(body, at: 3)
             if let ends { try stmt.bindBlob(ends, at: 4) }
             if let stamped { try stmt.bindBlob(stamped, at: 5) }
+            try stmt.bindBlob(ids, at: 11)
             _ = try stmt.step()
         }
         delta.lastID += Int64(segment.count)
@@ -239,7 +240,7 @@ package final class QueueStore {
         stamped: Bool = false, delta: inout QueueCounters
     ) throws(SQLiteError) -> Int64 {
         segment.reset()
-        segment.append(body, stamped: stamped)
+        segment.append(body, stamped: stamped, acceptedAtMillis: acceptedAtMillis)
         return try insertSegment(
             acceptedAtMillis: acceptedAtMillis, boottimeMillis: boottimeMillis, boot: bootRow ?? 0, clockState: clockState,
             delta: &delta)

@@ -139,6 +139,16 @@ package enum Schema {
             failure        TEXT               -- why nothing could be salvaged, if so
         );
         """,
+        // 7: ids for exactly-once at the API. Each event's UUIDv7 (16 bytes, big-endian) is
+        // stored with it when it is accepted, so every retry, bisection, restart and requeue
+        // sends the same one; a segment stored before this has none, and its events' ids are
+        // derived from the salt and their queue ids (the same at every read).
+        """
+        ALTER TABLE segments ADD COLUMN ids BLOB;           -- 16 bytes an event; NULL: derived
+        ALTER TABLE dead_letters ADD COLUMN event_uuid BLOB; -- the event's 16 bytes; NULL: none was kept
+        ALTER TABLE counters ADD COLUMN id_salt INTEGER NOT NULL DEFAULT 0;
+        UPDATE counters SET id_salt = random() WHERE id = 1;
+        """,
     ]
 
     /// Whether `db`'s tables and views have the columns the migrations give them: a flipped

@@ -1,3 +1,5 @@
+import TrackQueueEvent
+
 /// One segment of the queue as it is stored: the events of one submission, as the JSON array
 /// they are sent as, with where each one ends (see `Schema`, migration 5).
 ///
@@ -12,6 +14,9 @@ package struct SegmentBuilder {
     package private(set) var body: [UInt8] = [UInt8(ascii: "[")]
     private var ends: [UInt8] = []
     private var stamped: [UInt8] = []
+    /// Each event's ``EventUUID``, 16 bytes each.
+    private var ids: [UInt8] = []
+    private var idSource = EventUUIDSource()
     private var anyStamped = false
     package private(set) var count = 0
     /// The sum of the events' sizes (without the brackets and commas).
@@ -24,12 +29,20 @@ package struct SegmentBuilder {
         body.append(UInt8(ascii: "["))
         ends.removeAll(keepingCapacity: true)
         stamped.removeAll(keepingCapacity: true)
+        ids.removeAll(keepingCapacity: true)
         anyStamped = false
         count = 0
         bytes = 0
     }
 
-    package mutating func append(_ event: UnsafeRawBufferPointer, stamped isStamped: Bool) {
+    /// Adds `event`, accepted at `acceptedAtMillis`, with a new id.
+    package mutating func append(_ event: UnsafeRawBufferPointer, stamped isStamped: Bool, acceptedAtMillis: Int64) {
+        append(event, stamped: isStamped, id: idSource.next(millis: acceptedAtMillis))
+    }
+
+    /// Adds `event` with the id it already has (a requeued one).
+    package mutating func append(_ event: UnsafeRawBufferPointer, stamped isStamped: Bool, id: EventUUID) {
+        id.appendBytes(to: &ids)
         if count > 0 { body.append(UInt8(ascii: ",")) }
         body.append(contentsOf: event)
         let end = UInt32(truncatingIfNeeded: body.count)
@@ -43,10 +56,10 @@ package struct SegmentBuilder {
         bytes += event.count
     }
 
-    /// The `body`, `ends` and `stamped` columns: the array closed, `ends` nil for one event,
-    /// `stamped` nil when trackq stamped none.
+    /// The `body`, `ends`, `stamped` and `ids` columns: the array closed, `ends` nil for one
+    /// event, `stamped` nil when trackq stamped none.
     package mutating func withColumns<E: Error>(
-        _ use: (UnsafeRawBufferPointer, UnsafeRawBufferPointer?, UnsafeRawBufferPointer?) throws(E) -> Void
+        _ use: (UnsafeRawBufferPointer, UnsafeRawBufferPointer?, UnsafeRawBufferPointer?, UnsafeRawBufferPointer) throws(E) -> Void
     ) throws(E) {
         body.append(UInt8(ascii: "]"))
         defer { body.removeLast() }
@@ -56,10 +69,12 @@ package struct SegmentBuilder {
         body.withUnsafeBytes { body in
             ends.withUnsafeBytes { ends in
                 stamped.withUnsafeBytes { stamped in
-                    do throws(E) {
-                        try use(body, one ? nil : ends, any ? stamped : nil)
-                    } catch {
-                        failure = error
+                    ids.withUnsafeBytes { ids in
+                        do throws(E) {
+                            try use(body, one ? nil : ends, any ? stamped : nil, ids)
+                        } catch {
+                            failure = error
+                        }
                     }
                 }
             }
@@ -73,18 +88,30 @@ package struct SegmentView {
     package let body: UnsafeRawBufferPointer
     package let ends: UnsafeRawBufferPointer
     package let stamped: UnsafeRawBufferPointer
+    package let ids: UnsafeRawBufferPointer
     package let count: Int
 
-    /// `count` events in `body` (`"[e1,e2,...]"`), as `ends` and `stamped` say; nil when the
-    /// columns do not agree with each other, as only a damaged file would make them.
-    package init?(count: Int, body: UnsafeRawBufferPointer, ends: UnsafeRawBufferPointer, stamped: UnsafeRawBufferPointer) {
+    /// `count` events in `body` (`"[e1,e2,...]"`), as `ends`, `stamped` and `ids` say (empty
+    /// `ids`: stored before ids were); nil when the columns do not agree with each other, as
+    /// only a damaged file would make them.
+    package init?(
+        count: Int, body: UnsafeRawBufferPointer, ends: UnsafeRawBufferPointer, stamped: UnsafeRawBufferPointer,
+        ids: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+    ) {
         guard count >= 1, body.count >= 2, ends.isEmpty ? count == 1 : ends.count == 4 * count,
-            stamped.isEmpty || stamped.count == count
+            stamped.isEmpty || stamped.count == count, ids.isEmpty || ids.count == 16 * count
         else { return nil }
         self.body = body
         self.ends = ends
         self.stamped = stamped
+        self.ids = ids
         self.count = count
+    }
+
+    /// Event `index`'s stored id; nil when the segment has none.
+    package func id(of index: Int) -> EventUUID? {
+        guard !ids.isEmpty else { return nil }
+        return EventUUID(bytes: UnsafeRawBufferPointer(rebasing: ids[(16 * index)..<(16 * index + 16)]))
     }
 
     /// Where event `index` lies in `body`; nil if the offsets are out of order or bounds.

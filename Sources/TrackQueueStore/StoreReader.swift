@@ -2,6 +2,7 @@ import CSQLite
 import NIOConcurrencyHelpers
 import NIOCore
 import TrackQueueClock
+import TrackQueueEvent
 import TrackQueueStatus
 import TrackQueueSystem
 
@@ -20,12 +21,16 @@ public struct OutgoingBatch: Sendable, Equatable {
         public var clockState: ClockState? = nil
         /// Whether trackq stamped its `timestamp` (only such a time is ever repaired).
         public var stamped: Bool = false
+        /// Its id for the API (`context.trackq.event_id`), fixed when it was accepted.
+        public var uuid: EventUUID
 
-        /// Creates a value with every property given (or its default).
+        /// Creates a value with every property given (or its default; an id derived from
+        /// the queue id with salt 0 when none is given).
         package init(
             id: Int64, range: Range<Int>, acceptedAtMillis: Int64, acceptedBoottimeMillis: Int64, boot: Int64,
-            clockState: ClockState? = nil, stamped: Bool = false
+            clockState: ClockState? = nil, stamped: Bool = false, uuid: EventUUID? = nil
         ) {
+            self.uuid = uuid ?? EventUUID.derived(millis: acceptedAtMillis, salt: 0, queueID: id)
             self.id = id
             self.range = range
             self.acceptedAtMillis = acceptedAtMillis
@@ -74,7 +79,8 @@ package final class QueueReader {
         // One snapshot: the mark, the gaps and the segments agree with each other.
         try db.execute("BEGIN")
         defer { try? db.rollbackIfNeeded() }
-        let mark = try db.queryRow("SELECT done_through FROM counters WHERE id = 1") { $0.int64(0) } ?? 0
+        let (mark, salt) =
+            try db.queryRow("SELECT done_through, id_salt FROM counters WHERE id = 1") { ($0.int64(0), $0.int64(1)) } ?? (0, 0)
         let after = max(afterID, mark)
         // Gaps are rare (a 400's bisection leaves them); when there are any ahead, each
         // segment's own are looked up as it is read.
@@ -83,7 +89,7 @@ package final class QueueReader {
 
         let stmt = try db.statement(
             """
-            SELECT first_id, count, body, ends, stamped, accepted_at_ms, accepted_boottime_ms, boot, clock_state
+            SELECT first_id, count, body, ends, stamped, accepted_at_ms, accepted_boottime_ms, boot, clock_state, ids
             FROM segments
             WHERE first_id >= coalesce((SELECT max(first_id) FROM segments WHERE first_id <= ?), 0)
             ORDER BY first_id
@@ -108,31 +114,34 @@ package final class QueueReader {
             let full = try stmt.withBytes(2) { text throws(SQLiteError) -> Bool in
                 try stmt.withBytes(3) { ends throws(SQLiteError) -> Bool in
                     try stmt.withBytes(4) { stamped throws(SQLiteError) -> Bool in
-                        guard let view = SegmentView(count: count, body: text, ends: ends, stamped: stamped) else {
-                            throw SQLiteError.damagedSegment(firstID)
+                        try stmt.withBytes(9) { ids throws(SQLiteError) -> Bool in
+                            guard let view = SegmentView(count: count, body: text, ends: ends, stamped: stamped, ids: ids) else {
+                                throw SQLiteError.damagedSegment(firstID)
+                            }
+                            for index in 0..<count {
+                                let id = firstID &+ Int64(index)
+                                guard id > after else { continue }
+                                guard batch.events.count < maxEvents else { return true }
+                                while nextGap < gaps.count && gaps[nextGap] < id { nextGap += 1 }
+                                if nextGap < gaps.count && gaps[nextGap] == id { continue }
+                                guard let range = view.range(of: index) else { throw SQLiteError.damagedSegment(firstID) }
+                                // "[" + events joined by "," + "]", each event as it is sent
+                                let needed =
+                                    batch.body.count + grown + extraPerEvent + (batch.events.isEmpty ? 0 : 1) + range.count + 1
+                                guard batch.events.isEmpty || needed <= maxBytes else { return true }
+                                if !batch.events.isEmpty { batch.body.append(UInt8(ascii: ",")) }
+                                grown += extraPerEvent
+                                let start = batch.body.count
+                                batch.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: text[range]))
+                                batch.events.append(
+                                    .init(
+                                        id: id, range: start..<batch.body.count, acceptedAtMillis: wall,
+                                        acceptedBoottimeMillis: boottime, boot: boot, clockState: clockState,
+                                        stamped: view.isStamped(index),
+                                        uuid: view.id(of: index) ?? EventUUID.derived(millis: wall, salt: salt, queueID: id)))
+                            }
+                            return false
                         }
-                        for index in 0..<count {
-                            let id = firstID &+ Int64(index)
-                            guard id > after else { continue }
-                            guard batch.events.count < maxEvents else { return true }
-                            while nextGap < gaps.count && gaps[nextGap] < id { nextGap += 1 }
-                            if nextGap < gaps.count && gaps[nextGap] == id { continue }
-                            guard let range = view.range(of: index) else { throw SQLiteError.damagedSegment(firstID) }
-                            // "[" + events joined by "," + "]", each event as it is sent
-                            let needed =
-                                batch.body.count + grown + extraPerEvent + (batch.events.isEmpty ? 0 : 1) + range.count + 1
-                            guard batch.events.isEmpty || needed <= maxBytes else { return true }
-                            if !batch.events.isEmpty { batch.body.append(UInt8(ascii: ",")) }
-                            grown += extraPerEvent
-                            let start = batch.body.count
-                            batch.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: text[range]))
-                            batch.events.append(
-                                .init(
-                                    id: id, range: start..<batch.body.count, acceptedAtMillis: wall,
-                                    acceptedBoottimeMillis: boottime, boot: boot, clockState: clockState,
-                                    stamped: view.isStamped(index)))
-                        }
-                        return false
                     }
                 }
             }

@@ -28,7 +28,7 @@ struct DeadCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show dead letters, oldest first.")
         @OptionGroup var location: LocationOptions
-        @Flag(help: "A JSON array of {id, event_id, failed_at, reason, status, response, event}.") var json = false
+        @Flag(help: "A JSON array of {id, event_id, event_uuid, failed_at, reason, status, response, event}.") var json = false
         @Option(help: "Show at most this many.") var limit: Int?
 
         func run() throws {
@@ -49,6 +49,7 @@ struct DeadCommand: ParsableCommand {
                 print(
                     "\(letter.id)\t\(RFC3339.format(millis: letter.failedAtMillis))\t\(Printable.oneLine(letter.reason, limit: 40))\t\(status)\t\(event)"
                 )
+                if let uuid = letter.eventUUID { print("\tevent_id: \(uuid)") }
                 if let response = letter.response, !response.isEmpty {
                     print("\tresponse: \(Printable.oneLine(response, limit: 300))")
                 }
@@ -84,12 +85,13 @@ struct DeadCommand: ParsableCommand {
         }
     }
 
-    /// `[{"id":…,"event_id":…,"failed_at":…,"reason":…,"status":…,"response":…,"event":{…}}]`,
-    /// the stored event as the JSON object it is.
+    /// `[{"id":…,"event_id":…,"event_uuid":…,"failed_at":…,"reason":…,"status":…,"response":…,"event":{…}}]`,
+    /// the stored event as the JSON object it is; `event_id` is its queue id (a number), and
+    /// `event_uuid` the id it is sent with (`context.trackq.event_id`), or null.
     static func json(_ letters: [DeadLetter]) throws -> String {
         let objects: [[String: Any]] = letters.map { letter in
             [
-                "id": letter.id, "event_id": letter.eventID,
+                "id": letter.id, "event_id": letter.eventID, "event_uuid": letter.eventUUID.map { "\($0)" } ?? NSNull(),
                 "failed_at": RFC3339.format(millis: letter.failedAtMillis), "reason": letter.reason,
                 "status": letter.status ?? NSNull(), "response": letter.response ?? NSNull(),
                 "event": (try? JSONSerialization.jsonObject(with: Data(letter.event.utf8), options: .fragmentsAllowed))

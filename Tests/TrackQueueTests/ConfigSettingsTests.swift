@@ -107,6 +107,7 @@ private let configPrecedenceCases: [ConfigPrecedenceCase] = [
     .init("max-event-age", ("1d", "12h", "90d")) { DurationParser.format($0.maxEventAge) },
     .init("clock-sync-wait", ("1m", "0", "1h"), expected: ("1m", "0s", "1h")) { DurationParser.format($0.clockSyncWait) },
     .init("clock-annotation", ("false", "no", "off"), expected: ("false", "false", "false")) { String($0.clockAnnotation) },
+    .init("event-ids", ("false", "NO", "off"), expected: ("false", "false", "false")) { String($0.eventIDs) },
     .init("max-dead-letters", ("1", "500", "10000000")) { String($0.maxDeadLetters) },
     .init("durability", ("normal", "NORMAL", "normal"), expected: ("normal", "normal", "normal")) {
         $0.durability.rawValue
@@ -165,7 +166,7 @@ struct DaemonSettingsTests {
         for info in DaemonSettings.catalog where !info.defaultText.hasPrefix("$") && !info.defaultText.hasPrefix("none") {
             lines.append("\(info.flag) = \(info.defaultText)")
         }
-        #expect(lines.count == 19)
+        #expect(lines.count == 20)
         #expect(try resolve(file: lines.joined(separator: "\n")) == plainDefaults)
     }
 

@@ -116,7 +116,8 @@ import Testing
     @Test func eachRefusalHasItsStatusAndTheAPIsErrorShape() async throws {
         let dir = try TestDirectory()
         let daemon = try await InProcessDaemon(directory: dir) {
-            $0.maxEventBytes = 300 + EventRewriter.maxNoteBytes  // 300 stored, and the note as sent
+            // 300 stored, and the note as sent
+            $0.maxEventBytes = 300 + EventRewriter.noteBytes(annotate: true, eventIDs: true)
             $0.maxQueueBytes = 2000
         }
         let client = try UnixClient(path: daemon.socket)

@@ -147,7 +147,7 @@ import Testing
         #expect(list.status == 0)
         #expect(!list.stdout.contains("\u{1B}") && !list.stdout.contains("\u{07}"))
         #expect(list.stdout.contains("\\u{1b}[2J"))
-        #expect(list.stdout.split(separator: "\n").count == 2)  // the letter, then its answer
+        #expect(list.stdout.split(separator: "\n").count == 3)  // the letter, its id, then its answer
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit() == 0)
     }

@@ -13,7 +13,7 @@ import Testing
             for i in 0..<count {
                 let prefix = #"{"event_name":"e","user_id":"u","i":\#(i),"pad":""#
                 let text = prefix + String(repeating: "p", count: max(0, size - prefix.utf8.count - 2)) + "\"}"
-                Array(text.utf8).withUnsafeBytes { store.segment.append($0, stamped: i % 3 == 0) }
+                Array(text.utf8).withUnsafeBytes { store.segment.append($0, stamped: i % 3 == 0, acceptedAtMillis: 1000) }
                 if store.segment.count == perSegment || i == count - 1 {
                     try store.insertSegment(
                         acceptedAtMillis: 1000 + Int64(i), boottimeMillis: 7, boot: store.ensureBootRow(), clockState: .synced,
