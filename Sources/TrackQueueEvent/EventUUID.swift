@@ -7,12 +7,14 @@ public struct EventUUID: Sendable, Hashable, CustomStringConvertible {
     /// The last 8: the variant, 62 bits.
     public var low: UInt64
 
+    @inlinable
     public init(high: UInt64, low: UInt64) {
         self.high = high
         self.low = low
     }
 
     /// A UUIDv7 for `millis` (clamped to 48 bits) with `random`'s bits.
+    @inlinable
     public init(millis: Int64, random: (UInt64, UInt64)) {
         let stamp = UInt64(clamping: max(0, millis)) & 0xFFFF_FFFF_FFFF
         high = stamp << 16 | 0x7000 | (random.0 & 0x0FFF)
@@ -36,42 +38,51 @@ public struct EventUUID: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// From its 16 stored bytes; nil unless there are exactly 16.
+    @inlinable
     public init?(bytes: UnsafeRawBufferPointer) {
         guard bytes.count == 16 else { return nil }
-        var high: UInt64 = 0
-        var low: UInt64 = 0
-        for i in 0..<8 {
-            high = high << 8 | UInt64(bytes[i])
-            low = low << 8 | UInt64(bytes[8 + i])
-        }
-        self.init(high: high, low: low)
+        self.init(
+            high: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+            low: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
     }
 
-    /// Appends its 16 bytes, big-endian, as they are stored.
+    /// Appends its 16 bytes, big-endian, as they are stored. Inlinable, as the rest of the
+    /// hot path here: the ingest and the delivery layers call it across modules.
+    @inlinable
     public func appendBytes(to out: inout [UInt8]) {
-        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: high >> UInt64(shift))) }
-        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: low >> UInt64(shift))) }
+        withUnsafeBytes(of: high.bigEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: low.bigEndian) { out.append(contentsOf: $0) }
     }
 
-    /// Appends its text, `0190f2c4-1a2b-7c3d-8e4f-0123456789ab` (36 bytes, lower case).
+    /// Appends its text, `0190f2c4-1a2b-7c3d-8e4f-0123456789ab` (36 bytes, lower case),
+    /// written into 36 bytes on the stack and appended at once.
+    @inlinable
     public func appendText(to out: inout [UInt8]) {
-        let digits: StaticString = "0123456789abcdef"
-        func hex(_ value: UInt64, from: Int, to: Int) {
-            var nibble = from
-            while nibble > to {
-                nibble -= 1
-                out.append(digits.utf8Start[Int((value >> UInt64(nibble * 4)) & 0xF)])
+        var text: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &text) { buffer in
+            var at = 0
+            @inline(__always) func hex(_ value: UInt64, nibbles: Range<Int>) {
+                for nibble in nibbles.reversed() {
+                    let digit = UInt8(truncatingIfNeeded: (value >> UInt64(nibble * 4)) & 0xF)
+                    buffer[at] = digit < 10 ? 0x30 + digit : 0x57 + digit
+                    at += 1
+                }
             }
+            hex(high, nibbles: 8..<16)
+            buffer[at] = 0x2D
+            at += 1
+            hex(high, nibbles: 4..<8)
+            buffer[at] = 0x2D
+            at += 1
+            hex(high, nibbles: 0..<4)
+            buffer[at] = 0x2D
+            at += 1
+            hex(low, nibbles: 12..<16)
+            buffer[at] = 0x2D
+            at += 1
+            hex(low, nibbles: 0..<12)
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<36]))
         }
-        hex(high, from: 16, to: 8)
-        out.append(UInt8(ascii: "-"))
-        hex(high, from: 8, to: 4)
-        out.append(UInt8(ascii: "-"))
-        hex(high, from: 4, to: 0)
-        out.append(UInt8(ascii: "-"))
-        hex(low, from: 16, to: 12)
-        out.append(UInt8(ascii: "-"))
-        hex(low, from: 12, to: 0)
     }
 
     public var description: String {
@@ -89,7 +100,7 @@ public struct EventUUID: Sendable, Hashable, CustomStringConvertible {
 /// source once, so the hot path makes no system call (uniqueness, not secrecy, is wanted:
 /// 74 random bits an id, within a millisecond).
 public struct EventUUIDSource: Sendable {
-    private var state: (UInt64, UInt64, UInt64, UInt64)
+    @usableFromInline var state: (UInt64, UInt64, UInt64, UInt64)
 
     public init() {
         var system = SystemRandomNumberGenerator()
@@ -97,11 +108,13 @@ public struct EventUUIDSource: Sendable {
         if state == (0, 0, 0, 0) { state.0 = 1 }
     }
 
+    @inlinable
     public mutating func next(millis: Int64) -> EventUUID {
         EventUUID(millis: millis, random: (nextRandom(), nextRandom()))
     }
 
-    private mutating func nextRandom() -> UInt64 {
+    @inlinable
+    mutating func nextRandom() -> UInt64 {
         let result = rotate(state.1 &* 5, 7) &* 9
         let t = state.1 << 17
         state.2 ^= state.0
@@ -113,5 +126,6 @@ public struct EventUUIDSource: Sendable {
         return result
     }
 
-    private func rotate(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+    @inlinable
+    func rotate(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 }
