@@ -182,8 +182,9 @@ check "trackq status run by an app user says: $(tr '\n' ' ' <"$work/status-app")
 inside trackq status --json >"$work/status.json" || fail "trackq status --json: $(cat "$work/status.json")"
 grep -Eq '"clock":\{"state":"(synced|unknown)"' "$work/status.json" || fail "status shows the clock's state: $(cat "$work/status.json")"
 grep -q '"boot_id_known":true' "$work/status.json" || fail "the daemon reads the boot id in its sandbox: $(cat "$work/status.json")"
-grep -q '"trackq": {"clock": "' "$work/sink/events" || fail "events reach the API with context.trackq"
-check "the sandboxed daemon reads the clock ($(grep -o '"clock":{"state":"[a-z]*"' "$work/status.json")); events carry context.trackq"
+grep -Eq '"trackq": \{"event_id": "[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", "clock": "' "$work/sink/events" ||
+  fail "events reach the API with context.trackq, its event_id a UUIDv7"
+check "the sandboxed daemon reads the clock ($(grep -o '"clock":{"state":"[a-z]*"' "$work/status.json")); events carry context.trackq with a UUIDv7 event_id"
 
 # kill -9: the service restarts by itself; nothing acked is lost; apps are not refused.
 echo 503 >"$work/sink/mode"
