@@ -472,17 +472,26 @@ extension DaemonSettings {
             ) { text, settings, _ in settings.clientKey = text.isEmpty ? nil : text },
             Setting(
                 rawValue: "proxy", valueName: "URL", defaultValue: "", shownDefault: "$HTTPS_PROXY or $HTTP_PROXY, unless $NO_PROXY",
-                help: "Send through this HTTP proxy, http://[user:password@]host:port (CONNECT for https); none: no proxy at all."
+                help: "Send through this HTTP proxy, http://host:port (credentials, user:password@, only in TRACKQ_PROXY "
+                    + "or the config file); none: no proxy at all."
             ) { text, settings, context throws(ConfigurationError) in
                 switch text {
                 case "": settings.proxy = nil
                 case "none": settings.proxy = ProxyRoute.Setting.none
                 default:
+                    let route: ProxyRoute
                     do throws(ConfigurationError) {
-                        settings.proxy = .url(try ProxyRoute.parse(text, source: context.setting.label))
+                        route = try ProxyRoute.parse(text, source: context.setting.label)
                     } catch {
                         throw ConfigurationError(context.source.prefix + error.message)
                     }
+                    // As the token: what is on a command line, `ps` shows to every user.
+                    if route.username != nil, context.source == .flag {
+                        throw ConfigurationError(
+                            "the proxy's credentials never go on the command line (ps shows them): put the URL in "
+                                + "TRACKQ_PROXY, the config file, or HTTPS_PROXY")
+                    }
+                    settings.proxy = .url(route)
                 }
             },
             Setting(

@@ -333,7 +333,8 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     private mutating func alertAndWait(_ raised: DeliveryAlert, now: Instant) -> [DeliveryAction<Instant>] {
         consecutiveFailures = Self.incremented(consecutiveFailures)
         var actions: [DeliveryAction<Instant>] = []
-        if alert?.kind != raised.kind || alert?.status != raised.status {
+        // A new message is news too (a TLS failure that changed: the status is 0 for all).
+        if alert != raised {
             alert = raised
             alertIsSticky = false
             actions.append(.raiseAlert(raised))

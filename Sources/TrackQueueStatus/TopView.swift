@@ -104,8 +104,8 @@ public struct TopView: Sendable {
         let now1 = rates(over: 1)
         let averaged = rates(over: Self.window)
         func rate(_ value: Double?) -> String {
-            guard let value else { return "—" }
-            return StatusReport.formatCount(Int64(value.rounded()))
+            guard let value, let count = Self.whole(value) else { return "—" }
+            return StatusReport.formatCount(count)
         }
         add("ingest", "\(rate(now1?.ingest)) events/s  (last \(Self.window) s: \(rate(averaged?.ingest)))")
         add("deliver", "\(rate(now1?.delivery)) events/s  (last \(Self.window) s: \(rate(averaged?.delivery)))")
@@ -134,7 +134,7 @@ public struct TopView: Sendable {
         }
         if report.deadLetters > 0 { add("dead", "\(StatusReport.formatCount(report.deadLetters)) dead letters: trackq dead list") }
         out.append("")
-        out.append("q quits · refreshed every second · \(report.database.path)")
+        out.append("q quits · refreshed every second · \(StatusReport.oneLine(report.database.path))")
         return out.map { Self.fit($0, width: width) }
     }
 
@@ -142,13 +142,14 @@ public struct TopView: Sendable {
     private func trend(_ rates: Rates?, report: StatusReport, freeDisk: Int64?) -> String {
         guard let rates else { return "—" }
         let events = rates.queueEvents
-        var text = (events >= 0 ? "+" : "−") + StatusReport.formatCount(Int64(abs(events).rounded())) + " events/s"
+        guard let magnitude = Self.whole(abs(events)) else { return "—" }
+        var text = (events >= 0 ? "+" : "−") + StatusReport.formatCount(magnitude) + " events/s"
         if events < -0.5, report.queue.pending > 0 {
-            let seconds = Double(report.queue.pending) / -events
-            text += "; drained in about \(Self.duration(seconds))"
+            if let time = Self.duration(Double(report.queue.pending) / -events) { text += "; drained in about \(time)" }
         } else if rates.queueBytes > 0.5, let freeDisk {
-            text +=
-                "; the disk (\(StatusReport.formatBytes(freeDisk)) free) full in about \(Self.duration(Double(freeDisk) / rates.queueBytes))"
+            if let time = Self.duration(Double(freeDisk) / rates.queueBytes) {
+                text += "; the disk (\(StatusReport.formatBytes(freeDisk)) free) full in about \(time)"
+            }
         } else if report.queue.pending == 0 {
             text += "; all delivered"
         } else {
@@ -157,8 +158,15 @@ public struct TopView: Sendable {
         return text
     }
 
-    private static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite, seconds < 1e12 else { return "ever" }
+    /// `value` rounded, when it is a number an Int64 holds: rates come from counters in a
+    /// file, which may be anything.
+    static func whole(_ value: Double) -> Int64? {
+        Int64(exactly: value.rounded())
+    }
+
+    /// nil for what no clock would reach (counters from a damaged file).
+    private static func duration(_ seconds: Double) -> String? {
+        guard seconds.isFinite, seconds >= 0, seconds < 1e12 else { return nil }
         return StatusReport.formatDuration(millis: Int64(seconds * 1000))
     }
 

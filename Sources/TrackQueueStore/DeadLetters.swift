@@ -83,7 +83,7 @@ public final class DeadLetterStore {
                 """
                 INSERT INTO segments (first_id, count, body, bytes, accepted_at_ms, accepted_boottime_ms, boot, ids)
                 SELECT ? + row_number() OVER (ORDER BY id), 1, '[' || body || ']', bytes, ?, ?, ?,
-                       CASE WHEN length(event_uuid) = 16 THEN CAST(event_uuid AS BLOB) END
+                       CASE WHEN length(CAST(event_uuid AS BLOB)) = 16 THEN CAST(event_uuid AS BLOB) END
                 FROM dead_letters \(filter) ORDER BY id
                 """,
                 [.integer(lastID), .integer(nowMillis), .integer(boottimeMillis), .integer(boot)] + bindings)

@@ -202,7 +202,7 @@ package enum QueueSalvage {
         try stmt.bind(s.boottimeMillis, at: 8)
         try stmt.bind(s.boot, at: 9)
         if let clock = s.clockState { try stmt.bind(clock, at: 10) }
-        if let ids = s.ids { try ids.withUnsafeBytes { try stmt.bindBlob($0, at: 11) } }
+        if let ids = s.ids { try stmt.bindBlobCopy(ids, at: 11) }
         try s.body.withUnsafeBytes { body in
             try stmt.bindText(body, at: 3)
             try (s.ends ?? []).withUnsafeBytes { ends in
@@ -237,7 +237,9 @@ package enum QueueSalvage {
             switch value {
             case .null, .real: try stmt.bind(.null, at: at)
             case .integer(let v): try stmt.bind(v, at: at)
-            case .text(let bytes), .blob(let bytes): try stmt.bindTextCopy(bytes, at: at)
+            case .text(let bytes): try stmt.bindTextCopy(bytes, at: at)
+            // A BLOB stays one (an event's id): as TEXT, SQL's length() would stop at a NUL byte.
+            case .blob(let bytes): try stmt.bindBlobCopy(bytes, at: at)
             }
         }
     }

@@ -60,11 +60,7 @@ extension QueueStore {
             try stmt.bindText(text, at: 2)
             var uuid: [UInt8] = []
             event.uuid.appendBytes(to: &uuid)
-            var failure: SQLiteError?
-            uuid.withUnsafeBytes { bytes in
-                do throws(SQLiteError) { try stmt.bindBlob(bytes, at: 9) } catch { failure = error }
-            }
-            if let failure { throw failure }
+            try stmt.bindBlobCopy(uuid, at: 9)
             _ = try stmt.step()
             return true
         }

@@ -187,6 +187,14 @@ package final class SQLiteStatement {
         }
     }
 
+    /// Binds bytes as a BLOB, copied: they need not outlive the call.
+    package func bindBlobCopy(_ bytes: [UInt8], at index: Int32) throws(SQLiteError) {
+        try bytes.withUnsafeBufferPointer { buffer throws(SQLiteError) in
+            let base = UnsafeRawPointer(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!)
+            try check(sqlite3_bind_blob(stmt, index, base, Int32(buffer.count), csqlite_transient()))
+        }
+    }
+
     package func bind(_ value: Int64, at index: Int32) throws(SQLiteError) {
         try check(sqlite3_bind_int64(stmt, index, value))
     }

@@ -37,6 +37,20 @@ package enum StorageRecovery {
         package var lost: Int64?
         /// Why nothing could be salvaged (the new queue then starts empty), if so.
         package var failure: String?
+
+        /// Creates a value with every property given (or its default).
+        package init(
+            atMillis: Int64, reason: String, damagedFile: String? = nil, salvaged: Int64 = 0, damagedEvents: Int64 = 0,
+            lost: Int64? = nil, failure: String? = nil
+        ) {
+            self.atMillis = atMillis
+            self.reason = reason
+            self.damagedFile = damagedFile
+            self.salvaged = salvaged
+            self.damagedEvents = damagedEvents
+            self.lost = lost
+            self.failure = failure
+        }
     }
 
     package static func insert(_ r: Record, into db: SQLiteConnection) throws(SQLiteError) {

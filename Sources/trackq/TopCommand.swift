@@ -68,17 +68,38 @@ struct TopCommand: ParsableCommand {
         var stats = statvfs()
         let directory = (path as NSString).deletingLastPathComponent
         guard statvfs(directory.isEmpty ? "." : directory, &stats) == 0 else { return nil }
-        return Int64(stats.f_bavail).multipliedReportingOverflow(by: Int64(stats.f_frsize)).partialValue
+        // A file system may report anything (FUSE, network ones: all ones): clamped, never a trap.
+        let (bytes, overflow) = Int64(clamping: stats.f_bavail).multipliedReportingOverflow(by: Int64(clamping: stats.f_frsize))
+        return overflow ? Int64.max : bytes
     }
 }
 
-/// The terminal in raw mode on the alternate screen, restored on the way out.
+/// The terminal's settings before raw mode, for a signal handler to put back: globals, since
+/// a C handler captures nothing. Written once before the handlers are installed.
+nonisolated(unsafe) private var savedTerminal = termios()
+nonisolated(unsafe) private var terminalIsRaw = false
+
+/// SIGTERM, SIGHUP, SIGQUIT (a `kill`, `timeout`, a closed ssh session): the terminal as it
+/// was, then the signal's own end. Only async-signal-safe calls.
+private func restoreTerminalAndEnd(_ signal: Int32) {
+    if terminalIsRaw { _ = tcsetattr(STDIN_FILENO, TCSANOW, &savedTerminal) }
+    let restore: StaticString = "\u{1B}[?25h\u{1B}[?1049l"
+    _ = write(STDOUT_FILENO, restore.utf8Start, restore.utf8CodeUnitCount)
+    _ = Glibc.signal(signal, SIG_DFL)
+    _ = raise(signal)
+}
+
+/// The terminal in raw mode on the alternate screen, restored on the way out (and on the
+/// signals that would end the command without it).
 private final class RawTerminal {
     private var saved = termios()
     private let rawInput: Bool
 
     init() {
         rawInput = isatty(STDIN_FILENO) == 1 && tcgetattr(STDIN_FILENO, &saved) == 0
+        savedTerminal = saved
+        terminalIsRaw = rawInput
+        for number in [SIGTERM, SIGHUP, SIGQUIT] { _ = signal(number, restoreTerminalAndEnd) }
         if rawInput {
             var raw = saved
             // Keys one at a time, not echoed; Ctrl-C arrives as a byte (3), so the terminal

@@ -240,6 +240,38 @@ import Testing
                 != (try DatabaseProbe(path: other.database).scalar("SELECT id_salt FROM counters")))
     }
 
+    /// A salvage copies a dead letter's id as the BLOB it is, and a requeue puts it back on
+    /// the event: an id whose bytes hold a NUL and high bytes, which SQL's length() counts
+    /// short as TEXT (found by the review: such ids were replaced by derived ones).
+    @Test func aSalvagedDeadLetterKeepsItsIdThroughARequeue() throws {
+        let dir = try TestDirectory()
+        let tricky = EventUUID(high: 0x0000_0000_0001_70C0, low: 0x80FF_0000_0000_0001)
+        var store: QueueStore? = try QueueStore(path: dir.database, durability: .full, bootID: "test-boot")
+        try store!.transaction { delta in
+            let id = try Array(#"{"event_name":"e","user_id":"u"}"#.utf8).withUnsafeBytes {
+                try store!.insertEvent($0, acceptedAtMillis: 1000, boottimeMillis: 7, delta: &delta)
+            }
+            let event = OutgoingBatch.Event(
+                id: id, range: 0..<1, acceptedAtMillis: 1000, acceptedBoottimeMillis: 7, boot: try store!.ensureBootRow(),
+                uuid: tricky)
+            try store!.moveToDeadLetters(event, reason: .rejected, status: 400, response: "bad", failedAtMillis: 2000, delta: &delta)
+        }
+        store = nil
+        #expect(try DeadLetterStore(path: dir.database, readOnly: true).list(limit: nil).map(\.eventUUID) == [tricky])
+
+        let salvaged = dir.file("salvaged.db")
+        do {
+            let db = try SQLiteConnection(path: salvaged)
+            try Schema.migrate(db)
+            _ = try QueueSalvage.salvage(from: dir.database, into: db, record: .init(atMillis: 3000, reason: "a test"))
+        }
+        let letters = try DeadLetterStore(path: salvaged, readOnly: false)
+        #expect(try letters.list(limit: nil).map(\.eventUUID) == [tricky])
+        #expect(try letters.requeue(.all, nowMillis: 4000, boottimeMillis: 8, bootID: "test-boot") == 1)
+        let batch = try QueueReader(path: salvaged).readBatch(maxEvents: 10, maxBytes: 1 << 20)
+        #expect(batch.events.map(\.uuid) == [tricky])
+    }
+
     @Test func theNoteCarriesTheIdFirstAndAloneWithoutTheClock() throws {
         let event = Array(#"{"event_name":"e","user_id":"u"}"#.utf8)
         let id = EventUUID(high: 0x0123_4567_89ab_7cde, low: 0x8f01_2345_6789_abcd)

@@ -126,6 +126,8 @@ struct ProxyTests {
                 [], ["HTTPS_PROXY": "http://me:hunter2@proxy.local:99999"],
                 #"the proxy "http://…@proxy.local:99999" (HTTPS_PROXY) has a port"#
             ),
+            // As the token: a password on the command line is one `ps` shows.
+            (["--proxy", "http://me:hunter2@proxy.local:3128"], [:], "the proxy's credentials never go on the command line"),
         ]
         for (index, (arguments, environment, expected)) in cases.enumerated() {
             let process = try TrackqProcess(

@@ -268,6 +268,19 @@ import Testing
         #expect(scheduler.state == .alert)
     }
 
+    @Test func aTLSFailureThatChangesIsNews() {
+        var scheduler = DeliveryScheduler<ManualInstant>(backoff: Backoff(initial: .seconds(1), maximum: .seconds(300)))
+        var random = SplitMix64(seed: 1)
+        let now = ManualInstant(offset: .zero)
+        for (message, raised) in [("TLS: unknown CA", true), ("TLS: unknown CA", false), ("TLS: expired on …", true)] {
+            scheduler.begin(batchCount: 1)
+            _ = scheduler.nextRange()
+            let actions = scheduler.handle(.tlsFailure(message), now: now, using: &random)
+            #expect(actions.contains(.raiseAlert(DeliveryAlert(kind: .tls, status: 0, message: message))) == raised, "\(message)")
+        }
+        #expect(scheduler.alert?.message == "TLS: expired on …")
+    }
+
     @Test func aTokenReadWellDoesNotClearATrustFilesAlert() {
         var scheduler = DeliveryScheduler<ManualInstant>(backoff: Backoff(initial: .seconds(1), maximum: .seconds(300)))
         let alert = DeliveryAlert(kind: .tls, status: 0, message: "--ca-file x holds no PEM certificate")

@@ -72,16 +72,28 @@ import Testing
         #expect(view.lines().contains("ingest   — events/s  (last 10 s: —)"))
     }
 
-    /// The real command in a pseudo-terminal of 80 columns: it draws on the alternate screen,
-    /// refreshes, and q quits with exit status 0 and the terminal restored.
-    @Test(.enabled(if: which("python3") != nil, "python3 is not installed"))
-    func theCommandDrawsInATerminalAndQuitsOnQ() async throws {
-        let dir = try TestDirectory()
-        let daemon = try await TrackqProcess.startDaemon(
-            dir, ["--endpoint", "http://127.0.0.1:9/api/track", "--retry-max", "1h"], environment: ["TRACKQ_TOKEN": "t"])
-        try DeliveryTests.enqueue(25, socket: dir.socket)
+    @Test func countersFromADamagedFileAndAHostilePathNeitherTrapNorReachTheTerminal() {
+        var view = TopView()
+        var report = StatusReportTests.healthy
+        report.totals.accepted = 0
+        report.queue.pending = Int64.min
+        view.add(.init(atMillis: Self.now - 1, report: report))
+        report.totals.accepted = Int64.max
+        report.queue.pending = Int64.max
+        report.database.path = "/tmp/\u{1B}[2Jq.db"
+        view.add(.init(atMillis: Self.now, report: report, freeDiskBytes: Int64.max))
+        let lines = view.lines()
+        #expect(lines.contains("ingest   — events/s  (last 10 s: —)"))
+        #expect(lines.contains("trend    −1,000 events/s"))  // wrapped, not trapped; no time given
+        #expect(!lines.joined().contains("\u{1B}"))
+    }
+
+    /// `trackq top` in a pseudo-terminal of 80 columns (Python's pty), ended after two frames
+    /// by `end` (`q`, or a signal's name): what it wrote, then `EXIT n` (a signal: minus its
+    /// number) and `ECHO 1` when the terminal has its echo back.
+    private static func runInTerminal(database: String, end: String) throws -> String {
         let driver = """
-            import os, pty, select, sys, time, struct, fcntl, termios
+            import os, pty, select, signal, sys, time, struct, fcntl, termios
             pid, fd = pty.fork()
             if pid == 0:
                 os.execv(sys.argv[1], [sys.argv[1], "top", "--database", sys.argv[2]])
@@ -93,8 +105,15 @@ import Testing
                 if select.select([fd], [], [], 0.5)[0]:
                     out += os.read(fd, 65536)
                     frames = out.count(b"\\x1b[H")
-            os.write(fd, b"q")
+            if sys.argv[3] == "q":
+                os.write(fd, b"q")
+            else:
+                os.kill(pid, getattr(signal, "SIG" + sys.argv[3]))
             while time.time() < deadline:
+                if not select.select([fd], [], [], 0.2)[0]:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        break
+                    continue
                 try:
                     chunk = os.read(fd, 65536)
                 except OSError:
@@ -102,22 +121,43 @@ import Testing
                 if not chunk:
                     break
                 out += chunk
+            echo = termios.tcgetattr(fd)[3] & termios.ECHO != 0
             _, status = os.waitpid(pid, 0)
             sys.stdout.write(out.decode(errors="replace"))
-            sys.stdout.write("\\nEXIT %d\\n" % os.waitstatus_to_exitcode(status))
+            sys.stdout.write("\\nEXIT %d ECHO %d\\n" % (os.waitstatus_to_exitcode(status), echo))
             """
-        let result = try runCommand("/usr/bin/env", ["python3", "-c", driver, TrackqBinary.path, dir.database])
-        #expect(result.stdout.hasSuffix("EXIT 0\n"), "\(result.stdout.suffix(300)) \(result.stderr)")
-        #expect(result.stdout.contains("\u{1B}[?1049h") && result.stdout.contains("\u{1B}[?1049l"))
-        #expect(result.stdout.components(separatedBy: "\u{1B}[H").count >= 3)  // two frames at least
-        #expect(result.stdout.contains("queue    25 events"))
-        #expect(result.stdout.contains("trackq top — "))
+        let result = try runCommand("/usr/bin/env", ["python3", "-c", driver, TrackqBinary.path, database, end])
+        return result.stdout + result.stderr
+    }
+
+    /// It draws on the alternate screen, refreshes, and q quits with exit status 0 and the
+    /// terminal restored.
+    @Test(.enabled(if: which("python3") != nil, "python3 is not installed"))
+    func theCommandDrawsInATerminalAndQuitsOnQ() async throws {
+        let dir = try TestDirectory()
+        let daemon = try await TrackqProcess.startDaemon(
+            dir, ["--endpoint", "http://127.0.0.1:9/api/track", "--retry-max", "1h"], environment: ["TRACKQ_TOKEN": "t"])
+        try DeliveryTests.enqueue(25, socket: dir.socket)
+        let output = try Self.runInTerminal(database: dir.database, end: "q")
+        #expect(output.hasSuffix("EXIT 0 ECHO 1\n"), "\(output.suffix(300))")
+        #expect(output.contains("\u{1B}[?1049h") && output.contains("\u{1B}[?1049l"))
+        #expect(output.components(separatedBy: "\u{1B}[H").count >= 3)  // two frames at least
+        #expect(output.contains("queue    25 events"))
+        #expect(output.contains("trackq top — "))
         // Every drawn line fits 80 columns.
-        for frame in result.stdout.components(separatedBy: "\u{1B}[H").dropFirst() {
+        for frame in output.components(separatedBy: "\u{1B}[H").dropFirst() {
             for line in frame.components(separatedBy: "\r\n") {
                 let visible = line.replacingOccurrences(of: "\u{1B}[K", with: "").replacingOccurrences(of: "\u{1B}[J", with: "")
                 #expect(visible.count <= 80 || visible.contains("\u{1B}"), "\(visible)")
             }
+        }
+        // Ended by a signal (kill, timeout, a closed ssh session), it leaves the terminal as it was.
+        for name in ["TERM", "HUP"] {
+            let ended = try Self.runInTerminal(database: dir.database, end: name)
+            #expect(ended.hasSuffix("ECHO 1\n"), "SIG\(name): \(ended.suffix(200))")
+            #expect(ended.contains("EXIT -\(name == "TERM" ? SIGTERM : SIGHUP) "), "SIG\(name): \(ended.suffix(200))")
+            let afterLastFrame = ended.components(separatedBy: "\u{1B}[H").last ?? ""
+            #expect(afterLastFrame.contains("\u{1B}[?1049l"), "SIG\(name)")
         }
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit() == 0)
