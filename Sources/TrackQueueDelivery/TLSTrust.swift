@@ -3,14 +3,6 @@ import TrackQueueConfig
 import TrackQueueSupport
 import TrackQueueSystem
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// What delivery trusts and presents in TLS: `--ca-file` (added to the system's CAs, or
 /// instead of them with `--ca-only`), `--client-cert` and `--client-key` (mutual TLS).
 ///
@@ -105,26 +97,14 @@ package struct TLSTrust: Sendable {
 
     /// The file's bytes, at most ``maxFileBytes``.
     private static func contents(of path: String, setting: String) throws(TrustFileError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw TrustFileError(setting: setting, path: path, reason: "cannot be read: \(errnoDescription().lowercased())")
+        switch readFileBytes(path, limit: maxFileBytes + 1) {
+        case .failure(let error):
+            throw TrustFileError(setting: setting, path: path, reason: "cannot be read: \(error.reason)")
+        case .success(let bytes) where bytes.count > maxFileBytes:
+            throw TrustFileError(setting: setting, path: path, reason: "is larger than \(maxFileBytes >> 20) MiB: not a PEM file")
+        case .success(let bytes):
+            return bytes
         }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TrustFileError(setting: setting, path: path, reason: "cannot be read: \(errnoDescription().lowercased())")
-            }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-            if bytes.count > maxFileBytes {
-                throw TrustFileError(setting: setting, path: path, reason: "is larger than \(maxFileBytes >> 20) MiB: not a PEM file")
-            }
-        }
-        return bytes
     }
 }
 

@@ -40,17 +40,7 @@ public struct JournalLogHandler: LogHandler {
         var bytes = Array(Self.line(level: event.level, message: event.message.description, metadata: merged).utf8)
         bytes.append(UInt8(ascii: "\n"))
         // One write per line, so lines from several threads never interleave mid-line.
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n > 0 {
-                offset += n
-            } else if n < 0 && errno == EINTR {
-                continue
-            } else {
-                return  // stderr is gone: nothing better to do with a log line
-            }
-        }
+        writeAll(bytes, to: fd)
     }
 
     /// syslog's priority for a level (`sd-daemon.h`'s `SD_CRIT` … `SD_DEBUG`).

@@ -73,8 +73,23 @@ public enum SystemClock {
 
 /// Reads a small text file with plain POSIX calls; nil when it cannot be read.
 package func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
+    guard case .success(let bytes) = readFileBytes(path, limit: limit) else { return nil }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Why a file could not be read: the `errno` of the call that failed.
+package struct FileReadError: Error, Sendable, Equatable {
+    package var code: Int32
+
+    /// `no such file or directory`.
+    package var reason: String { errnoDescription(code).lowercased() }
+}
+
+/// Reads a file with plain POSIX calls, 4 KiB at a time, until its end or until `limit` bytes
+/// or more are in (a caller that must refuse a larger file asks for one byte more).
+package func readFileBytes(_ path: String, limit: Int) -> Result<[UInt8], FileReadError> {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
+    guard fd >= 0 else { return .failure(FileReadError(code: errno)) }
     defer { close(fd) }
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
@@ -82,12 +97,30 @@ package func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0 {
             if errno == EINTR { continue }
-            return nil
+            return .failure(FileReadError(code: errno))
         }
         if n == 0 { break }
         bytes.append(contentsOf: chunk[0..<n])
     }
-    return String(decoding: bytes, as: UTF8.self)
+    return .success(bytes)
+}
+
+/// Writes all of `bytes` to `fd`, again after an interruption; false once the descriptor
+/// takes no more (stderr or the terminal is gone: nothing better to do).
+@discardableResult
+package func writeAll(_ bytes: [UInt8], to fd: Int32) -> Bool {
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+        if n > 0 {
+            offset += n
+        } else if n < 0 && errno == EINTR {
+            continue
+        } else {
+            return false
+        }
+    }
+    return true
 }
 
 /// Seconds since local midnight at `wallMillis`, in the host's time zone (`TZ`, else
