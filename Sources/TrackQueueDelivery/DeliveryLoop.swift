@@ -4,6 +4,7 @@ import ServiceLifecycle
 import TrackQueueClock
 import TrackQueueConfig
 import TrackQueueMetrics
+import TrackQueueStatus
 import TrackQueueStore
 import TrackQueueSupport
 import TrackQueueSystem
@@ -222,12 +223,7 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
     private func sendNext(_ run: inout Run, random: inout some RandomNumberGenerator) async -> Step {
         guard let current = run.batch else { return .goOn }
         if let notBefore = run.scheduler.sendNotBefore, notBefore > clock.now {
-            switch await wait(for: [.shutdown, .reload], until: notBefore) {
-            case .shutdown: return .stop
-            case .reload: await reload(&run.scheduler, &run.keeper)
-            case .newEvents, .clock, nil: break
-            }
-            return .goOn
+            return await pause(until: notBefore, &run)
         }
         // Finished; or a recovery replaced the queue file since this batch was read: its events
         // may not all be in the new one, so nothing is recorded of it; it is read again.
@@ -261,12 +257,7 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         if settings.eventIDs { body.idempotencyKey = IdempotencyKey.of(current.events[range]) }
         // Over --max-send-rate: wait, then build the body again (its send times would be old).
         if let wait = run.rate?.wait(for: body.wire.count, now: clock.now) {
-            switch await self.wait(for: [.shutdown, .reload], during: wait) {
-            case .shutdown: return .stop
-            case .reload: await reload(&run.scheduler, &run.keeper)
-            case .newEvents, .clock, nil: break
-            }
-            return .goOn
+            return await pause(until: clock.now.advanced(by: wait), &run)
         }
         run.rate?.spend(body.wire.count, now: clock.now)
         let prefetches = run.plan.prefetches(
@@ -315,7 +306,13 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
             await save(record)
             await perform(effects)
         }
-        switch await wait(for: [.shutdown, .reload], during: .seconds(min(seconds, 60))) {
+        return await pause(until: clock.now.advanced(by: .seconds(min(seconds, 60))), &run)
+    }
+
+    /// Waits until `deadline`, cut short by a shutdown (the loop stops) or a SIGHUP (the
+    /// reload is done); then the loop goes on and looks again.
+    private func pause(until deadline: C.Instant, _ run: inout Run) async -> Step {
+        switch await wait(for: [.shutdown, .reload], until: deadline) {
         case .shutdown: return .stop
         case .reload: await reload(&run.scheduler, &run.keeper)
         case .newEvents, .clock, nil: break
@@ -433,18 +430,21 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         guard let reading = try? await parts.pool.run({ tokens.read() }) else {
             return TokenSource.Reading(token: nil, changed: false, problem: nil)
         }
-        let actions: [DeliveryAction<C.Instant>]
-        if let problem = reading.problem {
-            actions = scheduler.raise(DeliveryAlert(kind: .auth, status: 0, message: problem + "; fix it, then send SIGHUP"))
-        } else {
-            actions = scheduler.clearRaised(.auth)
-        }
-        if !actions.isEmpty {
-            let (record, effects) = keeper.alertsChanged(actions, nowMillis: parts.clock.wallMillis())
-            await perform(effects)
-            await save(record)
-        }
+        await report(reading.problem.map { $0 + "; fix it, then send SIGHUP" }, kind: .auth, &scheduler, &keeper)
         return reading
+    }
+
+    /// A problem in a file read again (the token, the trust files): a sticky alert of `kind`
+    /// while there is one, that kind's alert cleared once it is gone; recorded when either
+    /// changes something.
+    private func report(
+        _ problem: String?, kind: AlertKind, _ scheduler: inout DeliveryScheduler<C.Instant>, _ keeper: inout DeliveryRecordKeeper
+    ) async {
+        let actions = problem.map { scheduler.raise(DeliveryAlert(kind: kind, status: 0, message: $0)) } ?? scheduler.clearRaised(kind)
+        guard !actions.isEmpty else { return }
+        let (record, effects) = keeper.alertsChanged(actions, nowMillis: parts.clock.wallMillis())
+        await perform(effects)
+        await save(record)
     }
 
     /// SIGHUP: read the token and the trust files again and retry at once. Trust files that
@@ -452,17 +452,8 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
     private func reload(_ scheduler: inout DeliveryScheduler<C.Instant>, _ keeper: inout DeliveryRecordKeeper) async {
         let changed = await readToken(&scheduler, &keeper).changed
         let problem = await parts.sender.reload(pool: parts.pool)
-        let actions =
-            problem.map {
-                scheduler.raise(
-                    DeliveryAlert(
-                        kind: .tls, status: 0, message: "\($0); the files read before are still used: fix it, then send SIGHUP"))
-            } ?? scheduler.clearRaised(.tls)
-        if !actions.isEmpty {
-            let (record, effects) = keeper.alertsChanged(actions, nowMillis: parts.clock.wallMillis())
-            await perform(effects)
-            await save(record)
-        }
+        await report(
+            problem.map { "\($0); the files read before are still used: fix it, then send SIGHUP" }, kind: .tls, &scheduler, &keeper)
         let retrying = scheduler.retryNow()
         parts.logger.notice(
             "reloaded: token and trust files read again",
