@@ -1,5 +1,13 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The HTTP proxy delivery goes through: `--proxy URL`, else the environment as curl reads
 /// it (`https_proxy`/`HTTPS_PROXY` for an https endpoint, `http_proxy`/`HTTP_PROXY` for an
 /// http one, lower case first), unless `no_proxy`/`NO_PROXY` names the endpoint's host.
@@ -145,15 +153,11 @@ public struct ProxyRoute: Sendable, Equatable {
         return false
     }
 
+    /// A dotted IPv4 address as `inet_pton` reads it (as curl does for these lists).
     private static func ipv4(_ text: String) -> UInt32? {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        var value: UInt32 = 0
-        for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isNumber), let byte = UInt32(part), byte <= 255 else { return nil }
-            value = value << 8 | byte
-        }
-        return value
+        var address = in_addr()
+        guard inet_pton(AF_INET, text, &address) == 1 else { return nil }
+        return UInt32(bigEndian: address.s_addr)
     }
 
     /// `text` with any credentials replaced by `…`.
