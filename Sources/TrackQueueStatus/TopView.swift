@@ -43,12 +43,8 @@ public struct TopView: Sendable {
         if samples.count > Self.keptSamples { samples.removeFirst(samples.count - Self.keptSamples) }
         let delivery = sample.report.delivery
         if let at = delivery.lastAttemptAtMillis, answers.first?.atMillis != at {
-            let text: String
-            if let status = delivery.lastStatus {
-                text = "HTTP \(status)" + (delivery.lastError.map { ": " + $0 } ?? "")
-            } else {
-                text = delivery.lastError ?? "sent"
-            }
+            // The status's own words for a failure; a success is its status.
+            let text = sample.report.lastErrorText ?? delivery.lastStatus.map { "HTTP \($0)" } ?? "sent"
             answers.insert(Answer(atMillis: at, text: StatusReport.oneLine(text)), at: 0)
             if answers.count > Self.keptAnswers { answers.removeLast() }
         }
