@@ -35,14 +35,10 @@ package struct SegmentBuilder {
         bytes = 0
     }
 
-    /// Adds `event`, accepted at `acceptedAtMillis`, with a new id.
+    /// Adds `event`, accepted at `acceptedAtMillis`, with a new id (a requeue keeps a dead
+    /// letter's id in SQL, `DeadLetterStore.requeue`).
     package mutating func append(_ event: UnsafeRawBufferPointer, stamped isStamped: Bool, acceptedAtMillis: Int64) {
-        append(event, stamped: isStamped, id: idSource.next(millis: acceptedAtMillis))
-    }
-
-    /// Adds `event` with the id it already has (a requeued one).
-    package mutating func append(_ event: UnsafeRawBufferPointer, stamped isStamped: Bool, id: EventUUID) {
-        id.appendBytes(to: &ids)
+        idSource.next(millis: acceptedAtMillis).appendBytes(to: &ids)
         if count > 0 { body.append(UInt8(ascii: ",")) }
         body.append(contentsOf: event)
         let end = UInt32(truncatingIfNeeded: body.count)
