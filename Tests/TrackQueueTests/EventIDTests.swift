@@ -93,10 +93,10 @@ import Testing
         let dir = try TestDirectory()
         let takesBad = NIOLockedValueBox(false)
         let server = try await TestHTTPServer.start { request, _ in
-            request.bodyText.contains("bad") && !takesBad.withLockedValue({ $0 }) ? .status(400, body: "bad event") : .ok()
+            request.bodyText.contains("poison") && !takesBad.withLockedValue({ $0 }) ? .status(400, body: "bad event") : .ok()
         }
         let daemon = try await startDaemon(dir, ["--endpoint", server.url])
-        try DeliveryTests.enqueue(8, socket: dir.socket) { i in i == 5 ? #","note":"bad""# : "" }
+        try DeliveryTests.enqueue(8, socket: dir.socket) { i in i == 5 ? #","note":"poison""# : "" }
         let probe = DatabaseProbe(path: dir.database)
         try await waitUntil("the queue to drain") { try probe.queued == 0 }
         let requests = server.requests
@@ -108,7 +108,7 @@ import Testing
         }
         let keys = requests.compactMap { $0.header("idempotency-key") }
         #expect(keys.count == requests.count)
-        let lastRefused = try #require(requests.last { $0.bodyText.contains("bad") })
+        let lastRefused = try #require(requests.last { $0.bodyText.contains("poison") })
         #expect(Self.ids(lastRefused).map(\.seq) == [5])
 
         // The dead letter shows the id; requeued, it goes with the same id and the same key.
