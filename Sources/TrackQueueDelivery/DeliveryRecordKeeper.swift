@@ -1,4 +1,5 @@
 import Logging
+import TrackQueueStatus
 import TrackQueueStore
 import TrackQueueSupport
 
@@ -63,7 +64,7 @@ package struct DeliveryRecordKeeper: Sendable {
             record,
             news
                 ? [
-                    .status("waiting for the send window"),
+                    .status(DeliveryState.window.words),
                     .log(.notice, "outside the send window: events are kept until it opens", metadata: [:]),
                 ] : []
         )

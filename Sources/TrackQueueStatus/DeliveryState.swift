@@ -13,6 +13,9 @@ public enum DeliveryState: String, Sendable, CaseIterable {
     case alert
     /// Outside `--send-window`: events are kept until it opens.
     case window
+
+    /// The state for a person: its word, but `waiting for the send window` for ``window``.
+    public var words: String { self == .window ? "waiting for the send window" : rawValue }
 }
 
 /// The kind of a delivery alert (README, "Delivery").

@@ -41,7 +41,7 @@ extension StatusReport {
         }
 
         // Delivery: state, last success, last error, next attempt.
-        var state = delivery.state == .window ? "waiting for the send window" : delivery.state.rawValue
+        var state = delivery.state.words
         if delivery.consecutiveFailures > 0 {
             let n = delivery.consecutiveFailures
             state += ", \(n) consecutive failure\(n == 1 ? "" : "s")"
@@ -178,7 +178,7 @@ extension StatusReport {
             case .idle where queue.pending == 0: return "OK — idle, all delivered"
             case .idle: return "OK — delivering"
             case .backoff, .alert: return "OK — \(delivery.state.rawValue)"
-            case .window: return "OK — waiting for the send window"
+            case .window: return "OK — \(delivery.state.words)"
             }
         }
     }

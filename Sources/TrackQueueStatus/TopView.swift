@@ -110,7 +110,7 @@ public struct TopView: Sendable {
         if let oldest = report.queue.oldestPendingAtMillis { queue += ", oldest \(StatusReport.formatAge(since: oldest, now: now))" }
         add("queue", queue)
         add("trend", trend(averaged, report: report, freeDisk: newest.freeDiskBytes))
-        var delivery = report.delivery.state == .window ? "waiting for the send window" : report.delivery.state.rawValue
+        var delivery = report.delivery.state.words
         if let next = report.delivery.nextAttemptAtMillis, report.daemon.running {
             delivery += ", next try \(StatusReport.formatUntil(next, now: now))"
         }
