@@ -64,6 +64,9 @@ command -v debootstrap >/dev/null || skip "debootstrap is not installed"
 command -v mke2fs >/dev/null || skip "mke2fs is not installed (e2fsprogs)"
 command -v python3 >/dev/null || skip "python3 is not installed"
 
+# The verify boot's reading of a file it cannot simply read (a hot journal), checked here first.
+python3 scripts/powercut/selftest.py
+
 # The Debian 12 tree scripts/test-systemd.sh boots too.
 tree=${TRACKQ_CONTAINER_TREE:-$here/.build-container/bookworm}
 source "$here/scripts/lib/debian-tree.sh"

@@ -9,7 +9,8 @@ the same port (writer.py). It never returns on its own.
 
 pc.mode=verify: the boot after the cut. Reads what is on disk before anything writes to it:
 `PRAGMA integrity_check`, the schema version, and every marker in the queue (the `queue`
-view or table), the dead letters and the sink's fsynced file, as ranges (`have NAME A B`).
+view or table), the dead letters and the sink's fsynced file, as ranges (`have NAME A B`);
+a hot rollback journal is rolled back in a copy (`journal ...`), as a reader would find it.
 Then starts the daemon on the database (the same durability), sends an event through the
 socket (`serving ok`), stops it, and reads everything again (`after-integrity`,
 `have-after`): a start after a cut (which may migrate, recover, deliver) must keep
@@ -33,7 +34,7 @@ scenario = params.get("pc.scenario", "ingest")
 cut = params.get("pc.cut", "0")
 durability = params.get("pc.durability", "full")
 
-BASE = "/var/lib/pc"
+BASE = os.environ.get("PC_BASE", "/var/lib/pc")  # another place only for selftest.py
 CUT_DIR = f"{BASE}/cut-{cut}"
 DB = f"{CUT_DIR}/queue.db"
 DELIVERED = f"{CUT_DIR}/delivered"
@@ -43,10 +44,14 @@ SINK_MODE = "/run/pc/sink-mode"
 HERE = "/powercut"
 TOKEN = "powercut-token"
 
-serial = os.open("/dev/ttyS1", os.O_WRONLY | os.O_NOCTTY)
+SERIAL = os.environ.get("PC_SERIAL", "/dev/ttyS1")
+serial = None
 
 
 def say(line):
+    global serial
+    if serial is None:
+        serial = os.open(SERIAL, os.O_WRONLY | os.O_NOCTTY | os.O_APPEND)
     os.write(serial, (line + "\n").encode())
 
 
@@ -261,12 +266,12 @@ SCENARIOS = {"ingest": ingest, "delivery": delivery, "vacuum": vacuum, "migratio
 MARKER = re.compile(r'"seq"\s*:\s*"([A-Za-z0-9]+)-([0-9]+)"')
 
 
-def markers():
+def markers(path=DB):
     """Every marker in the queue, the dead letters and the sink's file: {name: set(numbers)}."""
     found = {}
     texts = []
-    if os.path.exists(DB):
-        db = sqlite3.connect(f"file:{DB}?mode=ro", uri=True, timeout=30)
+    if os.path.exists(path):
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         texts += [row[0] for row in db.execute("SELECT body FROM queue")]
         texts += [row[0] for row in db.execute("SELECT body FROM dead_letters")]
         db.close()
@@ -296,9 +301,37 @@ def say_ranges(tag, found):
         say("\n".join(lines[i:i + 50]))
 
 
-def sqlite_cli(sql):
-    result = subprocess.run(["sqlite3", "-readonly", DB, sql], capture_output=True, text=True, timeout=600)
+def sqlite_cli(sql, path=DB):
+    result = subprocess.run(["sqlite3", "-readonly", path, sql], capture_output=True, text=True, timeout=600)
     return (result.stdout + result.stderr).strip().replace("\n", " | ")
+
+
+READ_COPY = f"{BASE}/read-copy"
+
+
+def as_a_reader_finds_it():
+    """The path to read the database at the cut from, untouched by the reading.
+
+    A cut while a transaction in rollback-journal mode was committing (the daemon's switch of
+    an older file to WAL mode, before the migration) leaves a hot journal: the first
+    read-write open rolls it back, as the daemon's will; a read-only open cannot, and SQLite
+    refuses it (SQLITE_READONLY_ROLLBACK, "attempt to write a readonly database"). Then the
+    file and its journal are copied aside and the copy is rolled back and read, so the daemon
+    still meets the file as the cut left it."""
+    journal = DB + "-journal"
+    if file_size(journal) == 0:
+        return DB
+    shutil.rmtree(READ_COPY, ignore_errors=True)
+    os.makedirs(READ_COPY)
+    copy = f"{READ_COPY}/queue.db"
+    shutil.copyfile(DB, copy)
+    shutil.copyfile(journal, copy + "-journal")
+    db = sqlite3.connect(copy)
+    db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # rolls a hot journal back
+    db.close()
+    left = "left" if os.path.exists(copy + "-journal") else "rolled back"
+    say(f"journal {file_size(journal)} bytes at the cut, {left} in a copy")
+    return copy
 
 
 def verify():
@@ -306,12 +339,16 @@ def verify():
         say(f"error no directory {CUT_DIR}")
         return
     if os.path.exists(DB):
-        say(f"integrity {sqlite_cli('PRAGMA integrity_check')}")
-        say(f"user_version {sqlite_cli('PRAGMA user_version')}")
-        say(f"counts queue={sqlite_cli('SELECT count(*) FROM queue')} dead={sqlite_cli('SELECT count(*) FROM dead_letters')}")
+        at_cut = as_a_reader_finds_it()
+        say(f"integrity {sqlite_cli('PRAGMA integrity_check', at_cut)}")
+        say(f"user_version {sqlite_cli('PRAGMA user_version', at_cut)}")
+        say(f"counts queue={sqlite_cli('SELECT count(*) FROM queue', at_cut)} "
+            f"dead={sqlite_cli('SELECT count(*) FROM dead_letters', at_cut)}")
+        say_ranges("have", markers(at_cut))
+        shutil.rmtree(READ_COPY, ignore_errors=True)
     else:
         say("integrity ok (no database yet)")
-    say_ranges("have", markers())
+        say_ranges("have", markers())
 
     sink_status(200)
     sink = start_sink()
@@ -360,8 +397,9 @@ def main():
         verify()
 
 
-try:
-    main()
-except BaseException as error:  # the host reads why on the serial port
-    say(f"error {type(error).__name__}: {error}")
-    raise
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException as error:  # the host reads why on the serial port
+        say(f"error {type(error).__name__}: {error}")
+        raise
