@@ -11,6 +11,14 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
 
     /// True when the disk (or the database's size limit) is full.
     public var isFull: Bool { code & 0xff == SQLITE_FULL }
+
+    /// True when a read-only connection met a write a crash left half done (a hot rollback
+    /// journal, or a WAL to recover) that only a read-write connection may undo.
+    /// (`SQLITE_READONLY_RECOVERY`, `_ROLLBACK` and `_CANTINIT`: sqlite3.h's macros for them
+    /// are shifts, which Swift does not import.)
+    public var needsAWriterToRecover: Bool {
+        code & 0xff == SQLITE_READONLY && [1, 3, 5].contains(code >> 8)
+    }
 }
 
 /// One SQLite connection over the C API.

@@ -146,3 +146,47 @@ extension QueueStoreTests {
         #expect(try store.db.queryRow("PRAGMA temp_store") { $0.int(0) } == 2)
     }
 }
+
+extension QueueStoreTests {
+    /// A power cut in the one commit the daemon makes in rollback-journal mode (switching a
+    /// file from before WAL mode, at its first start after an upgrade) leaves a hot journal.
+    /// A read-only reader cannot roll it back: `trackq status` and `trackq dead list` say so
+    /// in words; the daemon's open rolls it back, and then they read.
+    @Test func aWriteCutInRollbackModeIsExplainedToReadersAndUndoneByTheDaemon() throws {
+        let dir = try TestDirectory()
+        let live = dir.file("live.db")
+        let db = try SQLiteConnection(path: live)
+        try Schema.migrate(db)  // no WAL yet: the file as a store from before WAL mode left it
+        try db.execute("CREATE TABLE pad (x TEXT)")
+        try Database.transaction(db) {
+            for _ in 0..<2000 { try db.run("INSERT INTO pad VALUES (?)", [.text(String(repeating: "y", count: 500))]) }
+        }
+        // A transaction whose pages spill from a tiny cache: SQLite syncs the journal before it
+        // overwrites the file. A copy of both taken now is what a power cut leaves.
+        try db.execute("PRAGMA cache_size = 5")
+        try db.execute("BEGIN")
+        try db.execute("UPDATE pad SET x = 'overwritten'")
+        try FileManager.default.copyItem(atPath: live, toPath: dir.database)
+        try FileManager.default.copyItem(atPath: live + "-journal", toPath: dir.database + "-journal")
+        try db.execute("ROLLBACK")
+
+        for read in [
+            { _ = try StatusReader.read(database: dir.database) },
+            { _ = try DeadLetterStore(path: dir.database, readOnly: true).list(limit: nil) },
+        ] as [() throws -> Void] {
+            #expect {
+                try read()
+            } throws: { error in
+                let said = "\(error)"
+                return said.contains("holds a write that a crash or power cut interrupted")
+                    && said.contains("the daemon does when it starts") && !said.contains("SQLite error")
+            }
+        }
+        #expect(FileManager.default.fileExists(atPath: dir.database + "-journal"), "a reader changed the file")
+
+        let store = try QueueStore(path: dir.database, durability: .full, bootID: "after-the-cut")
+        #expect(!FileManager.default.fileExists(atPath: dir.database + "-journal"))
+        #expect(try store.db.queryRow("SELECT count(*) FROM pad WHERE x = 'overwritten'") { $0.int64(0) } == 0)
+        #expect(try StatusReader.read(database: dir.database).queue.pending == 0)
+    }
+}
