@@ -93,6 +93,8 @@ elif states:
     last = states[-1]
     notes.append(f"pending_at_cut~{last['pending']} db_bytes_max={top} db_bytes_at_cut~{last['bytes']}"
                  + (" shrinking" if int(last["bytes"]) < top else ""))
+if any(line.startswith("note no queue ") for line in results):
+    notes.append("no-schema-at-cut")  # a new file's schema was still only in the lost WAL (normal)
 if any(line.startswith("journal ") for line in results):
     notes.append("hot-journal-at-cut")  # a rollback-mode commit was cut (the switch to WAL)
 counts = next((line.split(" ", 1)[1] for line in results if line.startswith("counts ")), "")

@@ -267,13 +267,21 @@ MARKER = re.compile(r'"seq"\s*:\s*"([A-Za-z0-9]+)-([0-9]+)"')
 
 
 def markers(path=DB):
-    """Every marker in the queue, the dead letters and the sink's file: {name: set(numbers)}."""
+    """Every marker in the queue, the dead letters and the sink's file: {name: set(numbers)}.
+
+    A file can hold no tables: with --durability normal the schema a new database got is in
+    the WAL until the first checkpoint, and a cut before it leaves the bare file (the daemon
+    makes the schema again at its next start). It holds no markers then."""
     found = {}
     texts = []
     if os.path.exists(path):
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        texts += [row[0] for row in db.execute("SELECT body FROM queue")]
-        texts += [row[0] for row in db.execute("SELECT body FROM dead_letters")]
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        for table in ("queue", "dead_letters"):
+            if table in tables:
+                texts += [row[0] for row in db.execute(f"SELECT body FROM {table}")]
+            else:
+                say(f"note no {table} in {os.path.basename(path)}")
         db.close()
     if os.path.exists(DELIVERED):
         with open(DELIVERED) as f:

@@ -58,5 +58,12 @@ assert said.startswith("journal ") and "rolled back in a copy" in said, said
 # A file without a journal is read where it is.
 os.remove(journal)
 assert guest.as_a_reader_finds_it() == guest.DB
-print("powercut selftest: a hot journal is read rolled back in a copy; the file is left as the cut left it")
+# A file without tables (a new database's schema lost with the WAL of a --durability normal
+# cut) holds no markers, and says so.
+os.remove(guest.DB)
+sqlite3.connect(guest.DB).execute("PRAGMA journal_mode = WAL").fetchone()
+assert guest.markers().get("f") is None
+assert "note no queue in queue.db" in open(serial).read()
+print("powercut selftest: a hot journal is read rolled back in a copy, the file left as the cut left it; "
+      "a file without tables holds no markers")
 subprocess.run(["rm", "-rf", work], check=True)
