@@ -95,8 +95,10 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     /// How many events refused alone in a row, with no 2xx since, make the API a suspect.
     public static var systemicThreshold: Int { 8 }
 
-    /// Whether the active alert came from ``raise(_:)`` (a 2xx does not clear it).
-    private var alertIsSticky = false
+    /// The alerts ``raise(_:)`` raised and ``clearRaised(_:)`` has not cleared, one a kind,
+    /// the latest last: a 2xx does not clear them, and when an answer's alert that hid one
+    /// clears, the latest is the active alert again.
+    private var standing: [DeliveryAlert] = []
 
     /// Events refused alone since the last 2xx.
     public private(set) var refusedAloneSince2xx = 0
@@ -239,19 +241,27 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
     /// cause is gone.
     /// - Returns: `[.raiseAlert(raised)]`, or nothing when that alert is already active.
     public mutating func raise(_ raised: DeliveryAlert) -> [DeliveryAction<Instant>] {
+        standing.removeAll { $0.kind == raised.kind }
+        standing.append(raised)
         guard alert != raised else { return [] }
         alert = raised
-        alertIsSticky = true
         return [.raiseAlert(raised)]
     }
 
-    /// Clears an alert raised by ``raise(_:)`` (of `kind`, when given: a token read well
-    /// does not clear a trust file's alert); nothing otherwise.
+    /// Clears the alerts raised by ``raise(_:)`` (of `kind`, when given: a token read well
+    /// does not clear a trust file's alert). When the active alert was one of them, another
+    /// still standing becomes the active alert, or none is.
     public mutating func clearRaised(_ kind: AlertKind? = nil) -> [DeliveryAction<Instant>] {
-        guard let active = alert, alertIsSticky, kind == nil || active.kind == kind else { return [] }
-        alert = nil
-        alertIsSticky = false
-        return [.clearAlert]
+        let wasActive = alert.map { active in standing.contains(active) && (kind == nil || active.kind == kind) } ?? false
+        standing.removeAll { kind == nil || $0.kind == kind }
+        guard wasActive else { return [] }
+        return showStandingOrClear()
+    }
+
+    /// The latest standing alert as the active one, or no alert.
+    private mutating func showStandingOrClear() -> [DeliveryAction<Instant>] {
+        alert = standing.last
+        return [alert.map { .raiseAlert($0) } ?? .clearAlert]
     }
 
     /// SIGHUP: drops any pending wait (backoff, or an alert's) so the next try is now.
@@ -272,9 +282,8 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         var actions: [DeliveryAction<Instant>] = [.deliver(range)]
         consecutiveFailures = 0
         refusedAloneSince2xx = 0
-        if alert != nil && !alertIsSticky {
-            alert = nil
-            actions.append(.clearAlert)
+        if let active = alert, !standing.contains(active) {
+            actions += showStandingOrClear()
         }
         // The first half went through, so a marked second half holds a bad event:
         // split it without sending it, down to a single event (sent alone for its answer).
@@ -336,7 +345,6 @@ public struct DeliveryScheduler<Instant: InstantProtocol>: Sendable where Instan
         // A new message is news too (a TLS failure that changed: the status is 0 for all).
         if alert != raised {
             alert = raised
-            alertIsSticky = false
             actions.append(.raiseAlert(raised))
         }
         let until = now.advanced(by: Swift.max(backoff.maximum, .zero))

@@ -290,4 +290,36 @@ import Testing
         #expect(scheduler.clearRaised(.tls) == [.clearAlert])
         #expect(scheduler.alert == nil)
     }
+
+    /// A trust file that cannot be read again stands until it is fixed: an answer's alert
+    /// (a 401) may hide it while it lasts, but the 2xx that clears that one shows it again.
+    @Test func aStandingAlertHiddenByAnAnswersAlertIsShownAgainWhenThatClears() {
+        var scheduler = DeliveryScheduler<ManualInstant>(backoff: Backoff(initial: .seconds(1), maximum: .seconds(300)))
+        var random = SplitMix64(seed: 2)
+        let now = ManualInstant(offset: .zero)
+        let trust = DeliveryAlert(kind: .tls, status: 0, message: "--ca-file x holds no PEM certificate")
+        let token = DeliveryAlert(kind: .auth, status: 0, message: "the token file is empty")
+        #expect(scheduler.raise(trust) == [.raiseAlert(trust)])
+
+        func answer(_ status: Int) -> [DeliveryAction<ManualInstant>] {
+            scheduler.begin(batchCount: 1)
+            _ = scheduler.nextRange()
+            return scheduler.handle(.response(status: status, retryAfter: nil, body: ""), now: now, using: &random)
+        }
+        let refused = answer(401)
+        #expect(scheduler.alert?.kind == .auth && scheduler.alert?.status == 401)
+        #expect(refused.contains { if case .raiseAlert(let a) = $0 { a.status == 401 } else { false } })
+        #expect(answer(200).contains(.raiseAlert(trust)), "the 2xx clears the 401's alert and shows the trust files' again")
+        #expect(scheduler.alert == trust)
+        #expect(answer(200).allSatisfy { $0 != .clearAlert }, "a 2xx does not clear a standing alert")
+
+        // Two standing (the token and the trust files): clearing the active one shows the other.
+        #expect(scheduler.raise(token) == [.raiseAlert(token)])
+        #expect(scheduler.clearRaised(.tls).isEmpty, "the trust files' alert was not the active one")
+        #expect(scheduler.alert == token)
+        #expect(scheduler.raise(trust) == [.raiseAlert(trust)])
+        #expect(scheduler.clearRaised(.tls) == [.raiseAlert(token)])
+        #expect(scheduler.clearRaised(.auth) == [.clearAlert])
+        #expect(scheduler.alert == nil)
+    }
 }
