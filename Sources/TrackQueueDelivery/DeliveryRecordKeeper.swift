@@ -139,7 +139,9 @@ package struct DeliveryRecordKeeper: Sendable {
             effects.append(.status("backoff: \(record.lastError ?? "")"))
         } else if record.consecutiveFailures == 0 && failuresBefore > 0 {
             effects.append(.log(pacing ? .info : .notice, "delivery recovered", metadata: ["failures": "\(failuresBefore)"]))
-            effects.append(.status("sending"))
+            // An alert still active (one that stands until a file is fixed, shown again as
+            // the answer's alert cleared) keeps systemd's STATUS= line.
+            effects.append(.status(record.alertMessage.map { "alert: \($0)" } ?? "sending"))
         }
         commit.record = record
         return (commit, effects)

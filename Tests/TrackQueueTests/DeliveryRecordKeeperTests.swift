@@ -172,4 +172,20 @@ private func http(_ status: Int, _ body: String = "") -> DeliveryOutcome {
         #expect(idle?.effects == [.status("idle: queue empty")])
         #expect(keeper.queueEmpty() == nil)
     }
+
+    /// A standing alert (trust files that cannot be used) hidden by a 401's is shown again by
+    /// the 2xx that clears the 401's, and the recovery leaves systemd's status saying it.
+    @Test func aStandingAlertShownAgainKeepsTheStatusLine() {
+        var rig = Rig()
+        let trust = DeliveryAlert(kind: .tls, status: 0, message: "--ca-file x holds no PEM certificate")
+        _ = rig.keeper.alertsChanged(rig.scheduler.raise(trust), nowMillis: rig.wallMillis)
+        _ = rig.answer(http(401))
+        #expect(rig.keeper.record.alertStatus == 401)
+        rig.waitOut()
+        let (commit, effects) = rig.answer(http(200))
+        #expect(commit.record.alertKind == .tls && commit.record.alertMessage == trust.message)
+        #expect(effects.contains(.alertCommand(raised: true, trust)))
+        let statuses = effects.compactMap { if case .status(let line) = $0 { line } else { nil } }
+        #expect(statuses.last == "alert: \(trust.message)", "\(statuses)")
+    }
 }
