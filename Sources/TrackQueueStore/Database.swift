@@ -26,7 +26,7 @@ package enum Database {
             guard version >= 1 else { throw StoreError.io("\(path) is not a trackq database (or is empty)") }
             try checkNotNewer(version)
             return db
-        } catch let error as SQLiteError where access == .readOnly && error.needsAWriterToRecover {
+        } catch let error as SQLiteError where access == .readOnly && error.isHotJournal {
             throw StoreError.io(
                 "the queue file \(path) holds a write that a crash or power cut interrupted; a reader cannot undo it, "
                     + "the daemon does when it starts (systemctl restart trackq), and then this works")

@@ -12,13 +12,15 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
     /// True when the disk (or the database's size limit) is full.
     public var isFull: Bool { code & 0xff == SQLITE_FULL }
 
-    /// True when a read-only connection met a write a crash left half done (a hot rollback
-    /// journal, or a WAL to recover) that only a read-write connection may undo.
-    /// (`SQLITE_READONLY_RECOVERY`, `_ROLLBACK` and `_CANTINIT`: sqlite3.h's macros for them
-    /// are shifts, which Swift does not import.)
-    public var needsAWriterToRecover: Bool {
-        code & 0xff == SQLITE_READONLY && [1, 3, 5].contains(code >> 8)
-    }
+    /// True when a read-only connection met a hot rollback journal: a write a crash or power
+    /// cut left half done, which only a read-write connection may roll back
+    /// (`SQLITE_READONLY_ROLLBACK`; sqlite3.h's macro is a shift, which Swift does not import).
+    public var isHotJournal: Bool { code == SQLITE_READONLY | (3 << 8) }
+
+    /// True when a read-only connection met the WAL's index while a writer was changing it
+    /// (`SQLITE_READONLY_RECOVERY`): a moment's state beside a running daemon; trying again
+    /// reads it.
+    public var isWALIndexBusy: Bool { code == SQLITE_READONLY | (1 << 8) }
 }
 
 /// One SQLite connection over the C API.

@@ -26,13 +26,14 @@ public enum StatusReader {
         guard access(path, R_OK) == 0 else { throw .io(notReadable(path)) }
         do {
             // A recovery swaps the file by renames: a read that lands between them finds no
-            // file for a moment. Try again, briefly.
+            // file for a moment; a reader that may not write the WAL's index can meet it half
+            // changed. Try again, briefly.
             var tries = 0
             while true {
                 do {
                     let db = try Database.open(path, .readOnly)
                     return try read(db, path: path, endpoint: endpoint, clock: clock)
-                } catch .sqlite(let error) where error.code & 0xff == SQLITE_CANTOPEN && tries < 20 {
+                } catch .sqlite(let error) where (error.code & 0xff == SQLITE_CANTOPEN || error.isWALIndexBusy) && tries < 20 {
                     tries += 1
                     usleep(25_000)
                 }
