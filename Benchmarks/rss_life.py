@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Memory over a daemon's long life: one daemon takes and delivers N events (default 20 M), a
-million at a time through one connection, to bench.py's sink; after each million it prints
+million at a time through one connection (every ack checked), to bench.py's sink; after each million it prints
 VmRSS and its anonymous and file-backed parts (/proc/PID/status). Flat anonymous memory after
 the caches fill is the goal (BENCHMARKS.md, "Memory over a long life").
 
   python3 Benchmarks/rss_life.py BINARY [N]
 """
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -15,7 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 binary = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000_000
-sink = bench.Sink(tempfile.mkdtemp(prefix="trackq-rss-sink."))
+sink_dir = tempfile.mkdtemp(prefix="trackq-rss-sink.")
+sink = bench.Sink(sink_dir)
 endpoint = f"http://127.0.0.1:{sink.port}/api/track"
 
 
@@ -40,3 +42,4 @@ with tempfile.TemporaryDirectory(prefix="trackq-rss.") as work:
         print(f"t={time.monotonic()-t0:.0f}s delivered={written} " + " ".join(f"{k}={v}" for k, v in m.items()), flush=True)
     d.stop()
 sink.stop()
+shutil.rmtree(sink_dir, ignore_errors=True)

@@ -54,6 +54,7 @@ missing=()
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v mke2fs >/dev/null || missing+=(e2fsprogs)
+command -v sqlite3 >/dev/null || missing+=(sqlite3)
 if ((${#missing[@]})) && command -v apt-get >/dev/null; then
   echo "installing ${missing[*]}"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
@@ -63,6 +64,7 @@ command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not inst
 command -v debootstrap >/dev/null || skip "debootstrap is not installed"
 command -v mke2fs >/dev/null || skip "mke2fs is not installed (e2fsprogs)"
 command -v python3 >/dev/null || skip "python3 is not installed"
+command -v sqlite3 >/dev/null || skip "sqlite3 is not installed (the self-test reads with it)"
 
 # The verify boot's reading of a file it cannot simply read (a hot journal), checked here first.
 python3 scripts/powercut/selftest.py

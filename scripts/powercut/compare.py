@@ -93,7 +93,7 @@ elif states:
     last = states[-1]
     notes.append(f"pending_at_cut~{last['pending']} db_bytes_max={top} db_bytes_at_cut~{last['bytes']}"
                  + (" shrinking" if int(last["bytes"]) < top else ""))
-if any(line.startswith("note no queue ") for line in results):
+if any(line.startswith("note at-cut no queue ") for line in results):
     notes.append("no-schema-at-cut")  # a new file's schema was still only in the lost WAL (normal)
 if any(line.startswith("journal ") for line in results):
     notes.append("hot-journal-at-cut")  # a rollback-mode commit was cut (the switch to WAL)

@@ -266,7 +266,7 @@ SCENARIOS = {"ingest": ingest, "delivery": delivery, "vacuum": vacuum, "migratio
 MARKER = re.compile(r'"seq"\s*:\s*"([A-Za-z0-9]+)-([0-9]+)"')
 
 
-def markers(path=DB):
+def markers(path=DB, when="at-cut"):
     """Every marker in the queue, the dead letters and the sink's file: {name: set(numbers)}.
 
     A file can hold no tables: with --durability normal the schema a new database got is in
@@ -281,7 +281,7 @@ def markers(path=DB):
             if table in tables:
                 texts += [row[0] for row in db.execute(f"SELECT body FROM {table}")]
             else:
-                say(f"note no {table} in {os.path.basename(path)}")
+                say(f"note {when} no {table} in {os.path.basename(path)}")
         db.close()
     if os.path.exists(DELIVERED):
         with open(DELIVERED) as f:
@@ -334,6 +334,8 @@ def as_a_reader_finds_it():
     copy = f"{READ_COPY}/queue.db"
     shutil.copyfile(DB, copy)
     shutil.copyfile(journal, copy + "-journal")
+    if os.path.exists(DB + "-wal"):  # not met: the switch to WAL commits before a WAL exists
+        shutil.copyfile(DB + "-wal", copy + "-wal")
     db = sqlite3.connect(copy)
     db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # rolls a hot journal back
     db.close()
@@ -386,7 +388,7 @@ def verify():
     sink.kill()
     say(f"after-integrity {sqlite_cli('PRAGMA integrity_check')}")
     say(f"after-user_version {sqlite_cli('PRAGMA user_version')}")
-    say_ranges("have-after", markers())
+    say_ranges("have-after", markers(when="after"))
     shutil.rmtree(CUT_DIR)
     os.sync()
     say("done")
