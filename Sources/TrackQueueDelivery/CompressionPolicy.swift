@@ -36,10 +36,11 @@ package struct CompressionPolicy: Sendable, Equatable {
     }
 
     package mutating func compressedAnswered(_ status: Int) -> Next {
-        switch status {
-        case 200..<300:
+        if ResponseClassifier.classify(status: status) == .success {
             if state == .unproven { state = .works }
             return .done
+        }
+        switch status {
         case 415:
             state = .refused
             return .resendPlain(fellBack: true)
@@ -53,7 +54,7 @@ package struct CompressionPolicy: Sendable, Equatable {
     /// After a 400 to a compressed body, the same body sent plain was answered `status`;
     /// whether compression is off from now on (the API took it plain).
     package mutating func plainAnswered(_ status: Int) -> Bool {
-        guard state == .unproven, (200..<300).contains(status) else { return false }
+        guard state == .unproven, ResponseClassifier.classify(status: status) == .success else { return false }
         state = .refused
         return true
     }

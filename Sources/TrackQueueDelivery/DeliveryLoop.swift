@@ -254,12 +254,12 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         run.scheduler.tokenMissing = token == nil
         var body = parts.sender.prepare(
             current.sendBody(range, times: eventTimes(), annotate: settings.clockAnnotation, eventIDs: settings.eventIDs))
-        if settings.eventIDs { body.idempotencyKey = IdempotencyKey.of(current.events[range]) }
         // Over --max-send-rate: wait, then build the body again (its send times would be old).
         if let wait = run.rate?.wait(for: body.wire.count, now: clock.now) {
             return await pause(until: clock.now.advanced(by: wait), &run)
         }
         run.rate?.spend(body.wire.count, now: clock.now)
+        if settings.eventIDs { body.idempotencyKey = IdempotencyKey.of(current.events[range]) }
         let prefetches = run.plan.prefetches(
             range: range, batchCount: current.count, consecutiveFailures: run.scheduler.consecutiveFailures)
         async let prefetched = (prefetches ? current.lastID : nil).asyncMap {
@@ -325,7 +325,7 @@ package final class DeliveryLoop<C: Clock>: Service where C.Duration == Duration
         parts.metrics.requestDuration.record(duration: duration)
         if case .response(let status, _, let body) = outcome {
             parts.metrics.response(status: status)
-            if (200..<300).contains(status) { countWarnings(in: body) }
+            if ResponseClassifier.classify(status: status) == .success { countWarnings(in: body) }
         } else {
             parts.metrics.response(status: nil)
         }
