@@ -124,7 +124,7 @@ public struct Daemon: Service {
             "ready",
             metadata: [
                 "pid": "\(getpid())", "version": "\(TrackQueue.version)", "endpoint": "\(settings.endpoint)",
-                "proxy": "\(settings.proxyRoute.map { "\($0.shown) (\($0.source))" } ?? "none")",
+                "proxy": "\(settings.proxyRoute.map(\.description) ?? "none")",
             ])
 
         let group = ServiceGroup(

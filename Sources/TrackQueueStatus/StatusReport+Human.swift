@@ -177,8 +177,7 @@ extension StatusReport {
             case .sending: return "OK — delivering"
             case .idle where queue.pending == 0: return "OK — idle, all delivered"
             case .idle: return "OK — delivering"
-            case .backoff, .alert: return "OK — \(delivery.state.rawValue)"
-            case .window: return "OK — \(delivery.state.words)"
+            case .backoff, .alert, .window: return "OK — \(delivery.state.words)"
             }
         }
     }

@@ -79,12 +79,14 @@ struct TopCommand: ParsableCommand {
 nonisolated(unsafe) private var savedTerminal = termios()
 nonisolated(unsafe) private var terminalIsRaw = false
 
+/// Shows the cursor again and leaves the alternate screen.
+private let leaveScreen: StaticString = "\u{1B}[?25h\u{1B}[?1049l"
+
 /// SIGTERM, SIGHUP, SIGQUIT (a `kill`, `timeout`, a closed ssh session): the terminal as it
 /// was, then the signal's own end. Only async-signal-safe calls.
 private func restoreTerminalAndEnd(_ signal: Int32) {
     if terminalIsRaw { _ = tcsetattr(STDIN_FILENO, TCSANOW, &savedTerminal) }
-    let restore: StaticString = "\u{1B}[?25h\u{1B}[?1049l"
-    _ = write(STDOUT_FILENO, restore.utf8Start, restore.utf8CodeUnitCount)
+    _ = write(STDOUT_FILENO, leaveScreen.utf8Start, leaveScreen.utf8CodeUnitCount)
     _ = Glibc.signal(signal, SIG_DFL)
     _ = raise(signal)
 }
@@ -111,7 +113,7 @@ private final class RawTerminal {
     }
 
     func restore() {
-        write("\u{1B}[?25h\u{1B}[?1049l")
+        write("\(leaveScreen)")
         if rawInput { _ = tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
     }
 
